@@ -1,0 +1,193 @@
+"""The Engine protocol and the types every engine speaks.
+
+Both backends take the same :class:`TranscribeOptions` and return the same
+:class:`Transcription`, so the API, the formats and the tests never care which one
+ran.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+Task = Literal["transcribe", "translate"]
+
+# Whisper's temperature fallback: decode greedily/with beams at 0, retry hotter when
+# the output looks like a hallucination (compression ratio, log-prob thresholds).
+FALLBACK_TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class UnsupportedOption(ValueError):
+    """A valid option this model cannot honour (translate with an English-only model)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class Cancelled(Exception):
+    """Inference stopped early because its request was cancelled or ran out of time."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CancelToken:
+    """Shared between a request and the worker thread running its inference.
+
+    Engines call :meth:`check` between decoding windows; the request side calls
+    :meth:`cancel` (client gone) or sets a monotonic ``deadline``.
+    """
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self._reason: str | None = None
+        self._event = threading.Event()
+
+    def cancel(self, reason: str) -> None:
+        """Ask the running inference to stop at its next check."""
+        self._reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancel() was called."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise Cancelled if cancelled or past the deadline."""
+        if self._event.is_set():
+            raise Cancelled(self._reason or "cancelled")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise Cancelled("deadline_exceeded")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Decoding options, identical for every engine."""
+
+    language: str | None = None
+    task: Task = "transcribe"
+    beam_size: int = 5
+    # None or 0 means Whisper's fallback schedule (as in OpenAI's API); >0 is fixed.
+    temperature: float | None = None
+    prompt: str | None = None
+    word_timestamps: bool = False
+    vad_filter: bool = False
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """The temperature schedule to decode with."""
+        if not self.temperature:
+            return FALLBACK_TEMPERATURES
+        return (self.temperature,)
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word with its timing (seconds) and probability."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One decoded segment, in the shape openai-whisper returns."""
+
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] | None = None
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """What any engine returns for one audio input."""
+
+    text: str
+    language: str
+    language_probability: float
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def words(self) -> list[Word]:
+        """Every word of every segment, in order (empty without word timestamps)."""
+        return [w for s in self.segments for w in (s.words or [])]
+
+
+ProgressCallback = Callable[[float], None]
+
+
+class Engine(Protocol):
+    """A loaded Whisper model that can transcribe and detect languages.
+
+    Implementations are safe to call from ``workers`` threads at once.
+    """
+
+    name: str
+    model_name: str
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the model knows languages other than English (and can translate)."""
+        ...
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Transcription:
+        """Transcribe 16 kHz mono float32 ``audio``."""
+        ...
+
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """Language codes with probabilities, most likely first (first 30 s)."""
+        ...
+
+
+def check_options(engine: Engine, options: TranscribeOptions) -> None:
+    """Reject options the loaded model cannot honour, with the parameter at fault."""
+    if engine.multilingual:
+        return
+    if options.task == "translate":
+        raise UnsupportedOption(
+            f"model {engine.model_name} is English-only and cannot translate; "
+            "serve a multilingual model (e.g. WHISPER_MODEL=base)",
+            "task",
+        )
+    if options.language not in (None, "en"):
+        raise UnsupportedOption(
+            f"model {engine.model_name} is English-only; language {options.language!r} "
+            "needs a multilingual model",
+            "language",
+        )
+
+
+def require_multilingual(engine: Engine) -> None:
+    """Language detection only makes sense with a multilingual model."""
+    if not engine.multilingual:
+        raise UnsupportedOption(
+            f"model {engine.model_name} is English-only; language detection needs a "
+            "multilingual model (e.g. WHISPER_MODEL=base)",
+            "model",
+        )

@@ -1,0 +1,188 @@
+"""The reference engine: openai-whisper on torch (float32 on CPU).
+
+openai-whisper's decoder installs forward hooks on the shared model for its KV cache
+and word alignment, so one model object must never decode two inputs at once. The
+engine keeps one replica per inference worker and hands each call its own.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+import whisper
+from whisper.audio import N_SAMPLES
+from whisper.decoding import DecodingOptions, DecodingResult
+
+from whisper_service.engines.base import (
+    CancelToken,
+    ProgressCallback,
+    Segment,
+    TranscribeOptions,
+    Transcription,
+    Word,
+    check_options,
+    require_multilingual,
+)
+from whisper_service.models import ModelArtifact
+
+
+class _Replica:
+    """One model copy plus the cancel token of the call now using it."""
+
+    def __init__(self, model: whisper.Whisper) -> None:
+        self.model = model
+        self.token: CancelToken | None = None
+        # transcribe() calls model.decode once per window and temperature: the one
+        # place inside openai-whisper's loop where a cancellation can be honoured.
+        original = model.decode
+
+        def decode(mel: torch.Tensor, options: DecodingOptions = DecodingOptions()) -> Any:
+            if self.token is not None:
+                self.token.check()
+            return original(mel, options)
+
+        model.decode = decode  # type: ignore[method-assign]
+
+
+def _load(artifact: ModelArtifact, device: str) -> whisper.Whisper:
+    checkpoint = torch.load(artifact.path, map_location=device, weights_only=True)
+    model = whisper.Whisper(whisper.ModelDimensions(**checkpoint["dims"]))
+    model.load_state_dict(checkpoint["model_state_dict"])
+    heads = checkpoint.get("alignment_heads") or artifact.alignment_heads
+    if heads:
+        mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
+        for layer, head in heads:
+            mask[layer, head] = True
+        model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
+    elif artifact.name in whisper._ALIGNMENT_HEADS:
+        model.set_alignment_heads(whisper._ALIGNMENT_HEADS[artifact.name])
+    return model.to(device).eval()
+
+
+def _speech_clips(audio: np.ndarray) -> list[float]:
+    """Speech regions (seconds, flat start,end list) from the Silero VAD shipped with
+    faster-whisper, so both engines honour vad_filter the same way."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    chunks = get_speech_timestamps(audio, VadOptions())
+    return [t / 16_000 for c in chunks for t in (c["start"], c["end"])]
+
+
+class OpenAIWhisperEngine:
+    """openai-whisper model replicas behind the Engine protocol."""
+
+    name = "openai-whisper"
+
+    def __init__(
+        self, artifact: ModelArtifact, *, device: str, threads: int, workers: int
+    ) -> None:
+        torch.set_num_threads(threads)
+        self.model_name = artifact.name
+        self.device = device
+        self._replicas: queue.Queue[_Replica] = queue.Queue()
+        first = _load(artifact, device)
+        self._multilingual = bool(first.is_multilingual)
+        self._replicas.put(_Replica(first))
+        for _ in range(workers - 1):
+            self._replicas.put(_Replica(_load(artifact, device)))
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the model knows languages other than English."""
+        return self._multilingual
+
+    @contextmanager
+    def _replica(self, token: CancelToken | None) -> Iterator[_Replica]:
+        replica = self._replicas.get()
+        replica.token = token
+        try:
+            yield replica
+        finally:
+            replica.token = None
+            self._replicas.put(replica)
+
+    def _language_probs(self, model: whisper.Whisper, audio: np.ndarray) -> dict[str, float]:
+        mel = whisper.log_mel_spectrogram(
+            whisper.pad_or_trim(torch.from_numpy(audio[:N_SAMPLES])), model.dims.n_mels
+        ).to(self.device)
+        with torch.inference_mode():
+            _, probs = model.detect_language(mel)
+        return dict(probs) if isinstance(probs, dict) else dict(probs[0])
+
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """Language probabilities for the first 30 s, most likely first."""
+        require_multilingual(self)
+        with self._replica(None) as replica:
+            probs = self._language_probs(replica.model, audio)
+        return sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Transcription:
+        """Transcribe with openai-whisper's own sliding-window loop."""
+        check_options(self, options)
+        duration = len(audio) / 16_000
+        language, probability = options.language, 1.0
+        with self._replica(cancel) as replica:
+            if language is None and not self.multilingual:
+                language = "en"
+            elif language is None:
+                probs = self._language_probs(replica.model, audio)
+                language = max(probs, key=probs.__getitem__)
+                probability = probs[language]
+            clips: list[float] | str = _speech_clips(audio) if options.vad_filter else "0"
+            if clips == []:
+                return Transcription("", language, probability, duration, [])
+            with torch.inference_mode():
+                result = replica.model.transcribe(
+                    torch.from_numpy(audio),
+                    language=language,
+                    task=options.task,
+                    temperature=options.temperatures,
+                    beam_size=options.beam_size,
+                    best_of=5,
+                    initial_prompt=options.prompt,
+                    word_timestamps=options.word_timestamps,
+                    clip_timestamps=clips,
+                    fp16=False,
+                    verbose=None,
+                )
+        if on_progress is not None:
+            on_progress(duration)
+        segments = [_segment(s) for s in result["segments"]]
+        text = "".join(s.text for s in segments).strip()
+        return Transcription(text, language, probability, duration, segments)
+
+
+def _segment(raw: dict[str, Any]) -> Segment:
+    words = raw.get("words")
+    return Segment(
+        id=int(raw["id"]),
+        seek=int(raw["seek"]),
+        start=float(raw["start"]),
+        end=float(raw["end"]),
+        text=str(raw["text"]),
+        tokens=[int(t) for t in raw["tokens"]],
+        temperature=float(raw["temperature"]),
+        avg_logprob=float(raw["avg_logprob"]),
+        compression_ratio=float(raw["compression_ratio"]),
+        no_speech_prob=float(raw["no_speech_prob"]),
+        words=None
+        if words is None
+        else [
+            Word(float(w["start"]), float(w["end"]), str(w["word"]), float(w["probability"]))
+            for w in words
+        ],
+    )
+
+
+__all__ = ["DecodingResult", "OpenAIWhisperEngine"]
