@@ -1,0 +1,1 @@
+"""HTTP only: request parsing, response formatting, error mapping."""

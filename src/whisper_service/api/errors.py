@@ -1,0 +1,119 @@
+"""One JSON error shape for every failure, compatible with OpenAI's:
+``{"error": {"message", "type", "param", "code", "request_id"}}``.
+
+Stack traces and internal paths never reach a response; unexpected exceptions are
+logged with the request id and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from whisper_service.observability.context import request_id_var
+
+log = structlog.get_logger(__name__)
+
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+
+
+def error_type(status: int) -> str:
+    """OpenAI-style error type for a status code."""
+    if status in _TYPES:
+        return _TYPES[status]
+    if status == 429:
+        return "rate_limit_error"
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+class ApiError(StarletteHTTPException):
+    """An error with a stable ``code`` for clients. Subclasses Starlette's
+    HTTPException so FastAPI re-raises it untouched from body parsing."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    return {
+        "error": {
+            "message": message,
+            "type": error_type(status),
+            "param": param,
+            "code": code,
+            "request_id": request_id_var.get(),
+        }
+    }
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A JSONResponse carrying the error body."""
+    return JSONResponse(error_body(status, code, message, param), status, headers=headers)
+
+
+def _validation_param(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or None
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(
+        exc.status_code, exc.code, exc.message, param=exc.param, headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = _validation_param(tuple(first.get("loc", ())))
+    problems = "; ".join(
+        f"{_validation_param(tuple(e.get('loc', ()))) or 'request'}: {e.get('msg')}"
+        for e in exc.errors()
+    )
+    return error_response(400, "invalid_parameter", problems, param=param)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path, error_class=type(exc).__name__)
+    return error_response(500, "internal_error", "internal server error; see the service logs")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error through the JSON error shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

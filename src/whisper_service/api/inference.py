@@ -1,0 +1,74 @@
+"""Run engine work through the scheduler and map refusals to HTTP errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import Request
+
+from whisper_service.api.errors import ApiError
+from whisper_service.engines.base import Cancelled, CancelToken, Engine, UnsupportedOption
+from whisper_service.lifecycle import Runtime
+from whisper_service.scheduler import Rejected
+
+T = TypeVar("T")
+
+_REJECTIONS = {
+    "queue_full": (429, "the inference queue is full; retry later"),
+    "queue_timeout": (503, "no inference worker became free in time; retry later"),
+    "shutting_down": (503, "the instance is shutting down; retry on another"),
+    "deadline_exceeded": (504, "the request deadline passed before inference finished"),
+    "client_disconnected": (499, "the client disconnected"),
+}
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The process Runtime."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def ready_engine(request: Request) -> Engine:
+    """The loaded engine, or 503 while the model is still loading."""
+    engine = runtime_of(request).engine
+    if engine is None:
+        raise ApiError(
+            503, "model_loading", "the model is still loading", headers={"Retry-After": "5"}
+        )
+    return engine
+
+
+def deadline_token(request: Request) -> CancelToken:
+    """A cancel token whose deadline is the request timeout from now."""
+    timeout = runtime_of(request).settings.request_timeout_seconds
+    return CancelToken(deadline=time.monotonic() + timeout)
+
+
+def admit_or_reject(request: Request) -> None:
+    """Refuse at once when the queue is full, before spending CPU on decoding."""
+    scheduler = runtime_of(request).scheduler
+    if scheduler.full:
+        _raise_rejected(Rejected("queue_full", scheduler.retry_after()))
+
+
+def _raise_rejected(rejected: Rejected) -> None:
+    status, message = _REJECTIONS[rejected.reason]
+    headers = {"Retry-After": str(int(rejected.retry_after))} if status in (429, 503) else None
+    raise ApiError(status, rejected.reason, message, headers=headers)
+
+
+async def run_inference(request: Request, token: CancelToken, work: Callable[[CancelToken], T]) -> T:
+    """Run ``work`` on an inference worker, translating scheduler and engine outcomes."""
+    scheduler = runtime_of(request).scheduler
+    try:
+        return await scheduler.run(work, token, request.is_disconnected)
+    except Rejected as rejected:
+        _raise_rejected(rejected)
+        raise  # unreachable: _raise_rejected always raises
+    except Cancelled as cancelled:
+        _raise_rejected(Rejected(cancelled.reason, scheduler.retry_after()))
+        raise
+    except UnsupportedOption as exc:
+        raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc

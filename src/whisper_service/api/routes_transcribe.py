@@ -1,0 +1,157 @@
+"""The service's own API: POST /transcribe and POST /detect-language."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from whisper_service.api.errors import ApiError
+from whisper_service.api.inference import (
+    admit_or_reject,
+    deadline_token,
+    ready_engine,
+    run_inference,
+    runtime_of,
+)
+from whisper_service.api.uploads import decode_upload
+from whisper_service.engines.base import (
+    Engine,
+    Task,
+    TranscribeOptions,
+    Transcription,
+    UnsupportedOption,
+    check_options,
+    require_multilingual,
+)
+from whisper_service.engines.languages import language_name, normalize_language
+from whisper_service.formats import (
+    MEDIA_TYPES,
+    TEXT_WRITERS,
+    ResponseFormat,
+    segment_dict,
+)
+
+router = APIRouter(tags=["transcription"])
+
+MAX_PROMPT_CHARS = 2000
+
+
+def parse_language(value: str | None) -> str | None:
+    """Validate a language field (code or English name)."""
+    try:
+        return normalize_language(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_language", str(exc), param="language") from exc
+
+
+def check_engine_options(engine: Engine, options: TranscribeOptions) -> None:
+    """Reject options the model cannot honour before any work is done."""
+    try:
+        check_options(engine, options)
+    except UnsupportedOption as exc:
+        raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc
+
+
+def render(
+    transcription: Transcription,
+    response_format: ResponseFormat,
+    json_body: dict[str, Any],
+) -> Response:
+    """A text format through its writer, json formats as given."""
+    if response_format in TEXT_WRITERS:
+        body = TEXT_WRITERS[response_format](transcription)
+        return PlainTextResponse(body, media_type=MEDIA_TYPES[response_format])
+    return JSONResponse(json_body)
+
+
+@router.post(
+    "/transcribe",
+    summary="Transcribe or translate an audio file",
+    responses={
+        400: {"description": "invalid parameter"},
+        413: {"description": "file or audio too large"},
+        415: {"description": "not decodable audio"},
+        429: {"description": "queue full"},
+    },
+)
+async def transcribe(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio or video file with an audio stream")],
+    language: Annotated[str | None, Form(description="ISO 639-1 code; detected if empty")] = None,
+    task: Annotated[Task, Form()] = "transcribe",
+    response_format: Annotated[ResponseFormat, Form()] = ResponseFormat.JSON,
+    word_timestamps: Annotated[bool, Form()] = False,
+    temperature: Annotated[float, Form(ge=0.0, le=1.0, description="0 = fallback schedule")] = 0.0,
+    beam_size: Annotated[int | None, Form(ge=1, le=16)] = None,
+    prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
+    vad_filter: Annotated[bool, Form()] = False,
+) -> Response:
+    """Transcribe ``file``; the answer's shape follows ``response_format``."""
+    runtime = runtime_of(request)
+    engine = ready_engine(request)
+    options = TranscribeOptions(
+        language=parse_language(language),
+        task=task,
+        beam_size=beam_size or runtime.settings.default_beam_size,
+        temperature=temperature,
+        prompt=prompt or None,
+        word_timestamps=word_timestamps,
+        vad_filter=vad_filter,
+    )
+    check_engine_options(engine, options)
+    token = deadline_token(request)
+    admit_or_reject(request)
+    started = time.monotonic()
+    audio = await decode_upload(file, runtime.settings)
+    result = await run_inference(
+        request, token, lambda t: engine.transcribe(audio.samples, options, t)
+    )
+    body: dict[str, Any] = {
+        "text": result.text,
+        "language": result.language,
+        "language_probability": round(result.language_probability, 4),
+        "duration": round(result.duration, 3),
+        "model": engine.model_name,
+        "engine": engine.name,
+        "processing_seconds": round(time.monotonic() - started, 3),
+    }
+    if response_format is ResponseFormat.VERBOSE_JSON:
+        body["task"] = options.task
+        body["segments"] = [
+            segment_dict(s, with_words=word_timestamps) for s in result.segments
+        ]
+    return render(result, response_format, body)
+
+
+@router.post("/detect-language", summary="Detect the spoken language (first 30 s)")
+async def detect_language(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio file")],
+    top: Annotated[int, Form(ge=1, le=100)] = 5,
+) -> dict[str, Any]:
+    """The most likely language and the ``top`` candidates with probabilities."""
+    runtime = runtime_of(request)
+    engine = ready_engine(request)
+    try:
+        require_multilingual(engine)
+    except UnsupportedOption as exc:
+        raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc
+    token = deadline_token(request)
+    admit_or_reject(request)
+    audio = await decode_upload(file, runtime.settings)
+    probs = await run_inference(request, token, lambda _t: engine.detect_language(audio.samples))
+    best, probability = probs[0]
+    return {
+        "language": best,
+        "language_name": language_name(best),
+        "probability": round(probability, 4),
+        "top": [
+            {"language": code, "language_name": language_name(code), "probability": round(p, 4)}
+            for code, p in probs[:top]
+        ],
+        "duration": round(audio.duration, 3),
+        "model": engine.model_name,
+    }

@@ -1,0 +1,29 @@
+"""Turn an uploaded file into decoded audio, mapping every failure to a clear 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import UploadFile
+
+from whisper_service.api.errors import ApiError
+from whisper_service.audio import AudioError, DecodedAudio, decode_audio
+from whisper_service.settings import Settings
+
+
+async def decode_upload(upload: UploadFile, settings: Settings) -> DecodedAudio:
+    """Check the upload's size, then decode it off the event loop with the limits."""
+    if upload.size is not None and upload.size > settings.max_upload_bytes:
+        raise ApiError(
+            413,
+            "file_too_large",
+            f"the file is {upload.size} bytes; the limit is {settings.max_upload_bytes}",
+            param="file",
+        )
+    upload.file.seek(0)
+    try:
+        return await asyncio.to_thread(
+            decode_audio, upload.file, max_seconds=settings.max_audio_seconds
+        )
+    except AudioError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, param="file") from exc

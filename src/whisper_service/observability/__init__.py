@@ -1,0 +1,1 @@
+"""Metrics, traces and logs: they watch the request flow, never sit in its way."""

@@ -1,0 +1,73 @@
+"""structlog set-up: one JSON object per line in Cloud Logging's shape.
+
+stdlib loggers (uvicorn, gunicorn, libraries) go through the same processors, so
+every line the process writes is JSON. ``log_format=console`` gives people a
+readable rendering instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor
+
+from whisper_service.settings import Settings
+
+_SEVERITY = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+}
+
+
+def _cloud_logging_shape(_: Any, method: str, event: EventDict) -> EventDict:
+    """Rename structlog's keys to the ones Cloud Logging reads."""
+    level = str(event.pop("level", method))
+    event["severity"] = _SEVERITY.get(level.lower(), level.upper())
+    event["message"] = event.pop("event", "")
+    return event
+
+
+def configure_logging(settings: Settings) -> None:
+    """Configure structlog and the stdlib root logger (idempotent)."""
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        structlog.processors.format_exc_info,
+    ]
+    renderer: Processor
+    if settings.log_format == "json":
+        shared.append(_cloud_logging_shape)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(settings.log_level)
+    # faster-whisper logs two INFO/DEBUG lines per request about its own progress.
+    logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, root.level))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True

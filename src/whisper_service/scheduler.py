@@ -1,0 +1,142 @@
+"""Admission control and inference workers, kept off the event loop.
+
+A fixed number of worker threads run inference; at most ``queue_size`` more
+requests may wait for one. Anything beyond is rejected at once (the API answers 429
+with ``Retry-After``) so callers and Cloud Run's autoscaler see back-pressure
+instead of timeouts. A waiting request gives up when its queue timeout or deadline
+passes, or when its client disconnects; either way no inference runs for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from whisper_service.engines.base import CancelToken
+
+T = TypeVar("T")
+
+DISCONNECT_POLL_SECONDS = 0.1
+
+
+class Rejected(Exception):
+    """The request was not run. ``reason``: queue_full, queue_timeout,
+    deadline_exceeded, client_disconnected or shutting_down."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    """A snapshot for health reports and metrics."""
+
+    workers: int
+    queue_size: int
+    running: int
+    waiting: int
+
+
+class Scheduler:
+    """Bounded queue in front of ``workers`` inference threads."""
+
+    def __init__(self, *, workers: int, queue_size: int, queue_timeout: float) -> None:
+        self.workers = workers
+        self.queue_size = queue_size
+        self.queue_timeout = queue_timeout
+        self._slots = asyncio.Semaphore(workers)
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
+        self._running = 0
+        self._waiting = 0
+        self._closed = False
+        # Recent inference durations, to tell rejected callers when to come back.
+        self._recent_seconds = 5.0
+
+    @property
+    def stats(self) -> SchedulerStats:
+        """Current occupancy."""
+        return SchedulerStats(self.workers, self.queue_size, self._running, self._waiting)
+
+    @property
+    def full(self) -> bool:
+        """Whether a new request would be rejected now."""
+        return self._running + self._waiting >= self.workers + self.queue_size
+
+    def retry_after(self) -> float:
+        """Seconds a rejected caller should wait: the queue ahead of it, drained."""
+        backlog = (self._waiting + self._running) / self.workers
+        return max(1.0, round(backlog * self._recent_seconds))
+
+    async def _wait_for_slot(
+        self, token: CancelToken, is_disconnected: Callable[[], Awaitable[bool]] | None
+    ) -> None:
+        give_up = time.monotonic() + self.queue_timeout
+        if token.deadline is not None:
+            give_up = min(give_up, token.deadline)
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        try:
+            while True:
+                remaining = give_up - time.monotonic()
+                if remaining <= 0:
+                    reason = (
+                        "deadline_exceeded"
+                        if token.deadline is not None and give_up >= token.deadline
+                        else "queue_timeout"
+                    )
+                    raise Rejected(reason, self.retry_after())
+                done, _ = await asyncio.wait({acquire}, timeout=min(remaining, DISCONNECT_POLL_SECONDS))
+                if done:
+                    return
+                if is_disconnected is not None and await is_disconnected():
+                    raise Rejected("client_disconnected", 0)
+        except BaseException:
+            if acquire.done() and not acquire.cancelled():
+                self._slots.release()
+            else:
+                acquire.cancel()
+            raise
+
+    async def run(
+        self,
+        fn: Callable[[CancelToken], T],
+        token: CancelToken,
+        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T:
+        """Run ``fn(token)`` on a worker thread once admitted; raise Rejected if not."""
+        if self._closed:
+            raise Rejected("shutting_down", self.retry_after())
+        if self.full:
+            raise Rejected("queue_full", self.retry_after())
+        self._waiting += 1
+        try:
+            await self._wait_for_slot(token, is_disconnected)
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        started = time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._executor, fn, token)
+            # If this request is cancelled (client gone), the thread is told to stop at
+            # its next check; the slot is freed only when the thread really finishes.
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                token.cancel("client_disconnected")
+                await asyncio.wait({future})
+                raise
+        finally:
+            self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * (time.monotonic() - started)
+            self._running -= 1
+            self._slots.release()
+
+    def close(self) -> None:
+        """Refuse new work and let the worker threads finish what they have."""
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=False)
