@@ -1,0 +1,237 @@
+"""Command line: ``whisper-service serve | transcribe | models | config``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from whisper_service.settings import EngineName, Settings, SettingsError, env_var_name, load_settings
+
+EXIT_CONFIG_ERROR = 2
+
+
+def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    for key in ("engine", "model", "app_env"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    return load_settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the configuration and the model, then exec gunicorn (becoming PID 1's child
+    or PID 1 itself, so the platform's signals reach the master directly)."""
+    from whisper_service.models import resolve_model
+
+    settings = _settings_from(args, host=args.host, port=args.port, web_workers=args.workers)
+    resolve_model(settings.model, settings.engine, settings.model_cache_dir)
+    env = os.environ.copy()
+    for field, value in (("host", settings.host), ("port", settings.port)):
+        env[env_var_name(field)] = str(value)
+    env[env_var_name("web_workers")] = str(settings.web_workers)
+    for key in ("engine", "model", "app_env"):
+        env[env_var_name(key)] = str(getattr(settings, key).value if key != "model" else settings.model)
+    gunicorn = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
+    argv = [
+        gunicorn,
+        "--config",
+        "python:whisper_service.gunicorn_conf",
+        "whisper_service.app:app_from_env()",
+    ]
+    os.execve(gunicorn, argv, env)
+    return 0  # not reached
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Transcribe local files in-process, with a progress bar per file."""
+    from tqdm import tqdm
+
+    from whisper_service.audio import AudioError, decode_audio
+    from whisper_service.engines.base import TranscribeOptions
+    from whisper_service.engines.languages import normalize_language
+    from whisper_service.formats import TEXT_WRITERS, ResponseFormat, segment_dict
+    from whisper_service.lifecycle import load_model
+
+    settings = _settings_from(args, warmup=False)
+    _, engine, _ = load_model(settings)
+    fmt = ResponseFormat(args.format)
+    options = TranscribeOptions(
+        language=normalize_language(args.language),
+        task=args.task,
+        beam_size=args.beam_size or settings.default_beam_size,
+        word_timestamps=args.word_timestamps,
+        vad_filter=args.vad_filter,
+    )
+    failures = 0
+    for name in args.files:
+        try:
+            audio = decode_audio(name, max_seconds=settings.max_audio_seconds)
+        except (AudioError, OSError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        with tqdm(
+            total=round(audio.duration, 1),
+            unit="s",
+            desc=Path(name).name,
+            disable=args.quiet or audio.duration < 60,
+            file=sys.stderr,
+        ) as bar:
+
+            def advance(done: float, bar: Any = bar) -> None:
+                bar.update(max(0.0, round(min(done, audio.duration), 1) - bar.n))
+
+            result = engine.transcribe(audio.samples, options, on_progress=advance)
+            advance(audio.duration)
+        if fmt in TEXT_WRITERS:
+            output = TEXT_WRITERS[fmt](result)
+        else:
+            data: dict[str, Any] = {
+                "text": result.text,
+                "language": result.language,
+                "duration": result.duration,
+            }
+            if fmt is ResponseFormat.VERBOSE_JSON:
+                data["segments"] = [
+                    segment_dict(s, with_words=args.word_timestamps) for s in result.segments
+                ]
+            output = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        if args.output_dir:
+            target = Path(args.output_dir) / f"{Path(name).stem}.{fmt.value.replace('verbose_', '')}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(output)
+            print(target)
+        else:
+            sys.stdout.write(output)
+    return 1 if failures else 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """Embedded models and what the cache holds."""
+    from whisper_service.models import EMBEDDED_MODELS, embedded_available
+
+    settings = _settings_from(args)
+    rows = [
+        {"name": m.name, "source": "embedded", "available": embedded_available(m.name),
+         "description": m.description}
+        for m in EMBEDDED_MODELS.values()
+    ]
+    cache = settings.model_cache_dir
+    for path in sorted((cache / "openai-whisper").glob("*.pt")):
+        rows.append({"name": path.stem, "source": "cache", "available": True, "path": str(path)})
+    for path in sorted((cache / "ctranslate2").glob("*/model.bin")):
+        rows.append({"name": path.parent.name, "source": "cache", "available": True,
+                     "path": str(path.parent)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            state = "available" if row["available"] else "missing  "
+            print(f"{row['name']:<28} {row['source']:<9} {state} {row.get('description', row.get('path', ''))}")
+    return 0
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    """Resolve the model for the engine now (convert, assemble or download into the
+    cache), so a container start loads from disk."""
+    from whisper_service.models import resolve_model
+
+    settings = _settings_from(args)
+    engines = list(EngineName) if args.all_engines else [settings.engine]
+    for engine in engines:
+        artifact = resolve_model(
+            settings.model, engine, settings.model_cache_dir, allow_download=args.download
+        )
+        print(f"{engine.value}: {artifact.name} ({artifact.format.value}) at {artifact.path}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Print the effective configuration."""
+    settings = _settings_from(args)
+    data = settings.model_dump(mode="json")
+    if args.format == "env":
+        for key, value in data.items():
+            print(f"{env_var_name(key)}={value}")
+    else:
+        print(json.dumps(data, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="whisper-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", choices=[e.value for e in EngineName])
+        p.add_argument("--model", help="model spec (default: WHISPER_MODEL or tiny.en)")
+        p.add_argument("--env", dest="app_env", choices=["production", "staging", "development"])
+
+    serve = sub.add_parser("serve", help="run the HTTP service under gunicorn")
+    common(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="gunicorn worker processes")
+    serve.set_defaults(func=cmd_serve)
+
+    tr = sub.add_parser("transcribe", help="transcribe local files")
+    common(tr)
+    tr.add_argument("files", nargs="+", metavar="FILE")
+    tr.add_argument("--format", default="text", choices=[f.value for f in _formats()])
+    tr.add_argument("--language")
+    tr.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    tr.add_argument("--beam-size", type=int)
+    tr.add_argument("--word-timestamps", action="store_true")
+    tr.add_argument("--vad-filter", action="store_true")
+    tr.add_argument("--output-dir", help="write FILE-stem.FORMAT files here instead of stdout")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_transcribe)
+
+    models = sub.add_parser("models", help="list or prepare models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    ml = msub.add_parser("list", help="embedded and cached models")
+    common(ml)
+    ml.add_argument("--json", action="store_true")
+    ml.set_defaults(func=cmd_models_list)
+    mp = msub.add_parser("prepare", help="convert/assemble/download a model into the cache")
+    common(mp)
+    mp.add_argument("--download", action="store_true", help="allow network downloads")
+    mp.add_argument("--all-engines", action="store_true", help="prepare for both engines")
+    mp.set_defaults(func=cmd_models_prepare)
+
+    config = sub.add_parser("config", help="inspect configuration")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    cs = csub.add_parser("show", help="print the effective settings")
+    common(cs)
+    cs.add_argument("--format", default="json", choices=["json", "env"])
+    cs.set_defaults(func=cmd_config_show)
+    return parser
+
+
+def _formats() -> list[Any]:
+    from whisper_service.formats import ResponseFormat
+
+    return list(ResponseFormat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``whisper-service`` console script."""
+    from whisper_service.models import ModelNotFound
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (SettingsError, ModelNotFound, ValueError) as exc:
+        print(f"whisper-service: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
