@@ -95,9 +95,7 @@ def decode_audio(source: str | Path | IO[bytes], *, max_seconds: float) -> Decod
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise UndecodableAudio(
-            "the file is not a recognised audio or video format"
-        ) from exc
+        raise UndecodableAudio("the file is not a recognised audio or video format") from exc
     with container:
         if not container.streams.audio:
             kinds = sorted({s.type for s in container.streams}) or ["no"]
@@ -117,9 +115,7 @@ def decode_audio(source: str | Path | IO[bytes], *, max_seconds: float) -> Decod
                     samples = out.to_ndarray().reshape(-1)
                     total += len(samples)
                     if total > max_samples:
-                        raise AudioTooLong(
-                            f"the audio is longer than the {max_seconds:g} s limit"
-                        )
+                        raise AudioTooLong(f"the audio is longer than the {max_seconds:g} s limit")
                     chunks.append(samples)
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))

@@ -188,7 +188,9 @@ def convert_ct2_to_openai_whisper(model_dir: Path, output: Path) -> Path:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     checkpoint = {
         "dims": dims,
-        "model_state_dict": {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in state.items()},
+        "model_state_dict": {
+            k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in state.items()
+        },
         "alignment_heads": [list(map(int, pair)) for pair in config.get("alignment_heads", [])],
     }
     output.parent.mkdir(parents=True, exist_ok=True)

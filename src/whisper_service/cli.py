@@ -8,9 +8,15 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from whisper_service.settings import EngineName, Settings, SettingsError, env_var_name, load_settings
+from whisper_service.settings import (
+    EngineName,
+    Settings,
+    SettingsError,
+    env_var_name,
+    load_settings,
+)
 
 EXIT_CONFIG_ERROR = 2
 
@@ -24,7 +30,7 @@ def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     return load_settings(**overrides)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> NoReturn:
     """Check the configuration and the model, then exec gunicorn (becoming PID 1's child
     or PID 1 itself, so the platform's signals reach the master directly)."""
     from whisper_service.models import resolve_model
@@ -36,7 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env[env_var_name(field)] = str(value)
     env[env_var_name("web_workers")] = str(settings.web_workers)
     for key in ("engine", "model", "app_env"):
-        env[env_var_name(key)] = str(getattr(settings, key).value if key != "model" else settings.model)
+        env[env_var_name(key)] = str(
+            getattr(settings, key).value if key != "model" else settings.model
+        )
     gunicorn = shutil.which("gunicorn") or str(Path(sys.executable).with_name("gunicorn"))
     argv = [
         gunicorn,
@@ -44,8 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "python:whisper_service.gunicorn_conf",
         "whisper_service.app:app_from_env()",
     ]
-    os.execve(gunicorn, argv, env)
-    return 0  # not reached
+    os.execve(gunicorn, argv, env)  # noqa: S606 - fixed argv, no shell involved
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -84,8 +91,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             file=sys.stderr,
         ) as bar:
 
-            def advance(done: float, bar: Any = bar) -> None:
-                bar.update(max(0.0, round(min(done, audio.duration), 1) - bar.n))
+            def advance(done: float, bar: Any = bar, total: float = audio.duration) -> None:
+                bar.update(max(0.0, round(min(done, total), 1) - bar.n))
 
             result = engine.transcribe(audio.samples, options, on_progress=advance)
             advance(audio.duration)
@@ -103,7 +110,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                 ]
             output = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
         if args.output_dir:
-            target = Path(args.output_dir) / f"{Path(name).stem}.{fmt.value.replace('verbose_', '')}"
+            target = (
+                Path(args.output_dir) / f"{Path(name).stem}.{fmt.value.replace('verbose_', '')}"
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(output)
             print(target)
@@ -118,22 +127,33 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     rows = [
-        {"name": m.name, "source": "embedded", "available": embedded_available(m.name),
-         "description": m.description}
+        {
+            "name": m.name,
+            "source": "embedded",
+            "available": embedded_available(m.name),
+            "description": m.description,
+        }
         for m in EMBEDDED_MODELS.values()
     ]
     cache = settings.model_cache_dir
     for path in sorted((cache / "openai-whisper").glob("*.pt")):
         rows.append({"name": path.stem, "source": "cache", "available": True, "path": str(path)})
     for path in sorted((cache / "ctranslate2").glob("*/model.bin")):
-        rows.append({"name": path.parent.name, "source": "cache", "available": True,
-                     "path": str(path.parent)})
+        rows.append(
+            {
+                "name": path.parent.name,
+                "source": "cache",
+                "available": True,
+                "path": str(path.parent),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
             state = "available" if row["available"] else "missing  "
-            print(f"{row['name']:<28} {row['source']:<9} {state} {row.get('description', row.get('path', ''))}")
+            detail = row.get("description", row.get("path", ""))
+            print(f"{row['name']:<28} {row['source']:<9} {state} {detail}")
     return 0
 
 

@@ -23,7 +23,8 @@ timeout = int(_settings.request_timeout_seconds) + 30
 graceful_timeout = 10
 keepalive = 5
 # The heartbeat file on tmpfs: a disk-backed /tmp can stall heartbeats under I/O load.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+_SHM = "/dev/shm"  # noqa: S108 - tmpfs on purpose, not a predictable temp file
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
 # Access lines come from uvicorn through structured logging; gunicorn's would double them.
 accesslog = None
 errorlog = "-"

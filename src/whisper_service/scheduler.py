@@ -90,7 +90,9 @@ class Scheduler:
                         else "queue_timeout"
                     )
                     raise Rejected(reason, self.retry_after())
-                done, _ = await asyncio.wait({acquire}, timeout=min(remaining, DISCONNECT_POLL_SECONDS))
+                done, _ = await asyncio.wait(
+                    {acquire}, timeout=min(remaining, DISCONNECT_POLL_SECONDS)
+                )
                 if done:
                     return
                 if is_disconnected is not None and await is_disconnected():

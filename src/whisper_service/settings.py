@@ -152,9 +152,7 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="Run one inference on silence before ready.")
 
     # --- scheduling and limits ---
-    inference_workers: int = Field(
-        1, ge=1, le=32, description="Concurrent inferences per process."
-    )
+    inference_workers: int = Field(1, ge=1, le=32, description="Concurrent inferences per process.")
     queue_size: int = Field(
         4, ge=0, le=10_000, description="Requests allowed to wait for a worker; beyond: 429."
     )

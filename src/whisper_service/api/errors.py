@@ -7,6 +7,7 @@ logged with the request id and answered with a generic 500.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -69,10 +70,12 @@ def error_response(
     message: str,
     *,
     param: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A JSONResponse carrying the error body."""
-    return JSONResponse(error_body(status, code, message, param), status, headers=headers)
+    return JSONResponse(
+        error_body(status, code, message, param), status, headers=dict(headers or {})
+    )
 
 
 def _validation_param(loc: tuple[Any, ...]) -> str | None:

@@ -59,7 +59,9 @@ def _raise_rejected(rejected: Rejected) -> None:
     raise ApiError(status, rejected.reason, message, headers=headers)
 
 
-async def run_inference(request: Request, token: CancelToken, work: Callable[[CancelToken], T]) -> T:
+async def run_inference(
+    request: Request, token: CancelToken, work: Callable[[CancelToken], T]
+) -> T:
     """Run ``work`` on an inference worker, translating scheduler and engine outcomes."""
     scheduler = runtime_of(request).scheduler
     try:

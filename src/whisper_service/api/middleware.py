@@ -69,9 +69,7 @@ class BodySizeLimitMiddleware:
 
     def _too_large(self) -> ApiError:
         limit = self.max_bytes - FORM_OVERHEAD_BYTES
-        return ApiError(
-            413, "file_too_large", f"the upload is larger than the {limit} byte limit"
-        )
+        return ApiError(413, "file_too_large", f"the upload is larger than the {limit} byte limit")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -120,9 +120,7 @@ async def transcribe(
     }
     if response_format is ResponseFormat.VERBOSE_JSON:
         body["task"] = options.task
-        body["segments"] = [
-            segment_dict(s, with_words=word_timestamps) for s in result.segments
-        ]
+        body["segments"] = [segment_dict(s, with_words=word_timestamps) for s in result.segments]
     return render(result, response_format, body)
 
 

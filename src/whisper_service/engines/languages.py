@@ -16,10 +16,10 @@ def normalize_language(value: str | None) -> str | None:
     if key in LANGUAGES:
         return key
     if key in TO_LANGUAGE_CODE:
-        return TO_LANGUAGE_CODE[key]
+        return str(TO_LANGUAGE_CODE[key])
     raise ValueError(f"unknown language {value!r}; use an ISO 639-1 code such as 'en' or 'de'")
 
 
 def language_name(code: str) -> str:
     """Whisper's English name for a language code (``en`` -> ``english``)."""
-    return LANGUAGES.get(code, code)
+    return str(LANGUAGES.get(code, code))

@@ -41,12 +41,12 @@ class _Replica:
         # place inside openai-whisper's loop where a cancellation can be honoured.
         original = model.decode
 
-        def decode(mel: torch.Tensor, options: DecodingOptions = DecodingOptions()) -> Any:
+        def decode(mel: torch.Tensor, options: DecodingOptions | None = None) -> Any:
             if self.token is not None:
                 self.token.check()
-            return original(mel, options)
+            return original(mel, options or DecodingOptions())
 
-        model.decode = decode  # type: ignore[method-assign]
+        model.decode = decode
 
 
 def _load(artifact: ModelArtifact, device: str) -> whisper.Whisper:
@@ -78,9 +78,7 @@ class OpenAIWhisperEngine:
 
     name = "openai-whisper"
 
-    def __init__(
-        self, artifact: ModelArtifact, *, device: str, threads: int, workers: int
-    ) -> None:
+    def __init__(self, artifact: ModelArtifact, *, device: str, threads: int, workers: int) -> None:
         torch.set_num_threads(threads)
         self.model_name = artifact.name
         self.device = device
