@@ -68,3 +68,15 @@ def raw_openai_whisper(converted_tiny_en: Path) -> Any:
 
     torch.set_num_threads(TEST_THREADS)
     return whisper.load_model(str(converted_tiny_en), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def default_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
+    """The service as `make run` starts it: faster-whisper on the embedded tiny.en."""
+    return server_factory()
+
+
+@pytest.fixture(scope="session")
+def multilingual_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
+    """faster-whisper on the embedded multilingual base model."""
+    return server_factory(WHISPER_MODEL="base")
