@@ -79,14 +79,15 @@ def read_ct2_variables(model_bin: Path) -> dict[str, np.ndarray]:
         _unpack(fp, "<I")  # spec revision
         variables = dict(_iter_variables(fp))
         (alias_count,) = _unpack(fp, "<I")
-        for _ in range(alias_count):
-            alias = _read_string(fp)
-            variables[alias] = variables[_read_string(fp)]
+        aliases = [(_read_string(fp), _read_string(fp)) for _ in range(alias_count)]
     for name in [n for n in variables if n.endswith("/weight_scale")]:
         base = name[: -len("_scale")]
         scale = variables.pop(name).astype(np.float32)
         weight = variables[base].astype(np.float32)
         variables[base] = weight / scale.reshape(-1, *([1] * (weight.ndim - 1)))
+    # After dequantizing, so an alias of an int8 weight gets the float values too.
+    for alias, target in aliases:
+        variables[alias] = variables[target]
     return {
         n: v.astype(np.float32) if v.dtype.kind == "f" or v.ndim > 0 else v
         for n, v in variables.items()

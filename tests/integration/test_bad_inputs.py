@@ -7,11 +7,11 @@ import json
 import socket
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import pytest
 
+from tests.media import lying_flac, silent_video
 from tests.support import LONG_AUDIO, LiveServer
 
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -23,37 +23,6 @@ def server(server_factory: Callable[..., LiveServer]) -> LiveServer:
     return server_factory(
         WHISPER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), WHISPER_MAX_AUDIO_SECONDS=str(MAX_SECONDS)
     )
-
-
-def silent_video(path: Path) -> Path:
-    """An MP4 holding one second of video and no audio stream."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(
-                np.full((48, 64, 3), i * 20, dtype=np.uint8), format="rgb24"
-            )
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
-
-
-def lying_flac(path: Path, seconds: int) -> Path:
-    """A small FLAC of digital silence that decodes to ``seconds`` of audio."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("flac", rate=8000, layout="mono")
-        block = np.zeros((1, 65536), dtype=np.int16)
-        for i in range(seconds * 8000 // 65536):
-            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 8000, i * 65536
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
 
 
 def post(server: LiveServer, name: str, content: bytes, **fields: str) -> httpx.Response:

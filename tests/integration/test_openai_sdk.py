@@ -75,9 +75,10 @@ def test_unknown_model_is_a_404_the_sdk_does_not_retry(client: OpenAI, audio_dir
 
 
 def test_translation_on_english_only_model_is_a_clear_400(client: OpenAI, audio_dir: Path) -> None:
-    with (audio_dir / "non_en" / "picovoice_test_de.wav").open("rb") as fp, pytest.raises(
-        openai.BadRequestError
-    ) as info:
+    with (
+        (audio_dir / "non_en" / "picovoice_test_de.wav").open("rb") as fp,
+        pytest.raises(openai.BadRequestError) as info,
+    ):
         client.audio.translations.create(model="whisper-1", file=fp)
     assert "English-only" in str(info.value)
 

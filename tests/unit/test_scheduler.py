@@ -1,0 +1,150 @@
+"""The scheduler's admission rules with stand-in work (plumbing only, no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from whisper_service.engines.base import Cancelled, CancelToken
+from whisper_service.scheduler import Rejected, Scheduler
+
+
+def blocking_work(release: threading.Event, calls: list[str], name: str):  # type: ignore[no-untyped-def]
+    def work(token: CancelToken) -> str:
+        calls.append(name)
+        release.wait(10)
+        return name
+
+    return work
+
+
+def test_capacity_is_workers_plus_queue_and_overflow_is_refused_at_once() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=1, queue_timeout=30)
+        release, calls = threading.Event(), []
+        first = asyncio.create_task(
+            scheduler.run(blocking_work(release, calls, "a"), CancelToken())
+        )
+        second = asyncio.create_task(
+            scheduler.run(blocking_work(release, calls, "b"), CancelToken())
+        )
+        await asyncio.sleep(0.05)
+        assert scheduler.stats.running == 1 and scheduler.stats.waiting == 1
+        assert scheduler.full
+        with pytest.raises(Rejected) as info:
+            await scheduler.run(blocking_work(release, calls, "c"), CancelToken())
+        assert info.value.reason == "queue_full"
+        assert info.value.retry_after >= 1
+        release.set()
+        assert await first == "a" and await second == "b"
+        assert calls == ["a", "b"]
+        assert not scheduler.full
+        scheduler.close()
+
+    asyncio.run(scenario())
+
+
+def test_waiting_request_whose_client_left_never_runs() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=2, queue_timeout=30)
+        release, calls = threading.Event(), []
+        running = asyncio.create_task(
+            scheduler.run(blocking_work(release, calls, "busy"), CancelToken())
+        )
+        await asyncio.sleep(0.05)
+        gone = False
+
+        async def is_disconnected() -> bool:
+            return gone
+
+        waiter = asyncio.create_task(
+            scheduler.run(blocking_work(release, calls, "ghost"), CancelToken(), is_disconnected)
+        )
+        await asyncio.sleep(0.05)
+        gone = True
+        with pytest.raises(Rejected) as info:
+            await waiter
+        assert info.value.reason == "client_disconnected"
+        release.set()
+        await running
+        assert calls == ["busy"]
+        assert scheduler.stats.waiting == 0 and scheduler.stats.running == 0
+        scheduler.close()
+
+    asyncio.run(scenario())
+
+
+def test_queue_timeout_and_deadline() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=5, queue_timeout=0.2)
+        release, calls = threading.Event(), []
+        running = asyncio.create_task(
+            scheduler.run(blocking_work(release, calls, "busy"), CancelToken())
+        )
+        await asyncio.sleep(0.05)
+        with pytest.raises(Rejected) as info:
+            await scheduler.run(blocking_work(release, calls, "late"), CancelToken())
+        assert info.value.reason == "queue_timeout"
+        with pytest.raises(Rejected) as info:
+            token = CancelToken(deadline=time.monotonic() + 0.05)
+            await scheduler.run(blocking_work(release, calls, "late"), token)
+        assert info.value.reason == "deadline_exceeded"
+        release.set()
+        await running
+        assert calls == ["busy"]
+        scheduler.close()
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_running_request_tells_the_worker_and_frees_the_slot_after() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=0, queue_timeout=1)
+        observed: list[str] = []
+
+        def work(token: CancelToken) -> str:
+            for _ in range(200):
+                try:
+                    token.check()
+                except Cancelled as exc:
+                    observed.append(exc.reason)
+                    raise
+                time.sleep(0.01)
+            return "finished"
+
+        task = asyncio.create_task(scheduler.run(work, CancelToken()))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert observed == ["client_disconnected"]
+        assert scheduler.stats.running == 0
+        assert await scheduler.run(lambda _t: "next", CancelToken()) == "next"
+        scheduler.close()
+
+    asyncio.run(scenario())
+
+
+def test_closed_scheduler_refuses() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=0, queue_timeout=1)
+        scheduler.close()
+        with pytest.raises(Rejected, match="shutting_down"):
+            await scheduler.run(lambda _t: None, CancelToken())
+
+    asyncio.run(scenario())
+
+
+def test_cancel_token_deadline() -> None:
+    token = CancelToken(deadline=time.monotonic() - 1)
+    with pytest.raises(Cancelled, match="deadline_exceeded"):
+        token.check()
+    token = CancelToken()
+    token.check()
+    token.cancel("client_disconnected")
+    assert token.cancelled
+    with pytest.raises(Cancelled, match="client_disconnected"):
+        token.check()
