@@ -19,6 +19,8 @@ from whisper_service.settings import (
 )
 
 EXIT_CONFIG_ERROR = 2
+# Shorter files finish before a progress bar would tell anything.
+PROGRESS_MIN_SECONDS = 30.0
 
 
 def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -87,7 +89,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             total=round(audio.duration, 1),
             unit="s",
             desc=Path(name).name,
-            disable=args.quiet or audio.duration < 60,
+            disable=args.quiet or audio.duration < PROGRESS_MIN_SECONDS,
             file=sys.stderr,
         ) as bar:
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -37,7 +37,8 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert error["code"] == code
     assert error["message"]
     assert error["request_id"] == response.headers["x-request-id"]
-    assert "Traceback" not in response.text and "/site-packages/" not in response.text
+    assert "Traceback" not in response.text
+    assert "/site-packages/" not in response.text
 
 
 def assert_healthy(server: LiveServer) -> None:

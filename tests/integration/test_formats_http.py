@@ -25,7 +25,8 @@ def _seconds(match: tuple[str, ...]) -> float:
 def parse_srt_strict(text: str) -> list[tuple[float, float, str]]:
     """SubRip: blocks of index (1, 2, ...), 'start --> end', one or more text lines,
     separated by exactly one blank line."""
-    assert text.endswith("\n") and not text.startswith("\n")
+    assert text.endswith("\n")
+    assert not text.startswith("\n")
     cues = []
     for expected_index, block in enumerate(text.rstrip("\n").split("\n\n"), start=1):
         lines = block.split("\n")
@@ -34,7 +35,8 @@ def parse_srt_strict(text: str) -> list[tuple[float, float, str]]:
         assert timing, lines[1]
         start, end = _seconds(timing.groups()[:4]), _seconds(timing.groups()[4:])
         assert 0 <= start <= end
-        assert len(lines) >= 3 and all(line.strip() for line in lines[2:]), block
+        assert len(lines) >= 3, block
+        assert all(line.strip() for line in lines[2:]), block
         cues.append((start, end, " ".join(lines[2:])))
     return cues
 
@@ -52,7 +54,8 @@ def parse_vtt_strict(text: str) -> list[tuple[float, float, str]]:
         start, end = _seconds(timing.groups()[:4]), _seconds(timing.groups()[4:])
         assert 0 <= start <= end
         payload = lines[1:]
-        assert payload and all(p.strip() and "-->" not in p for p in payload), block
+        assert payload, block
+        assert all(p.strip() and "-->" not in p for p in payload), block
         assert not re.search(r"<|&(?!amp;|lt;|gt;)", " ".join(payload))
         cues.append((start, end, " ".join(payload)))
     return cues
@@ -114,7 +117,8 @@ def test_verbose_json_has_segments_and_words_when_asked(
     server: LiveServer, audio_dir: Path
 ) -> None:
     plain = fetch(server, audio_dir / "jfk.flac", "verbose_json").json()
-    assert plain["segments"] and all("words" not in s for s in plain["segments"])
+    assert plain["segments"]
+    assert all("words" not in s for s in plain["segments"])
     body = json.loads(
         fetch(server, audio_dir / "jfk.flac", "verbose_json", word_timestamps="true").text
     )

@@ -22,7 +22,8 @@ def test_models_lists_the_loaded_model_and_its_alias(default_server: LiveServer)
 def test_probes(default_server: LiveServer) -> None:
     assert httpx.get(f"{default_server.url}/health/live").json() == {"status": "alive"}
     ready = httpx.get(f"{default_server.url}/health/ready").json()
-    assert ready["status"] == "ready" and ready["model_loaded"] is True
+    assert ready["status"] == "ready"
+    assert ready["model_loaded"] is True
 
 
 @pytest.mark.parametrize("language", ["de", "es", "fr"])

@@ -61,8 +61,10 @@ def test_verbose_json_with_word_timestamps(client: OpenAI, audio_dir: Path) -> N
         )
     assert result.language == "english"
     assert result.duration == pytest.approx(11.0, abs=0.05)
-    assert result.segments and result.segments[0].start == 0.0
-    assert result.words is not None and len(result.words) >= 20
+    assert result.segments
+    assert result.segments[0].start == 0.0
+    assert result.words is not None
+    assert len(result.words) >= 20
     assert result.words[0].word == "And"
     assert all(w.start <= w.end for w in result.words)
     assert normalize(" ".join(w.word for w in result.words)) == normalize(JFK_REFERENCE)

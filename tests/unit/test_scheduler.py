@@ -32,14 +32,16 @@ def test_capacity_is_workers_plus_queue_and_overflow_is_refused_at_once() -> Non
             scheduler.run(blocking_work(release, calls, "b"), CancelToken())
         )
         await asyncio.sleep(0.05)
-        assert scheduler.stats.running == 1 and scheduler.stats.waiting == 1
+        assert scheduler.stats.running == 1
+        assert scheduler.stats.waiting == 1
         assert scheduler.full
         with pytest.raises(Rejected) as info:
             await scheduler.run(blocking_work(release, calls, "c"), CancelToken())
         assert info.value.reason == "queue_full"
         assert info.value.retry_after >= 1
         release.set()
-        assert await first == "a" and await second == "b"
+        assert await first == "a"
+        assert await second == "b"
         assert calls == ["a", "b"]
         assert not scheduler.full
         scheduler.close()
@@ -71,7 +73,8 @@ def test_waiting_request_whose_client_left_never_runs() -> None:
         release.set()
         await running
         assert calls == ["busy"]
-        assert scheduler.stats.waiting == 0 and scheduler.stats.running == 0
+        assert scheduler.stats.waiting == 0
+        assert scheduler.stats.running == 0
         scheduler.close()
 
     asyncio.run(scenario())
@@ -88,8 +91,8 @@ def test_queue_timeout_and_deadline() -> None:
         with pytest.raises(Rejected) as info:
             await scheduler.run(blocking_work(release, calls, "late"), CancelToken())
         assert info.value.reason == "queue_timeout"
+        token = CancelToken(deadline=time.monotonic() + 0.05)
         with pytest.raises(Rejected) as info:
-            token = CancelToken(deadline=time.monotonic() + 0.05)
             await scheduler.run(blocking_work(release, calls, "late"), token)
         assert info.value.reason == "deadline_exceeded"
         release.set()
