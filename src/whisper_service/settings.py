@@ -45,7 +45,11 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "cpu_limit": 2,
         "min_instances": 1,
         "max_instances": 10,
-        "container_concurrency": 80,
+        # Concurrency = inference workers + queue: Cloud Run must not route more
+        # requests to an instance than its admission control accepts (the plan's 80
+        # would turn 72 of them into 429s instead of scaling out).
+        "container_concurrency": 8,
+        "queue_size": 7,
         "request_timeout_seconds": 300.0,
     },
     AppEnv.STAGING: {
@@ -55,7 +59,8 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "cpu_limit": 1,
         "min_instances": 0,
         "max_instances": 5,
-        "container_concurrency": 8,
+        "container_concurrency": 4,
+        "queue_size": 3,
         "request_timeout_seconds": 300.0,
     },
     AppEnv.DEVELOPMENT: {
@@ -66,6 +71,7 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "min_instances": 0,
         "max_instances": 2,
         "container_concurrency": 4,
+        "queue_size": 3,
         "request_timeout_seconds": 300.0,
     },
 }
@@ -154,7 +160,7 @@ class Settings(BaseSettings):
     # --- scheduling and limits ---
     inference_workers: int = Field(1, ge=1, le=32, description="Concurrent inferences per process.")
     queue_size: int = Field(
-        4, ge=0, le=10_000, description="Requests allowed to wait for a worker; beyond: 429."
+        7, ge=0, le=10_000, description="Requests allowed to wait for a worker; beyond: 429."
     )
     queue_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="Longest wait for a worker before 503."
@@ -187,7 +193,7 @@ class Settings(BaseSettings):
     min_instances: int = Field(1, ge=0, le=100, description="Cloud Run minimum instances.")
     max_instances: int = Field(10, ge=1, le=100, description="Cloud Run maximum instances.")
     container_concurrency: int = Field(
-        80, ge=1, le=1000, description="Cloud Run requests per instance."
+        8, ge=1, le=1000, description="Cloud Run requests per instance."
     )
 
     @field_validator("log_level", mode="before")

@@ -1,0 +1,37 @@
+"""scripts/testing/ tools against a live server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import REPO, LiveServer
+
+
+def test_measure_rtf_reports_a_plausible_real_time_factor(
+    default_server: LiveServer, audio_dir: Path
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "testing" / "measure_rtf.py"),
+            "--url",
+            default_server.url,
+            "--file",
+            str(audio_dir / "jfk.flac"),
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["file"] == "jfk.flac"
+    assert report["audio_seconds"] == 11.0
+    assert 0 < report["processing_seconds"] <= report["wall_seconds"]
+    assert report["rtf"] == round(report["wall_seconds"] / 11.0, 4)

@@ -1,0 +1,44 @@
+"""The docs stay true to the code: every setting and every error code is documented."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support import REPO
+from whisper_service.settings import PRESETS, Settings, env_var_name
+
+DOCS = REPO / "docs"
+
+
+def test_every_setting_is_in_the_configuration_doc() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    missing = [env_var_name(f) for f in Settings.model_fields if f"`{env_var_name(f)}`" not in text]
+    assert not missing, f"undocumented settings: {missing}"
+
+
+def test_preset_values_in_the_doc_match_the_code() -> None:
+    text = (DOCS / "configuration.md").read_text().split("## Presets", 1)[1]
+    for field in ("memory_limit_mib", "container_concurrency", "queue_size"):
+        row = re.search(rf"^\| `{env_var_name(field)}` \|(.*)\|$", text, re.M)
+        assert row, field
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert cells == [str(PRESETS[env][field]) for env in PRESETS], field
+
+
+def test_every_error_code_is_in_the_api_doc() -> None:
+    text = (DOCS / "api.md").read_text()
+    sources = "\n".join(p.read_text() for p in (REPO / "src").rglob("*.py"))
+    codes = set(re.findall(r'code = "([a-z_]+)"', sources))
+    codes |= set(re.findall(r'ApiError\(\s*\d{3},\s*"([a-z_]+)"', sources))
+    codes |= set(re.findall(r'^    "([a-z_]+)": \((?:4|5)\d\d,', sources, re.M))
+    codes.discard("invalid_audio")  # abstract base of the audio errors
+    codes.discard("client_disconnected")  # the client is gone: nobody reads it
+    assert codes, "no error codes found: the pattern is stale"
+    missing = sorted(c for c in codes if f"`{c}`" not in text)
+    assert not missing, f"undocumented error codes: {missing}"
+
+
+def test_readme_links_resolve() -> None:
+    text = (REPO / "README.md").read_text()
+    for link in re.findall(r"\]\(((?:docs/)[^)#]+)", text):
+        assert (REPO / link).is_file(), link
