@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -95,10 +97,17 @@ class LiveServer:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 180.0) -> LiveServer:
-        """Start and wait until /health/ready answers 200."""
+    def start(self, timeout: float = 180.0, *, uvicorn: bool = False) -> LiveServer:
+        """Start (gunicorn via ``whisper-service serve``, or plain uvicorn) and wait until
+        /health/ready answers 200."""
         log = self.log_path.open("wb")
-        command = [str(Path(sys.executable).with_name("whisper-service")), "serve"]
+        if uvicorn:
+            command = [
+                sys.executable, "-m", "uvicorn", "--factory", "whisper_service.app:app_from_env",
+                "--host", "127.0.0.1", "--port", str(self.port),
+            ]  # fmt: skip
+        else:
+            command = [str(Path(sys.executable).with_name("whisper-service")), "serve"]
         self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         give_up = time.monotonic() + timeout
         while time.monotonic() < give_up:
@@ -116,6 +125,15 @@ class LiveServer:
     def logs(self) -> str:
         """What the server printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, object]]:
+        """The JSON log lines so far (other lines skipped)."""
+        events = []
+        for line in self.logs().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    events.append(json.loads(line))
+        return events
 
     def alive(self) -> bool:
         """The process runs and /health/live answers 200."""

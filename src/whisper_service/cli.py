@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> NoReturn:
     from whisper_service.models import resolve_model
 
     settings = _settings_from(args, host=args.host, port=args.port, web_workers=args.workers)
+    settings.check_servable()
     resolve_model(settings.model, settings.engine, settings.model_cache_dir)
     env = os.environ.copy()
     for field, value in (("host", settings.host), ("port", settings.port)):
@@ -180,7 +181,11 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     data = settings.model_dump(mode="json")
     if args.format == "env":
         for key, value in data.items():
-            print(f"{env_var_name(key)}={value}")
+            if value is None:
+                continue
+            # Lists are written as the variables take them: comma-separated.
+            text = ",".join(map(str, value)) if isinstance(value, list) else value
+            print(f"{env_var_name(key)}={text}")
     else:
         print(json.dumps(data, indent=2))
     return 0

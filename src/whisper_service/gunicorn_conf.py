@@ -1,13 +1,23 @@
 """gunicorn settings, derived from Settings so the served config matches the code's.
 
-Used as ``gunicorn -c python:whisper_service.gunicorn_conf``. The app is not
-preloaded: each worker imports torch and loads its model after the fork, because
-torch's thread pools and CTranslate2's do not survive fork().
+Used as ``gunicorn -c python:whisper_service.gunicorn_conf``.
+
+* Workers: ``WHISPER_WEB_WORKERS`` (1 by default). Each worker holds its own model and
+  runs ``inference_workers`` threads sized from the container's CPU limit
+  (``Settings.threads_per_worker``), so one worker already uses every CPU; more
+  workers only multiply memory.
+* Preload: off. torch's and CTranslate2's thread pools do not survive ``fork()``, so
+  each worker imports them and loads its model after the fork.
+* Shutdown: on SIGTERM the master forwards SIGTERM to each worker, whose app drains
+  (``lifecycle.Drainer``); ``graceful_timeout`` = drain timeout + margin, so the
+  master's SIGKILL comes only after the drain could finish, and the settings
+  validation keeps both inside the platform's grace period.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from whisper_service.settings import load_settings
 
@@ -20,8 +30,13 @@ preload_app = False
 # Inference runs off the event loop, so a worker that misses heartbeats this long
 # is truly stuck, not busy.
 timeout = int(_settings.request_timeout_seconds) + 30
-graceful_timeout = 10
+graceful_timeout = _settings.graceful_timeout_seconds
 keepalive = 5
+# Recycling bounds slow leaks (allocator fragmentation in long-lived torch processes);
+# the jitter keeps workers from restarting together.
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
+forwarded_allow_ips = _settings.forwarded_allow_ips
 # The heartbeat file on tmpfs: a disk-backed /tmp can stall heartbeats under I/O load.
 _SHM = "/dev/shm"  # noqa: S108 - tmpfs on purpose, not a predictable temp file
 worker_tmp_dir = _SHM if os.path.isdir(_SHM) else None
@@ -33,3 +48,9 @@ proc_name = "whisper-service"
 # gunicorn >= 24 opens a control socket under $HOME by default: nothing here uses it,
 # and a read-only root filesystem cannot hold it.
 control_socket_disable = True
+
+
+def when_ready(server: Any) -> None:
+    """Make SIGINT drain like SIGTERM. gunicorn's own SIGINT is a quick shutdown that
+    skips the drain; a Ctrl-C or a platform that sends SIGINT must not drop requests."""
+    server.handle_int = server.handle_term

@@ -95,6 +95,8 @@ class Scheduler:
                 )
                 if done:
                     return
+                if token.cancelled:
+                    raise Rejected(token.reason or "cancelled", self.retry_after())
                 if is_disconnected is not None and await is_disconnected():
                     raise Rejected("client_disconnected", 0)
         except BaseException:

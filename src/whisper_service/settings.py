@@ -8,16 +8,32 @@ environment variable, the value given and what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "WHISPER_"
+# Time between the end of the drain and the platform's SIGKILL: cancelled requests
+# are answered and the process exits in it.
+SHUTDOWN_MARGIN_SECONDS = 1.5
 
 
 class AppEnv(StrEnum):
@@ -51,6 +67,10 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "container_concurrency": 8,
         "queue_size": 7,
         "request_timeout_seconds": 300.0,
+        "auth_required": True,
+        "rate_limit_per_minute": 120.0,
+        # Only Cloud Run's front end can reach the container; it sets X-Forwarded-For.
+        "forwarded_allow_ips": "*",
     },
     AppEnv.STAGING: {
         "log_level": "DEBUG",
@@ -62,6 +82,8 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "container_concurrency": 4,
         "queue_size": 3,
         "request_timeout_seconds": 300.0,
+        "rate_limit_per_minute": 120.0,
+        "forwarded_allow_ips": "*",
     },
     AppEnv.DEVELOPMENT: {
         "log_level": "DEBUG",
@@ -179,6 +201,85 @@ class Settings(BaseSettings):
     )
     default_beam_size: int = Field(5, ge=1, le=16, description="Beam size when not given.")
 
+    # --- lifecycle ---
+    drain_timeout_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=3600,
+        description="After SIGTERM, how long in-flight and queued requests may take.",
+    )
+    platform_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Time the platform allows between SIGTERM and SIGKILL (Cloud Run: 10).",
+    )
+    max_requests: int = Field(
+        10_000, ge=0, le=10_000_000, description="Recycle a worker after this many; 0 = never."
+    )
+    max_requests_jitter: int = Field(
+        1_000, ge=0, le=1_000_000, description="Random spread of max_requests across workers."
+    )
+
+    # --- health monitor ---
+    health_sample_interval_seconds: float = Field(
+        2.0, gt=0, le=300, description="How often the health monitor samples."
+    )
+    health_window_seconds: float = Field(
+        300.0, ge=10, le=86_400, description="Rolling window for health trends."
+    )
+    health_cpu_degraded_percent: float = Field(
+        90.0, ge=0, le=100, description="CPU use (of the CPU limit) reported as degraded."
+    )
+    health_cpu_unhealthy_percent: float | None = Field(
+        None, ge=0, le=100, description="CPU use reported as unhealthy; unset = never."
+    )
+    health_memory_degraded_percent: float = Field(
+        80.0, ge=0, le=100, description="Memory use (of the container limit): degraded."
+    )
+    health_memory_unhealthy_percent: float = Field(
+        92.0,
+        ge=0,
+        le=100,
+        description="Memory use: unhealthy; new transcriptions get 503 above it.",
+    )
+    health_loop_lag_degraded_seconds: float = Field(
+        0.1, gt=0, le=60, description="Event-loop lag reported as degraded."
+    )
+    health_loop_lag_unhealthy_seconds: float = Field(
+        1.0, gt=0, le=600, description="Event-loop lag reported as unhealthy."
+    )
+    health_disk_free_degraded_mib: float = Field(
+        1024.0, ge=0, description="Free space in the temp directory below which: degraded."
+    )
+    health_disk_free_unhealthy_mib: float = Field(
+        256.0, ge=0, description="Free space in the temp directory below which: unhealthy."
+    )
+
+    # --- security and abuse limits ---
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Accepted API keys, comma-separated."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File with one API key per line (a mounted secret)."
+    )
+    auth_required: bool = Field(False, description="Require an API key on the API routes.")
+    health_public: bool = Field(
+        True, description="Health and metrics endpoints answer without an API key."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS, comma-separated."
+    )
+    rate_limit_per_minute: float = Field(
+        0.0, ge=0, le=1_000_000, description="Requests per minute per client; 0 = no limit."
+    )
+    rate_limit_burst: int = Field(
+        10, ge=1, le=100_000, description="Requests a client may send at once."
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies trusted for X-Forwarded-For (gunicorn/uvicorn)."
+    )
+
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Minimum log severity."
@@ -206,6 +307,73 @@ class Settings(BaseSettings):
     def _lower_enum(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = []
+        if self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS > self.platform_grace_seconds:
+            problems.append(
+                f"{env_var_name('drain_timeout_seconds')}={self.drain_timeout_seconds:g} "
+                f"leaves less than {SHUTDOWN_MARGIN_SECONDS:g} s before the platform's SIGKILL "
+                f"({env_var_name('platform_grace_seconds')}={self.platform_grace_seconds:g})"
+            )
+        for low, high in (
+            ("health_memory_degraded_percent", "health_memory_unhealthy_percent"),
+            ("health_loop_lag_degraded_seconds", "health_loop_lag_unhealthy_seconds"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                problems.append(f"{env_var_name(low)} must not exceed {env_var_name(high)}")
+        if self.health_disk_free_unhealthy_mib > self.health_disk_free_degraded_mib:
+            problems.append(
+                f"{env_var_name('health_disk_free_unhealthy_mib')} must not exceed "
+                f"{env_var_name('health_disk_free_degraded_mib')}"
+            )
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    def check_servable(self) -> None:
+        """Rules that only matter to a process about to serve traffic (secrets are
+        deployed separately from configuration, so `config show` or `models prepare`
+        must work without them). Raises SettingsError."""
+        try:
+            keys = self.all_api_keys()
+        except ValueError as exc:
+            raise SettingsError(f"invalid configuration:\n  {exc}") from None
+        if self.auth_required and not keys:
+            raise SettingsError(
+                f"invalid configuration:\n  {env_var_name('auth_required')}=true but no API "
+                f"key is configured: set {env_var_name('api_keys')} or "
+                f"{env_var_name('api_keys_file')}"
+            )
+
+    def all_api_keys(self) -> list[str]:
+        """Keys from WHISPER_API_KEYS and from the key file (blank lines and # comments
+        ignored). An unreadable key file is a configuration error."""
+        keys = [k.get_secret_value() for k in self.api_keys]
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(
+                    f"{env_var_name('api_keys_file')}: cannot read {self.api_keys_file}: "
+                    f"{exc.strerror}"
+                ) from None
+            keys += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        return keys
+
+    @property
+    def graceful_timeout_seconds(self) -> int:
+        """How long gunicorn lets a worker finish after SIGTERM: the drain plus the margin
+        to answer what the drain cancelled, in whole seconds (gunicorn takes an int)."""
+        return math.ceil(self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -232,8 +400,10 @@ def env_var_name(field_name: str) -> str:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    field = str(error["loc"][0]) if error.get("loc") else "?"
-    value = error.get("input")
+    if not error.get("loc"):  # a cross-field rule: its message names the variables
+        return str(error["msg"]).removeprefix("Value error, ")
+    field = str(error["loc"][0])
+    value = "<secret>" if field == "api_keys" else error.get("input")
     return f"{env_var_name(field)}={value!r}: {error['msg']}"
 
 

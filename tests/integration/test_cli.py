@@ -71,10 +71,20 @@ def test_invalid_configuration_exits_2_naming_the_variable() -> None:
 
 
 def test_serve_with_a_missing_model_fails_before_starting() -> None:
-    result = run("serve", "--model", "medium", "--port", "1")
+    result = run("serve", "--env", "development", "--model", "medium", "--port", "1")
     assert result.returncode == 2
     assert "medium" in result.stderr
     assert "looked for" in result.stderr
+
+
+def test_production_refuses_to_serve_without_api_keys(tmp_path: Path) -> None:
+    result = run("serve", "--env", "production", "--port", "1")
+    assert result.returncode == 2
+    assert "WHISPER_AUTH_REQUIRED=true but no API key" in result.stderr
+    missing = tmp_path / "absent-keys"
+    result = run("serve", "--port", "1", WHISPER_API_KEYS_FILE=str(missing))
+    assert result.returncode == 2
+    assert f"cannot read {missing}" in result.stderr
 
 
 def test_config_show_and_models_list() -> None:

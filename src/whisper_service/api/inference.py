@@ -11,6 +11,7 @@ from fastapi import Request
 from whisper_service.api.errors import ApiError
 from whisper_service.engines.base import Cancelled, CancelToken, Engine, UnsupportedOption
 from whisper_service.lifecycle import Runtime
+from whisper_service.observability.context import request_id_var
 from whisper_service.scheduler import Rejected
 
 T = TypeVar("T")
@@ -18,9 +19,13 @@ T = TypeVar("T")
 _REJECTIONS = {
     "queue_full": (429, "the inference queue is full; retry later"),
     "queue_timeout": (503, "no inference worker became free in time; retry later"),
-    "shutting_down": (503, "the instance is shutting down; retry on another"),
+    "shutting_down": (
+        503,
+        "the instance is shutting down and could not finish this request in time; retry",
+    ),
     "deadline_exceeded": (504, "the request deadline passed before inference finished"),
     "client_disconnected": (499, "the client disconnected"),
+    "cancelled": (503, "the request was cancelled; retry later"),
 }
 
 
@@ -41,14 +46,27 @@ def ready_engine(request: Request) -> Engine:
 
 
 def deadline_token(request: Request) -> CancelToken:
-    """A cancel token whose deadline is the request timeout from now."""
-    timeout = runtime_of(request).settings.request_timeout_seconds
-    return CancelToken(deadline=time.monotonic() + timeout)
+    """A cancel token whose deadline is the request timeout from now; the drain can
+    cancel it too."""
+    runtime = runtime_of(request)
+    token = CancelToken(deadline=time.monotonic() + runtime.settings.request_timeout_seconds)
+    runtime.in_flight.attach_token(request_id_var.get(), token)
+    return token
 
 
 def admit_or_reject(request: Request) -> None:
-    """Refuse at once when the queue is full, before spending CPU on decoding."""
-    scheduler = runtime_of(request).scheduler
+    """Refuse at once, before spending CPU on decoding, when the queue is full or the
+    container is short of memory (new work would risk an OOM kill)."""
+    runtime = runtime_of(request)
+    scheduler = runtime.scheduler
+    if runtime.monitor is not None and runtime.monitor.memory_critical:
+        memory = runtime.monitor.checks["memory"]
+        raise ApiError(
+            503,
+            "memory_pressure",
+            f"the instance is short of memory ({memory.message}); retry later",
+            headers={"Retry-After": "5"},
+        )
     if scheduler.full:
         _raise_rejected(Rejected("queue_full", scheduler.retry_after()))
 
@@ -63,9 +81,10 @@ async def run_inference(
     request: Request, token: CancelToken, work: Callable[[CancelToken], T]
 ) -> T:
     """Run ``work`` on an inference worker, translating scheduler and engine outcomes."""
-    scheduler = runtime_of(request).scheduler
+    runtime = runtime_of(request)
+    scheduler = runtime.scheduler
     try:
-        return await scheduler.run(work, token, request.is_disconnected)
+        result = await scheduler.run(work, token, request.is_disconnected)
     except Rejected as rejected:
         _raise_rejected(rejected)
         raise  # unreachable: _raise_rejected always raises
@@ -74,3 +93,5 @@ async def run_inference(
         raise
     except UnsupportedOption as exc:
         raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc
+    runtime.inference_succeeded()
+    return result

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whisper_service.api.errors import ApiError, error_body
+from whisper_service.lifecycle import InFlightTracker
 from whisper_service.observability.context import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -78,19 +80,8 @@ class BodySizeLimitMiddleware:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             error = self._too_large()
-            body = json.dumps(error_body(413, error.code, error.message)).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            # Close: the client may still be sending the body we will never read.
+            await send_json_error(send, 413, error.code, error.message, {"connection": "close"})
             return
         received = 0
 
@@ -104,3 +95,81 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+# Probes and scrapes keep answering while draining: the platform reads them.
+PROBE_PREFIXES = ("/health", "/v2/health", "/metrics")
+
+
+def is_probe(path: str) -> bool:
+    """Health, readiness, KServe and metrics paths."""
+    return path.startswith(PROBE_PREFIXES) or (
+        path.startswith("/v2/models/") and path.endswith("/ready")
+    )
+
+
+async def send_json_error(
+    send: Send, status: int, code: str, message: str, headers: dict[str, str]
+) -> None:
+    """Answer from middleware with the API's JSON error shape."""
+    body = json.dumps(error_body(status, code, message)).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class DrainMiddleware:
+    """While the process drains: refuse new work with 503, Retry-After and
+    Connection: close, and close every connection after its current response, so
+    clients reconnect to another instance."""
+
+    def __init__(self, app: ASGIApp, *, is_draining: Callable[[], bool]) -> None:
+        self.app = app
+        self.is_draining = is_draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.is_draining():
+            await self.app(scope, receive, send)
+            return
+        if not is_probe(scope["path"]):
+            await send_json_error(
+                send,
+                503,
+                "shutting_down",
+                "the instance is shutting down; retry on another",
+                {"retry-after": "1", "connection": "close"},
+            )
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *[(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"],
+                    (b"connection", b"close"),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+class InFlightMiddleware:
+    """Track every request (id, start, path) while it is served."""
+
+    def __init__(self, app: ASGIApp, *, tracker: InFlightTracker) -> None:
+        self.app = app
+        self.tracker = tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_probe(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_var.get() or uuid.uuid4().hex
+        self.tracker.add(request_id, scope["method"], scope["path"])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.tracker.remove(request_id)

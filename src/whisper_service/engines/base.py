@@ -61,6 +61,11 @@ class CancelToken:
         """Whether cancel() was called."""
         return self._event.is_set()
 
+    @property
+    def reason(self) -> str | None:
+        """Why cancel() was called, if it was."""
+        return self._reason
+
     def check(self) -> None:
         """Raise Cancelled if cancelled or past the deadline."""
         if self._event.is_set():

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import whisper
 from whisper.audio import N_SAMPLES
-from whisper.decoding import DecodingOptions, DecodingResult
 
 from whisper_service.engines.base import (
     CancelToken,
@@ -37,16 +36,15 @@ class _Replica:
     def __init__(self, model: whisper.Whisper) -> None:
         self.model = model
         self.token: CancelToken | None = None
-        # transcribe() calls model.decode once per window and temperature: the one
-        # place inside openai-whisper's loop where a cancellation can be honoured.
-        original = model.decode
+        # Checked before every encoder pass and every decoder step (one token), so a
+        # cancelled or late request stops within milliseconds. Raising here is safe:
+        # openai-whisper removes its KV-cache hooks in a finally block.
+        model.encoder.register_forward_pre_hook(self._check)
+        model.decoder.register_forward_pre_hook(self._check)
 
-        def decode(mel: torch.Tensor, options: DecodingOptions | None = None) -> Any:
-            if self.token is not None:
-                self.token.check()
-            return original(mel, options or DecodingOptions())
-
-        model.decode = decode
+    def _check(self, module: torch.nn.Module, args: Any) -> None:
+        if self.token is not None:
+            self.token.check()
 
 
 def _load(artifact: ModelArtifact, device: str) -> whisper.Whisper:
@@ -181,6 +179,3 @@ def _segment(raw: dict[str, Any]) -> Segment:
             for w in words
         ],
     )
-
-
-__all__ = ["DecodingResult", "OpenAIWhisperEngine"]

@@ -1,0 +1,80 @@
+"""Per-client token buckets: ``rate_limit_per_minute`` sustained, ``rate_limit_burst``
+at once. The client is its API key when authenticated, else its address (after
+trusted proxy headers). Buckets live in this process: with several gunicorn workers
+each enforces its own share."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from whisper_service.api.middleware import is_probe, send_json_error
+
+MAX_TRACKED_CLIENTS = 10_000
+
+
+class TokenBucket:
+    """Tokens refill at ``rate`` per second up to ``capacity``."""
+
+    def __init__(self, rate: float, capacity: int, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = float(capacity)
+        self.updated = now
+
+    def take(self, now: float) -> float:
+        """Take one token: 0 if granted, else seconds until one is available."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class RateLimitMiddleware:
+    """429 with Retry-After when a client's bucket is empty; probes are never limited."""
+
+    def __init__(self, app: ASGIApp, *, per_minute: float, burst: int) -> None:
+        self.app = app
+        self.rate = per_minute / 60.0
+        self.burst = burst
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def _client(self, scope: Scope) -> str:
+        client_id = scope.get("state", {}).get("client_id")
+        if client_id:
+            return str(client_id)
+        client = scope.get("client")
+        return f"ip:{client[0]}" if client else "ip:unknown"
+
+    def wait_for(self, client: str, now: float) -> float:
+        """Seconds the client must wait (0: go ahead)."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, now)
+            if len(self._buckets) > MAX_TRACKED_CLIENTS:
+                self._buckets.popitem(last=False)  # forget the least recently seen
+        else:
+            self._buckets.move_to_end(client)
+        return bucket.take(now)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_probe(scope["path"]) or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        wait = self.wait_for(self._client(scope), time.monotonic())
+        if wait > 0:
+            await send_json_error(
+                send,
+                429,
+                "rate_limited",
+                f"too many requests from this client; at most {self.burst} at once and "
+                f"{self.rate * 60:g} per minute",
+                {"retry-after": str(max(1, math.ceil(wait)))},
+            )
+            return
+        await self.app(scope, receive, send)

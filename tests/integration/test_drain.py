@@ -1,0 +1,161 @@
+"""Graceful drain with real servers and real signals.
+
+Timelines (seconds after the signal) are printed for docs/operations.md; the tests
+assert order and outcome, and the exit deadline the platform imposes.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import LONG_AUDIO, LiveServer
+
+Timeline = list[tuple[float, str]]
+
+
+def start_long_requests(
+    server: LiveServer, audio: bytes, count: int, results: list[Any], timeline: Timeline
+) -> list[threading.Thread]:
+    def call(i: int) -> None:
+        try:
+            response = httpx.post(
+                f"{server.url}/transcribe",
+                files={"file": ("long.wav", audio)},
+                data={"language": "en"},
+                timeout=120,
+            )
+            results.append(response)
+            timeline.append((time.monotonic(), f"request {i} answered {response.status_code}"))
+        except httpx.HTTPError as exc:
+            results.append(exc)
+            timeline.append((time.monotonic(), f"request {i} failed {type(exc).__name__}"))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def wait_in_flight(server: LiveServer, count: int, timeout: float = 60) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        report = httpx.get(f"{server.url}/health", timeout=5).json()
+        if report["in_flight_count"] >= count and report["queue"]["running"] >= 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {count} requests in flight")
+
+
+def print_timeline(title: str, start: float, timeline: Timeline) -> None:
+    print(f"\n{title}")
+    for moment, event in sorted(timeline):
+        print(f"  t+{moment - start:6.2f} s  {event}")
+
+
+@pytest.fixture(scope="module")
+def long_audio(audio_dir: Path) -> bytes:
+    return (audio_dir / LONG_AUDIO).read_bytes()
+
+
+def test_sigterm_to_gunicorn_lets_in_flight_requests_finish(
+    tmp_path: Path, long_audio: bytes
+) -> None:
+    drain = 40.0
+    server = LiveServer(
+        tmp_path,
+        WHISPER_INFERENCE_WORKERS="3",
+        WHISPER_DRAIN_TIMEOUT_SECONDS=str(drain),
+        WHISPER_PLATFORM_GRACE_SECONDS="60",
+    ).start()
+    assert server.process is not None
+    results: list[Any] = []
+    timeline: Timeline = []
+    threads = start_long_requests(server, long_audio, 3, results, timeline)
+    wait_in_flight(server, 3)
+    sigterm_at = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)  # the gunicorn master
+    timeline.append((sigterm_at, "SIGTERM to the gunicorn master"))
+
+    time.sleep(0.3)
+    ready = httpx.get(f"{server.url}/health/ready", timeout=5)
+    timeline.append((time.monotonic(), f"/health/ready {ready.status_code}"))
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "draining"
+    late = httpx.post(
+        f"{server.url}/transcribe", files={"file": ("x.wav", long_audio[:100_000])}, timeout=10
+    )
+    timeline.append((time.monotonic(), f"new request refused {late.status_code}"))
+    assert late.status_code == 503
+    assert late.json()["error"]["code"] == "shutting_down"
+    assert late.headers["retry-after"] == "1"
+    assert late.headers["connection"] == "close"
+
+    for thread in threads:
+        thread.join(timeout=drain + 10)
+    exit_code = server.process.wait(timeout=drain + 2)
+    timeline.append((time.monotonic(), f"master exited {exit_code}"))
+    print_timeline("drain with 3 long transcriptions in flight", sigterm_at, timeline)
+    assert [getattr(r, "status_code", r) for r in results] == [200, 200, 200]
+    assert all("america" in r.json()["text"].lower() for r in results)
+    assert exit_code == 0
+    events = [e["message"] for e in server.log_events()]
+    assert events.index("drain_started") < events.index("drain_complete")
+
+
+def test_drain_timeout_cancels_what_is_left_with_a_clear_503(
+    tmp_path: Path, long_audio: bytes
+) -> None:
+    drain = 2.0
+    server = LiveServer(
+        tmp_path,
+        WHISPER_ENGINE="openai-whisper",  # ~15 s for the long file: outlives the drain
+        WHISPER_INFERENCE_WORKERS="1",
+        WHISPER_DRAIN_TIMEOUT_SECONDS=str(drain),
+    ).start()
+    assert server.process is not None
+    results: list[Any] = []
+    timeline: Timeline = []
+    threads = start_long_requests(server, long_audio, 2, results, timeline)  # 1 runs, 1 waits
+    wait_in_flight(server, 2)
+    signal_at = time.monotonic()
+    # SIGINT, not SIGTERM: it must drain too rather than be gunicorn's quick shutdown.
+    server.process.send_signal(signal.SIGINT)
+    timeline.append((signal_at, "SIGINT to the gunicorn master"))
+    for thread in threads:
+        thread.join(timeout=30)
+    exit_code = server.process.wait(timeout=drain + 2)
+    timeline.append((time.monotonic(), f"master exited {exit_code}"))
+    print_timeline("drain timeout with 1 running + 1 queued", signal_at, timeline)
+    assert exit_code == 0
+    assert [getattr(r, "status_code", r) for r in results] == [503, 503]
+    for response in results:
+        assert response.json()["error"]["code"] == "shutting_down"
+        assert "retry" in response.json()["error"]["message"]
+    cancelled = [e for e in server.log_events() if e["message"] == "drain_timeout_cancelling"]
+    assert len(cancelled) == 1
+    assert len(cancelled[0]["requests"]) == 2  # type: ignore[arg-type]
+
+
+def test_plain_uvicorn_drains_on_sigterm_and_exits_zero(
+    server_factory: Callable[..., LiveServer], tmp_path: Path, audio_dir: Path
+) -> None:
+    server = LiveServer(tmp_path, WHISPER_DRAIN_TIMEOUT_SECONDS="8").start(uvicorn=True)
+    assert server.process is not None
+    results: list[Any] = []
+    timeline: Timeline = []
+    audio = (audio_dir / "multilingual.mp3").read_bytes()
+    threads = start_long_requests(server, audio, 1, results, timeline)
+    wait_in_flight(server, 1)
+    server.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert server.process.wait(timeout=10) == 0
+    assert [getattr(r, "status_code", r) for r in results] == [200]

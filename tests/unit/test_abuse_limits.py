@@ -1,0 +1,80 @@
+"""Token buckets, API-key checks and settings rules for shutdown and auth."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from whisper_service.api.auth import ApiKeyMiddleware, presented_key
+from whisper_service.api.rate_limit import MAX_TRACKED_CLIENTS, RateLimitMiddleware, TokenBucket
+from whisper_service.settings import SettingsError, load_settings
+
+
+async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate=1.0, capacity=2, now=0.0)
+    assert bucket.take(0.0) == 0.0
+    assert bucket.take(0.0) == 0.0
+    assert bucket.take(0.0) == pytest.approx(1.0)
+    assert bucket.take(0.5) == pytest.approx(0.5)
+    assert bucket.take(1.0) == 0.0
+
+
+def test_rate_limiter_forgets_the_oldest_client() -> None:
+    limiter = RateLimitMiddleware(ok_app, per_minute=60, burst=1)
+    for i in range(MAX_TRACKED_CLIENTS + 1):
+        limiter.wait_for(f"ip:{i}", now=0.0)
+    assert len(limiter._buckets) == MAX_TRACKED_CLIENTS
+    assert "ip:0" not in limiter._buckets
+    assert limiter.wait_for("ip:1", now=0.0) > 0  # still remembered: empty bucket
+
+
+def test_presented_key_forms() -> None:
+    def scope(*headers: tuple[bytes, bytes]) -> Scope:
+        return {"headers": list(headers)}
+
+    assert presented_key(scope((b"authorization", b"Bearer  k1 "))) == "k1"
+    assert presented_key(scope((b"x-api-key", b"k2"))) == "k2"
+    assert presented_key(scope((b"authorization", b"Basic abc"))) is None
+    assert presented_key(scope()) is None
+
+
+def test_health_can_be_closed_too() -> None:
+    async def scenario() -> tuple[int, int, int]:
+        app = ApiKeyMiddleware(ok_app, keys=["k"], public_probes=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            closed = (await client.get("/health/live")).status_code
+            keyed = (await client.get("/health/live", headers={"X-API-Key": "k"})).status_code
+            preflight = (await client.options("/transcribe")).status_code
+        return closed, keyed, preflight
+
+    assert asyncio.run(scenario()) == (401, 200, 200)
+
+
+def test_drain_must_fit_the_platform_grace() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(drain_timeout_seconds=9.0, platform_grace_seconds=10.0)
+    assert "WHISPER_DRAIN_TIMEOUT_SECONDS=9" in str(info.value)
+    assert "WHISPER_PLATFORM_GRACE_SECONDS=10" in str(info.value)
+    settings = load_settings(drain_timeout_seconds=8.0)
+    assert settings.graceful_timeout_seconds == 10  # 8 + 1.5, rounded up for gunicorn
+
+
+def test_thresholds_must_be_ordered() -> None:
+    with pytest.raises(SettingsError, match="WHISPER_HEALTH_MEMORY_DEGRADED_PERCENT"):
+        load_settings(health_memory_degraded_percent=95, health_memory_unhealthy_percent=90)
+
+
+def test_auth_required_needs_a_key_only_to_serve(tmp_path: object) -> None:
+    settings = load_settings(auth_required=True)
+    with pytest.raises(SettingsError, match="no API key"):
+        settings.check_servable()
+    load_settings(auth_required=True, api_keys="a,b").check_servable()
