@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.routing import Match
+from starlette.types import Scope
 
 from whisper_service import __version__
-from whisper_service.api import routes_health, routes_openai, routes_transcribe
+from whisper_service.api import routes_health, routes_metrics, routes_openai, routes_transcribe
 from whisper_service.api.auth import ApiKeyMiddleware
 from whisper_service.api.errors import install_error_handlers
 from whisper_service.api.middleware import (
     FORM_OVERHEAD_BYTES,
+    AccessMiddleware,
     BodySizeLimitMiddleware,
     DrainMiddleware,
     InFlightMiddleware,
@@ -18,16 +26,51 @@ from whisper_service.api.middleware import (
 )
 from whisper_service.api.rate_limit import RateLimitMiddleware
 from whisper_service.lifecycle import Runtime, lifespan
+from whisper_service.observability import metrics, tracing
 from whisper_service.observability.logging import configure_logging
+from whisper_service.observability.telemetry import telemetry
 from whisper_service.scheduler import Scheduler
 from whisper_service.settings import Settings, load_settings
 
+UNMATCHED_ROUTE = "unmatched"
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI application for ``settings`` (from the environment when omitted)."""
+
+def route_resolver(app: FastAPI) -> Callable[[Scope], str]:
+    """Route template of a request: the matched route, or, for requests refused before
+    routing (auth, rate, drain), the route they would have matched."""
+
+    def route_of(scope: Scope) -> str:
+        route = scope.get("route")
+        if route is not None and hasattr(route, "path"):
+            return str(route.path)
+        for candidate in app.router.routes:
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL and hasattr(candidate, "path"):
+                return str(candidate.path)
+        return UNMATCHED_ROUTE
+
+    return route_of
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: otel_metrics.MeterProvider | None = None,
+) -> FastAPI:
+    """The ASGI application for ``settings`` (from the environment when omitted).
+
+    Tracer and meter providers default to ones built from the standard OTEL_*
+    environment (OTLP/HTTP exporters when an endpoint is set).
+    """
     settings = settings or load_settings()
     settings.check_servable()
     configure_logging(settings)
+    tracer_provider = tracer_provider or tracing.build_tracer_provider(settings)
+    meter_provider = meter_provider or tracing.build_meter_provider(settings)
+    tracing.install_propagators()
+    telemetry.configure(tracer_provider, tracing.meter(meter_provider))
+    metrics.initialise(__version__, settings.engine.value, settings.model, settings.app_env.value)
     app = FastAPI(
         title="whisper-service",
         version=__version__,
@@ -43,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     install_error_handlers(app)
-    for module in (routes_transcribe, routes_openai, routes_health):
+    for module in (routes_transcribe, routes_openai, routes_health, routes_metrics):
         app.include_router(module.router)
     # Added innermost first. None of these reads the body, so every refusal (size,
     # rate, auth, drain) happens before an upload is received.
@@ -70,7 +113,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "X-Request-ID", "Content-Type"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(AccessMiddleware, route_of=route_resolver(app))
     app.add_middleware(RequestIdMiddleware)
+    # Wraps everything above: the request's span is current in every middleware, so
+    # the access line and every log line carry its trace id.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        excluded_urls="/health,/v2/health,/metrics",
+    )
     return app
 
 

@@ -17,9 +17,16 @@ Used as ``gunicorn -c python:whisper_service.gunicorn_conf``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any
 
+from gunicorn.glogging import Logger
+
+from whisper_service.observability.logging import configure_logging
 from whisper_service.settings import load_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _settings = load_settings()
 
@@ -48,6 +55,40 @@ proc_name = "whisper-service"
 # gunicorn >= 24 opens a control socket under $HOME by default: nothing here uses it,
 # and a read-only root filesystem cannot hold it.
 control_socket_disable = True
+
+
+class JsonLogger(Logger):
+    """gunicorn's own lines (master and worker lifecycle) through the service's JSON
+    logging, so every line the process writes is one JSON object."""
+
+    def setup(self, cfg: Any) -> None:
+        """Let gunicorn configure, then route its loggers to the root handler."""
+        super().setup(cfg)
+        configure_logging(_settings)
+        for log in (self.error_log, self.access_log):
+            log.handlers = []
+            log.propagate = True
+
+
+logger_class = JsonLogger
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers an empty Prometheus multiprocess directory (inherited through
+    the environment when they fork): stale files from an earlier run would add dead
+    workers' counts to this one's."""
+    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="whisper-metrics-")
+    if os.path.isdir(directory):
+        shutil.rmtree(directory)
+    os.makedirs(directory, mode=0o700)
+    os.environ[MULTIPROC_ENV] = directory
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges (in-flight, queue depth...) from the scrape."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def when_ready(server: Any) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import structlog
 
+from whisper_service.observability import metrics
 from whisper_service.resources import CGROUP_ROOT, available_cpus, memory_limit_bytes
 from whisper_service.settings import Settings
 
@@ -277,6 +278,8 @@ class HealthMonitor:
                 f"free space in {self._tempdir}",
             ),
         }
+        for name, check in self._checks.items():
+            metrics.HEALTH_STATUS.labels(name).set(int(check.status))
         self.sampled_at = time.time()
 
     @property

@@ -38,6 +38,7 @@ from whisper_service.engines import load_engine
 from whisper_service.engines.base import CancelToken, Engine, TranscribeOptions
 from whisper_service.health import HealthMonitor
 from whisper_service.models import ModelArtifact, resolve_model
+from whisper_service.observability import metrics
 from whisper_service.scheduler import Scheduler
 from whisper_service.settings import Settings
 
@@ -160,6 +161,8 @@ async def _load_in_background(runtime: Runtime) -> None:
         log.critical("model_load_failed", model=settings.model, error=str(exc))
         os._exit(BOOT_ERROR_EXIT_CODE)
     runtime.artifact, runtime.engine, runtime.load_seconds = artifact, engine, seconds
+    metrics.MODEL_LOADED.labels(settings.engine.value, settings.model).set(1)
+    metrics.MODEL_LOAD_SECONDS.labels(settings.engine.value, settings.model).set(seconds)
     if runtime.monitor is not None:
         runtime.monitor.sample()  # the model check must not say "not loaded" until the next tick
     log.info(
@@ -208,6 +211,7 @@ class Drainer:
                 previous(sig, frame)
             return
         self.runtime.draining = True
+        metrics.DRAINING.set(1)
         # Requests already accepted (even if still uploading or decoding) are in flight
         # and may finish; DrainMiddleware refuses only the ones that arrive from now on.
         self.runtime.drain_started_monotonic = time.monotonic()

@@ -10,6 +10,7 @@ passes, or when its client disconnects; either way no inference runs for it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from whisper_service.engines.base import CancelToken
+from whisper_service.observability import metrics
+from whisper_service.observability.telemetry import telemetry
 
 T = TypeVar("T")
 
@@ -51,6 +54,8 @@ class Scheduler:
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
         self._slots = asyncio.Semaphore(workers)
+        metrics.QUEUE_CAPACITY.set(queue_size)
+        metrics.INFERENCE_WORKERS.set(workers)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
         self._running = 0
         self._waiting = 0
@@ -118,15 +123,24 @@ class Scheduler:
         if self.full:
             raise Rejected("queue_full", self.retry_after())
         self._waiting += 1
+        metrics.QUEUE_DEPTH.inc()
+        queued = time.monotonic()
         try:
-            await self._wait_for_slot(token, is_disconnected)
+            with telemetry.span("queue.wait", **{"whisper.queue.waiting": self._waiting}):
+                await self._wait_for_slot(token, is_disconnected)
         finally:
             self._waiting -= 1
+            metrics.QUEUE_DEPTH.dec()
+        telemetry.queue_waited(time.monotonic() - queued)
         self._running += 1
+        metrics.INFERENCE_RUNNING.inc()
         started = time.monotonic()
         try:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, fn, token)
+            # The worker thread sees this request's context: its span (for child spans)
+            # and its log fields (request id).
+            context = contextvars.copy_context()
+            future = loop.run_in_executor(self._executor, context.run, fn, token)
             # If this request is cancelled (client gone), the thread is told to stop at
             # its next check; the slot is freed only when the thread really finishes.
             try:
@@ -138,6 +152,7 @@ class Scheduler:
         finally:
             self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * (time.monotonic() - started)
             self._running -= 1
+            metrics.INFERENCE_RUNNING.dec()
             self._slots.release()
 
     def close(self) -> None:

@@ -287,6 +287,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field(
         "json", description="json: one Cloud Logging object per line; console: for people."
     )
+    log_transcripts: bool = Field(
+        False, description="Include transcript text in logs (off: it is user content)."
+    )
+    gcp_project: str | None = Field(
+        None,
+        validation_alias=AliasChoices("gcp_project", "WHISPER_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+        description="Project for Cloud Logging's trace field (projects/<p>/traces/<id>).",
+    )
 
     # --- deployment shape (rendered into Cloud Run manifests) ---
     memory_limit_mib: int = Field(2048, ge=256, le=32768, description="Container memory.")

@@ -42,3 +42,20 @@ def test_readme_links_resolve() -> None:
     text = (REPO / "README.md").read_text()
     for link in re.findall(r"\]\(((?:docs/)[^)#]+)", text):
         assert (REPO / link).is_file(), link
+
+
+def test_every_metric_is_in_the_observability_doc() -> None:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from whisper_service.observability import metrics
+
+    text = (DOCS / "observability.md").read_text()
+    names = []
+    for value in vars(metrics).values():
+        if isinstance(value, Counter):
+            names.append(f"{value._name}_total")
+        elif isinstance(value, Gauge | Histogram):
+            names.append(value._name)
+    assert len(names) >= 15
+    missing = [n for n in names if f"`{n}`" not in text]
+    assert not missing, f"undocumented metrics: {missing}"

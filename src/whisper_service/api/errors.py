@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whisper_service.observability.context import request_id_var
+from whisper_service.observability.telemetry import telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +73,8 @@ def error_response(
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """A JSONResponse carrying the error body."""
+    """A JSONResponse carrying the error body (rejections are counted)."""
+    telemetry.rejected(code)
     return JSONResponse(
         error_body(status, code, message, param), status, headers=dict(headers or {})
     )

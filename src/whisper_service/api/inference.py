@@ -12,6 +12,7 @@ from whisper_service.api.errors import ApiError
 from whisper_service.engines.base import Cancelled, CancelToken, Engine, UnsupportedOption
 from whisper_service.lifecycle import Runtime
 from whisper_service.observability.context import request_id_var
+from whisper_service.observability.telemetry import telemetry
 from whisper_service.scheduler import Rejected
 
 T = TypeVar("T")
@@ -78,13 +79,39 @@ def _raise_rejected(rejected: Rejected) -> None:
 
 
 async def run_inference(
-    request: Request, token: CancelToken, work: Callable[[CancelToken], T]
+    request: Request,
+    token: CancelToken,
+    work: Callable[[CancelToken], T],
+    *,
+    task: str,
+    audio_seconds: float,
 ) -> T:
-    """Run ``work`` on an inference worker, translating scheduler and engine outcomes."""
+    """Run ``work`` on an inference worker (traced and measured), translating scheduler
+    and engine outcomes into HTTP errors."""
     runtime = runtime_of(request)
     scheduler = runtime.scheduler
+    settings = runtime.settings
+    engine, model = settings.engine.value, settings.model
+
+    def measured(t: CancelToken) -> T:
+        attributes = {
+            "whisper.engine": engine,
+            "whisper.model": model,
+            "whisper.task": task,
+            "whisper.audio.duration_seconds": round(audio_seconds, 3),
+        }
+        with telemetry.span("inference", **attributes) as span:
+            started = time.perf_counter()
+            output = work(t)
+            seconds = time.perf_counter() - started
+            language = getattr(output, "language", None)
+            if language:
+                span.set_attribute("whisper.language", language)
+        telemetry.transcribed(engine, model, task, audio_seconds, seconds)
+        return output
+
     try:
-        result = await scheduler.run(work, token, request.is_disconnected)
+        result = await scheduler.run(measured, token, request.is_disconnected)
     except Rejected as rejected:
         _raise_rejected(rejected)
         raise  # unreachable: _raise_rejected always raises

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -16,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whisper_service.api.errors import ApiError, error_body
 from whisper_service.lifecycle import InFlightTracker
+from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
+from whisper_service.observability.telemetry import telemetry
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -112,6 +115,7 @@ async def send_json_error(
     send: Send, status: int, code: str, message: str, headers: dict[str, str]
 ) -> None:
     """Answer from middleware with the API's JSON error shape."""
+    telemetry.rejected(code)
     body = json.dumps(error_body(status, code, message)).encode()
     raw_headers = [
         (b"content-type", b"application/json"),
@@ -169,7 +173,76 @@ class InFlightMiddleware:
             return
         request_id = request_id_var.get() or uuid.uuid4().hex
         self.tracker.add(request_id, scope["method"], scope["path"])
+        metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send)
         finally:
+            metrics.IN_FLIGHT.dec()
             self.tracker.remove(request_id)
+
+
+_SENSITIVE_QUERY = re.compile(
+    r"(?i)^(key|api_key|apikey|token|access_token|sig|signature|password)$"
+)
+access_log = structlog.get_logger("whisper_service.access")
+
+
+def redacted_url(scope: Scope) -> str:
+    """Path and query, with the values of secret-looking query parameters replaced."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    if not query:
+        return str(scope["path"])
+    parts = []
+    for pair in query.split("&"):
+        name, sep, _ = pair.partition("=")
+        parts.append(f"{name}=REDACTED" if sep and _SENSITIVE_QUERY.match(name) else pair)
+    return f"{scope['path']}?{'&'.join(parts)}"
+
+
+class AccessMiddleware:
+    """Per response: the HTTP metrics (route template, never the raw path) and one
+    access log line carrying Cloud Logging's ``httpRequest`` object."""
+
+    def __init__(self, app: ASGIApp, *, route_of: Callable[[Scope], str]) -> None:
+        self.app = app
+        self.route_of = route_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status, size = 500, 0
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            seconds = time.perf_counter() - started
+            route = self.route_of(scope)
+            telemetry.request_finished(scope["method"], route, status, seconds)
+            client = scope.get("client")
+            fields = {
+                "httpRequest": {
+                    "requestMethod": scope["method"],
+                    "requestUrl": redacted_url(scope),
+                    "status": status,
+                    "responseSize": str(size),
+                    "latency": f"{seconds:.3f}s",
+                    "userAgent": _header(scope, b"user-agent") or "",
+                    "remoteIp": client[0] if client else "",
+                    "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+                },
+                "route": route,
+            }
+            if is_probe(scope["path"]) and status < 400:
+                access_log.debug("request", **fields)
+            else:
+                access_log.info("request", **fields)

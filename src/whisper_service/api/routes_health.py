@@ -10,6 +10,7 @@ in ``z``, hence ``/health/...``.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -98,6 +99,7 @@ async def health(request: Request) -> JSONResponse:
     report.update(
         {
             "version": __version__,
+            "pid": os.getpid(),
             "engine": settings.engine.value,
             "model": runtime.artifact.name if runtime.artifact else settings.model,
             "model_loaded": runtime.engine is not None,

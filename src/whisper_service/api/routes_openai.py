@@ -24,6 +24,7 @@ from whisper_service.api.inference import (
 from whisper_service.api.routes_transcribe import (
     MAX_PROMPT_CHARS,
     check_engine_options,
+    log_transcription,
     parse_language,
     render,
 )
@@ -120,8 +121,13 @@ async def _handle(
     admit_or_reject(request)
     audio = await decode_upload(file, runtime.settings)
     result = await run_inference(
-        request, token, lambda t: engine.transcribe(audio.samples, options, t)
+        request,
+        token,
+        lambda t: engine.transcribe(audio.samples, options, t),
+        task=task,
+        audio_seconds=audio.duration,
     )
+    log_transcription(runtime.settings, result)
     if response_format is ResponseFormat.VERBOSE_JSON:
         body = _verbose(result, task, words)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -33,8 +34,10 @@ from whisper_service.formats import (
     ResponseFormat,
     segment_dict,
 )
+from whisper_service.settings import Settings
 
 router = APIRouter(tags=["transcription"])
+log = structlog.get_logger(__name__)
 
 MAX_PROMPT_CHARS = 2000
 
@@ -53,6 +56,19 @@ def check_engine_options(engine: Engine, options: TranscribeOptions) -> None:
         check_options(engine, options)
     except UnsupportedOption as exc:
         raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc
+
+
+def log_transcription(settings: Settings, result: Transcription) -> None:
+    """One line per transcription; the text itself only when the operator opted in."""
+    fields: dict[str, Any] = {
+        "audio_seconds": round(result.duration, 3),
+        "language": result.language,
+        "segments": len(result.segments),
+        "characters": len(result.text),
+    }
+    if settings.log_transcripts:
+        fields["text"] = result.text
+    log.info("transcribed", **fields)
 
 
 def render(
@@ -107,8 +123,13 @@ async def transcribe(
     started = time.monotonic()
     audio = await decode_upload(file, runtime.settings)
     result = await run_inference(
-        request, token, lambda t: engine.transcribe(audio.samples, options, t)
+        request,
+        token,
+        lambda t: engine.transcribe(audio.samples, options, t),
+        task=options.task,
+        audio_seconds=audio.duration,
     )
+    log_transcription(runtime.settings, result)
     body: dict[str, Any] = {
         "text": result.text,
         "language": result.language,
@@ -140,7 +161,13 @@ async def detect_language(
     token = deadline_token(request)
     admit_or_reject(request)
     audio = await decode_upload(file, runtime.settings)
-    probs = await run_inference(request, token, lambda _t: engine.detect_language(audio.samples))
+    probs = await run_inference(
+        request,
+        token,
+        lambda _t: engine.detect_language(audio.samples),
+        task="detect_language",
+        audio_seconds=min(audio.duration, 30.0),
+    )
     best, probability = probs[0]
     return {
         "language": best,

@@ -8,6 +8,7 @@ from fastapi import UploadFile
 
 from whisper_service.api.errors import ApiError
 from whisper_service.audio import AudioError, DecodedAudio, decode_audio
+from whisper_service.observability.telemetry import telemetry
 from whisper_service.settings import Settings
 
 
@@ -21,9 +22,14 @@ async def decode_upload(upload: UploadFile, settings: Settings) -> DecodedAudio:
             param="file",
         )
     upload.file.seek(0)
-    try:
-        return await asyncio.to_thread(
-            decode_audio, upload.file, max_seconds=settings.max_audio_seconds
-        )
-    except AudioError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, param="file") from exc
+    with telemetry.span("audio.decode", **{"whisper.upload.bytes": upload.size or 0}) as span:
+        try:
+            audio = await asyncio.to_thread(
+                decode_audio, upload.file, max_seconds=settings.max_audio_seconds
+            )
+        except AudioError as exc:
+            span.set_attribute("error.type", exc.code)
+            raise ApiError(exc.status, exc.code, exc.message, param="file") from exc
+        span.set_attribute("whisper.audio.duration_seconds", round(audio.duration, 3))
+        span.set_attribute("whisper.audio.codec", audio.source_codec)
+    return audio

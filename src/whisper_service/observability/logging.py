@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.types import EventDict, Processor
 
 from whisper_service.settings import Settings
@@ -35,6 +36,22 @@ def _cloud_logging_shape(_: Any, method: str, event: EventDict) -> EventDict:
     return event
 
 
+class TraceFields:
+    """Add the current span as Cloud Logging's trace, spanId and trace_sampled fields, so
+    Cloud Logging links every line of a request to its trace."""
+
+    def __init__(self, project: str | None) -> None:
+        self.prefix = f"projects/{project}/traces/" if project else ""
+
+    def __call__(self, _: Any, __: str, event: EventDict) -> EventDict:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            event["logging.googleapis.com/trace"] = f"{self.prefix}{context.trace_id:032x}"
+            event["logging.googleapis.com/spanId"] = f"{context.span_id:016x}"
+            event["logging.googleapis.com/trace_sampled"] = context.trace_flags.sampled
+        return event
+
+
 def configure_logging(settings: Settings) -> None:
     """Configure structlog and the stdlib root logger (idempotent)."""
     shared: list[Processor] = [
@@ -43,6 +60,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
         structlog.processors.format_exc_info,
+        TraceFields(settings.gcp_project),
     ]
     renderer: Processor
     if settings.log_format == "json":
@@ -67,7 +85,11 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level)
     # faster-whisper logs two INFO/DEBUG lines per request about its own progress.
     logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, root.level))
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "gunicorn.access"):
+    for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # The service writes its own access line (with Cloud Logging's httpRequest);
+    # uvicorn's and gunicorn's would double it.
+    for name in ("uvicorn.access", "gunicorn.access"):
+        logging.getLogger(name).disabled = True

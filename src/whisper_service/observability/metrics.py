@@ -1,0 +1,200 @@
+"""Prometheus metrics, correct under gunicorn with several workers.
+
+Multiprocess mode (prometheus-client): when ``PROMETHEUS_MULTIPROC_DIR`` is set (the
+gunicorn config sets it in the master, wiped at start, before workers fork), every
+worker writes its samples to files there and ``/metrics`` merges them; a dead
+worker's live gauges are dropped by ``mark_process_dead`` in gunicorn's
+``child_exit`` hook. Each gauge states how it merges across workers. Without the
+variable (plain uvicorn) the default in-process registry is used.
+
+Labels are bounded: route templates, never raw paths; reasons from a fixed set.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+NAMESPACE = "whisper"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds: from a probe (1 ms) to a long transcription (10 min).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+AUDIO_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5)
+
+# Every reason a request can be refused (metric label values).
+REJECTION_REASONS = (
+    "queue_full",
+    "queue_timeout",
+    "deadline",
+    "draining",
+    "too_large",
+    "too_long",
+    "unsupported_media",
+    "rate_limited",
+    "unauthorized",
+    "memory",
+)
+# Error codes of the API -> rejection reason.
+REJECTION_BY_CODE = {
+    "queue_full": "queue_full",
+    "queue_timeout": "queue_timeout",
+    "deadline_exceeded": "deadline",
+    "shutting_down": "draining",
+    "file_too_large": "too_large",
+    "audio_too_long": "too_long",
+    "undecodable_audio": "unsupported_media",
+    "no_audio_stream": "unsupported_media",
+    "empty_audio": "unsupported_media",
+    "rate_limited": "rate_limited",
+    "missing_api_key": "unauthorized",
+    "invalid_api_key": "unauthorized",
+    "memory_pressure": "memory",
+}
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+    namespace=NAMESPACE,
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from request start to the end of the response, by method and route template.",
+    ["method", "route"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+INFERENCE_SECONDS = Histogram(
+    "inference_seconds",
+    "Engine time per request (decoding of tokens, not audio decoding or queueing).",
+    ["engine", "model", "task"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+AUDIO_SECONDS_TOTAL = Counter(
+    "audio_seconds_total",
+    "Seconds of audio transcribed.",
+    ["engine", "model", "task"],
+    namespace=NAMESPACE,
+)
+AUDIO_DURATION = Histogram(
+    "audio_duration_seconds",
+    "Length of each transcribed input.",
+    ["engine", "model", "task"],
+    namespace=NAMESPACE,
+    buckets=AUDIO_BUCKETS,
+)
+REALTIME_FACTOR = Histogram(
+    "realtime_factor",
+    "Inference seconds per second of audio (lower is faster; 1 = real time).",
+    ["engine", "model"],
+    namespace=NAMESPACE,
+    buckets=RTF_BUCKETS,
+)
+QUEUE_DEPTH = Gauge(
+    "queue_depth",
+    "Requests waiting for an inference worker.",
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+QUEUE_CAPACITY = Gauge(
+    "queue_capacity",
+    "Requests that may wait for an inference worker (the queue size), summed over workers.",
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+INFERENCE_WORKERS = Gauge(
+    "inference_workers",
+    "Inference threads, summed over live workers.",
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+QUEUE_WAIT = Histogram(
+    "queue_wait_seconds",
+    "Time a request waited for an inference worker.",
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+INFERENCE_RUNNING = Gauge(
+    "inference_running",
+    "Inferences running now.",
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+IN_FLIGHT = Gauge(
+    "inflight_requests",
+    "HTTP requests being served (probes excluded).",
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+REJECTIONS = Counter(
+    "rejections_total",
+    "Requests refused, by reason.",
+    ["reason"],
+    namespace=NAMESPACE,
+)
+MODEL_LOADED = Gauge(
+    "model_loaded",
+    "1 when every live worker has its model loaded.",
+    ["engine", "model"],
+    namespace=NAMESPACE,
+    multiprocess_mode="livemin",
+)
+MODEL_LOAD_SECONDS = Gauge(
+    "model_load_seconds",
+    "Time the slowest live worker took to load and warm up its model.",
+    ["engine", "model"],
+    namespace=NAMESPACE,
+    multiprocess_mode="livemax",
+)
+HEALTH_STATUS = Gauge(
+    "health_status",
+    "Health check verdict: 0 healthy, 1 degraded, 2 unhealthy (worst live worker).",
+    ["check"],
+    namespace=NAMESPACE,
+    multiprocess_mode="livemax",
+)
+DRAINING = Gauge(
+    "draining",
+    "1 while a worker drains after SIGTERM.",
+    namespace=NAMESPACE,
+    multiprocess_mode="livemax",
+)
+BUILD_INFO = Gauge(
+    "build_info",
+    "Always 1; labels carry the version and configuration.",
+    ["version", "engine", "model", "app_env"],
+    namespace=NAMESPACE,
+    multiprocess_mode="livemax",
+)
+
+
+def initialise(version: str, engine: str, model: str, app_env: str) -> None:
+    """Set the constant series and create every labelled series at zero, so rates and
+    alerts see a 0 rather than no data."""
+    BUILD_INFO.labels(version, engine, model, app_env).set(1)
+    MODEL_LOADED.labels(engine, model).set(0)
+    for reason in REJECTION_REASONS:
+        REJECTIONS.labels(reason)
+    DRAINING.set(0)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The scrape body and its content type, merged across workers when multiprocess."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
