@@ -11,7 +11,7 @@ PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck pytest install install-dev tools clean
+.PHONY: run test lint typecheck pytest install install-dev tools lock audit render docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,7 @@ run: install
 lint: install-dev
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/hadolint Dockerfile.secure
 
 typecheck: install-dev
 	$(BIN)/mypy src
@@ -50,6 +51,28 @@ pytest: install-dev tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# dependencies/requirements_secure.txt: every package of the image pinned with hashes,
+# resolved from pyproject.toml for linux/amd64 and Python 3.11 (torch: the CPU build;
+# triton: left out, openai-whisper uses it only for CUDA kernels).
+lock: install-dev
+	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt \
+	  --override dependencies/overrides.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels,) \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --no-emit-package triton --no-header --no-annotate \
+	  -o dependencies/requirements_secure.txt
+
+# Known vulnerabilities in the locked packages (needs the PyPI vulnerability API).
+audit: install-dev
+	$(BIN)/pip-audit --disable-pip --no-deps -r dependencies/requirements_secure.txt
+
+# docs/configuration.md's settings and presets tables, from the Settings model.
+docs: install
+	$(BIN)/whisper-service config docs
+
+# The Cloud Run manifests of every preset.
+render: install
+	for env in production staging development; do $(BIN)/whisper-service deploy render --env $$env; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

@@ -176,10 +176,14 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    """Print the effective configuration."""
+    """Print the effective configuration (secrets redacted)."""
     settings = _settings_from(args)
     data = settings.model_dump(mode="json")
-    if args.format == "env":
+    if args.format == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    elif args.format == "env":
         for key, value in data.items():
             if value is None:
                 continue
@@ -188,6 +192,56 @@ def cmd_config_show(args: argparse.Namespace) -> int:
             print(f"{env_var_name(key)}={text}")
     else:
         print(json.dumps(data, indent=2))
+    return 0
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    """Regenerate the settings and presets tables of docs/configuration.md."""
+    from whisper_service.config_docs import render_into
+
+    path = Path(args.file)
+    fresh = render_into(path.read_text())
+    if args.check:
+        if fresh != path.read_text():
+            print(f"{path} is stale: run `make docs`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(fresh)
+    print(path)
+    return 0
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    """Check the configuration against every deployment rule; list each problem."""
+    from whisper_service.config_validation import problems
+
+    try:
+        settings = _settings_from(args)
+    except SettingsError as exc:
+        print(f"INVALID: {exc}", file=sys.stderr)
+        return 1
+    found = problems(settings)
+    for problem in found:
+        print(f"INVALID: {problem}", file=sys.stderr)
+    if not found:
+        print(f"{settings.app_env.value}: valid")
+    return 1 if found else 0
+
+
+def cmd_deploy_render(args: argparse.Namespace) -> int:
+    """Write the Cloud Run manifests of a preset (the shell's environment is ignored)."""
+    from whisper_service.config_validation import problems
+    from whisper_service.deployment import render
+    from whisper_service.settings import preset_settings
+
+    settings = preset_settings(args.app_env or "production")
+    found = problems(settings)
+    if found:
+        for problem in found:
+            print(f"INVALID: {problem}", file=sys.stderr)
+        return 1
+    for path in render(settings, Path(args.output_dir), args.image):
+        print(path)
     return 0
 
 
@@ -237,8 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="config_command", required=True)
     cs = csub.add_parser("show", help="print the effective settings")
     common(cs)
-    cs.add_argument("--format", default="json", choices=["json", "env"])
+    cs.add_argument("--format", default="json", choices=["json", "yaml", "env"])
     cs.set_defaults(func=cmd_config_show)
+    cd = csub.add_parser("docs", help="regenerate the settings tables of the configuration doc")
+    cd.add_argument("--file", default="docs/configuration.md")
+    cd.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    cd.set_defaults(func=cmd_config_docs)
+    cv = csub.add_parser("validate", help="check every deployment rule; exit 1 on problems")
+    common(cv)
+    cv.set_defaults(func=cmd_config_validate)
+
+    deploy = sub.add_parser("deploy", help="deployment files")
+    dsub = deploy.add_subparsers(dest="deploy_command", required=True)
+    dr = dsub.add_parser("render", help="write deployment/cloud-run/service.ENV.yaml, env.ENV.yaml")
+    dr.add_argument("--env", dest="app_env", choices=["production", "staging", "development"])
+    dr.add_argument("--image", default="__IMAGE__", help="container image (default: placeholder)")
+    dr.add_argument("--output-dir", default="deployment/cloud-run")
+    dr.set_defaults(func=cmd_deploy_render)
     return parser
 
 
@@ -255,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, ModelNotFound, ValueError) as exc:
+    except (SettingsError, ModelNotFound, ValueError, OSError) as exc:
         print(f"whisper-service: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 

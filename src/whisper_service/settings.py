@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     )
 
     # --- serving ---
-    host: str = Field("0.0.0.0", description="Address to bind.")
+    host: str = Field("0.0.0.0", description="Address to listen on (`make run` uses 127.0.0.1).")
     port: int = Field(
         8080,
         ge=1,
@@ -150,7 +150,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=16,
-        description="gunicorn worker processes; each loads its own copy of the model.",
+        description="gunicorn worker processes; each loads its own model copy, so memory "
+        "grows with it.",
     )
 
     # --- model and engine ---
@@ -163,7 +164,7 @@ class Settings(BaseSettings):
     )
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "whisper-service",
-        description="Where converted and downloaded models are kept.",
+        description="Converted, assembled and downloaded models (the image uses /opt/models).",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="Inference device.")
     compute_type: Literal["default", "int8", "int8_float32", "float32", "float16"] = Field(
@@ -175,20 +176,34 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=256,
-        description="Intra-op threads per inference worker; 0 = available CPUs / workers.",
+        description="Intra-op threads per inference worker; 0 = usable CPUs (cgroup quota, "
+        "affinity) / inference workers.",
     )
-    warmup: bool = Field(True, description="Run one inference on silence before ready.")
+    warmup: bool = Field(
+        True, description="One inference on a second of low noise before readiness turns 200."
+    )
 
     # --- scheduling and limits ---
-    inference_workers: int = Field(1, ge=1, le=32, description="Concurrent inferences per process.")
+    inference_workers: int = Field(
+        1, ge=1, le=32, description="Inferences running at once per process."
+    )
     queue_size: int = Field(
-        7, ge=0, le=10_000, description="Requests allowed to wait for a worker; beyond: 429."
+        7,
+        ge=0,
+        le=10_000,
+        description="Requests allowed to wait for an inference worker; beyond it: 429 at once.",
     )
     queue_timeout_seconds: float = Field(
-        30.0, gt=0, le=3600, description="Longest wait for a worker before 503."
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for an inference worker, then 503 queue_timeout.",
     )
     request_timeout_seconds: float = Field(
-        300.0, gt=0, le=3600, description="Deadline for one request, queue wait included."
+        300.0,
+        gt=0,
+        le=3600,
+        description="Deadline of the whole request, queue wait included, then 504.",
     )
     max_upload_bytes: int = Field(
         100 * 1024 * 1024,
@@ -258,12 +273,17 @@ class Settings(BaseSettings):
 
     # --- security and abuse limits ---
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Accepted API keys, comma-separated."
+        default_factory=list,
+        description="Accepted API keys, comma-separated (a secret: shown redacted).",
     )
     api_keys_file: Path | None = Field(
         None, description="File with one API key per line (a mounted secret)."
     )
-    auth_required: bool = Field(False, description="Require an API key on the API routes.")
+    auth_required: bool = Field(
+        False,
+        description="Require an API key on every route but the health endpoints; serve "
+        "refuses to start without one.",
+    )
     health_public: bool = Field(
         True, description="Health and metrics endpoints answer without an API key."
     )
@@ -413,6 +433,22 @@ def _describe(error: dict[str, Any]) -> str:
     field = str(error["loc"][0])
     value = "<secret>" if field == "api_keys" else error.get("input")
     return f"{env_var_name(field)}={value!r}: {error['msg']}"
+
+
+def preset_settings(env: AppEnv | str, **overrides: Any) -> Settings:
+    """Settings of a preset alone, ignoring this process's environment: what a
+    deployment of ``env`` runs with, whoever renders it."""
+    ours = [
+        k
+        for k in os.environ
+        if k.upper().startswith(ENV_PREFIX)
+        or k.upper() in ("APP_ENV", "PORT", "GOOGLE_CLOUD_PROJECT")
+    ]
+    saved = {k: os.environ.pop(k) for k in ours}
+    try:
+        return load_settings(app_env=str(env), **overrides)
+    finally:
+        os.environ.update(saved)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -38,3 +38,34 @@ def test_measure_rtf_reports_a_plausible_real_time_factor(
     assert 0 < report["processing_seconds"] <= report["wall_seconds"]
     # wall_seconds is rounded to ms in the report; the rtf is computed before rounding.
     assert report["rtf"] == pytest.approx(report["wall_seconds"] / 11.0, abs=1e-3)
+
+
+def test_smoke_passes_against_a_live_server(default_server: LiveServer) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "testing" / "smoke.py"), default_server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: transcription: 'And so my fellow Americans" in result.stdout
+    assert "smoke test passed" in result.stdout
+
+
+def test_smoke_fails_clearly_without_a_service() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "testing" / "smoke.py"),
+            "http://127.0.0.1:9",
+            "--ready-timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "SMOKE TEST FAILED" in result.stderr

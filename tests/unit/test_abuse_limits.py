@@ -43,6 +43,8 @@ def test_presented_key_forms() -> None:
     assert presented_key(scope((b"authorization", b"Bearer  k1 "))) == "k1"
     assert presented_key(scope((b"x-api-key", b"k2"))) == "k2"
     assert presented_key(scope((b"authorization", b"Basic abc"))) is None
+    both = scope((b"authorization", b"Bearer id-token"), (b"x-api-key", b"k3"))
+    assert presented_key(both) == "k3"  # Cloud Run IAM: the ID token is not the key
     assert presented_key(scope()) is None
 
 

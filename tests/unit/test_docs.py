@@ -59,3 +59,10 @@ def test_every_metric_is_in_the_observability_doc() -> None:
     assert len(names) >= 15
     missing = [n for n in names if f"`{n}`" not in text]
     assert not missing, f"undocumented metrics: {missing}"
+
+
+def test_generated_configuration_tables_are_fresh() -> None:
+    from whisper_service.config_docs import render_into
+
+    text = (DOCS / "configuration.md").read_text()
+    assert render_into(text) == text, "docs/configuration.md is stale: run `make docs`"

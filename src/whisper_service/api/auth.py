@@ -28,17 +28,19 @@ def client_key_id(key: str) -> str:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key the request carries, if any."""
+    """The key the request carries, if any. ``X-API-Key`` wins over ``Authorization``:
+    behind Cloud Run's IAM, Authorization carries the platform's ID token."""
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    bearer = None
     for name, raw in headers:
         lowered, value = name.lower(), raw.decode("latin-1").strip()
+        if lowered == b"x-api-key" and value:
+            return value
         if lowered == b"authorization":
             scheme, _, token = value.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-        elif lowered == b"x-api-key" and value:
-            return value
-    return None
+                bearer = token.strip()
+    return bearer
 
 
 class ApiKeyMiddleware:
