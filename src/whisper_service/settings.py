@@ -169,8 +169,8 @@ class Settings(BaseSettings):
     device: Literal["cpu", "cuda"] = Field("cpu", description="Inference device.")
     compute_type: Literal["default", "int8", "int8_float32", "float32", "float16"] = Field(
         "int8",
-        description="faster-whisper precision (int8 is fastest on CPU); the openai-whisper "
-        "engine always computes in float32 on CPU.",
+        description="Precision. faster-whisper: CTranslate2 compute type. openai-whisper: "
+        "int8 = the project's dynamically quantized torch path, anything else = float32.",
     )
     cpu_threads: int = Field(
         0,

@@ -16,12 +16,18 @@ from whisper_service.audio import decode_audio
 ENGINES = ["faster-whisper", "openai-whisper"]
 
 
+# The service against the engine libraries as they ship: faster-whisper int8 (its
+# CPU default) and stock openai-whisper in float32. The project's int8 torch path is
+# not the library's own computation; its accuracy is checked against stock below.
+PRECISION = {"faster-whisper": "int8", "openai-whisper": "float32"}
+
+
 @pytest.fixture(scope="module", params=ENGINES)
 def engine_server(
     request: pytest.FixtureRequest, server_factory: Callable[..., LiveServer]
 ) -> tuple[str, LiveServer]:
     engine = str(request.param)
-    return engine, server_factory(WHISPER_ENGINE=engine)
+    return engine, server_factory(WHISPER_ENGINE=engine, WHISPER_COMPUTE_TYPE=PRECISION[engine])
 
 
 def transcribe_http(server: LiveServer, path: Path, **fields: str) -> httpx.Response:
@@ -133,3 +139,24 @@ def test_vad_filter_keeps_the_speech(
     response = transcribe_http(server, audio_dir / "jfk.flac", vad_filter="true")
     assert response.status_code == 200, response.text
     assert normalize(response.json()["text"]) == normalize(JFK_REFERENCE)
+
+
+def test_openai_whisper_int8_path_keeps_the_word_error_rate(
+    server_factory: Callable[..., LiveServer], raw: dict[str, Any], audio_dir: Path
+) -> None:
+    """The quantized torch path (the openai-whisper default) loses no words against
+    stock openai-whisper on the LJSpeech set, and still gives the JFK reference."""
+    server = server_factory(WHISPER_ENGINE="openai-whisper", WHISPER_COMPUTE_TYPE="int8")
+    entries = ljspeech()
+    served = []
+    for entry in entries:
+        response = transcribe_http(server, entry.path, language="en")
+        assert response.status_code == 200, response.text
+        served.append(response.json()["text"])
+    stock = [raw_transcribe("openai-whisper", e.path, raw) for e in entries]
+    references = [e.reference for e in entries]
+    wer_int8, wer_stock = pooled_wer(references, served), pooled_wer(references, stock)
+    print(f"\nopenai-whisper: pooled WER int8={wer_int8:.4f} stock float32={wer_stock:.4f}")
+    assert wer_int8 <= wer_stock + 0.005
+    jfk = transcribe_http(server, audio_dir / "jfk.flac").json()["text"]
+    assert normalize(jfk) == normalize(JFK_REFERENCE)

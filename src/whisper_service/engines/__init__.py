@@ -20,6 +20,7 @@ def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
         return OpenAIWhisperEngine(
             artifact,
             device=settings.device,
+            compute_type=settings.compute_type,
             threads=threads,
             workers=settings.inference_workers,
         )

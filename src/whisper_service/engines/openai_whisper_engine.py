@@ -27,6 +27,7 @@ from whisper_service.engines.base import (
     check_options,
     require_multilingual,
 )
+from whisper_service.engines.torch_optimize import quantize_int8
 from whisper_service.models import ModelArtifact
 
 
@@ -47,7 +48,10 @@ class _Replica:
             self.token.check()
 
 
-def _load(artifact: ModelArtifact, device: str) -> whisper.Whisper:
+INT8_COMPUTE_TYPES = ("int8", "int8_float32")
+
+
+def _load(artifact: ModelArtifact, device: str, compute_type: str) -> whisper.Whisper:
     checkpoint = torch.load(artifact.path, map_location=device, weights_only=True)
     model = whisper.Whisper(whisper.ModelDimensions(**checkpoint["dims"]))
     model.load_state_dict(checkpoint["model_state_dict"])
@@ -59,7 +63,10 @@ def _load(artifact: ModelArtifact, device: str) -> whisper.Whisper:
         model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
     elif artifact.name in whisper._ALIGNMENT_HEADS:
         model.set_alignment_heads(whisper._ALIGNMENT_HEADS[artifact.name])
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if device == "cpu" and compute_type in INT8_COMPUTE_TYPES:
+        model = quantize_int8(model)
+    return model
 
 
 def _speech_clips(audio: np.ndarray) -> list[float]:
@@ -76,16 +83,25 @@ class OpenAIWhisperEngine:
 
     name = "openai-whisper"
 
-    def __init__(self, artifact: ModelArtifact, *, device: str, threads: int, workers: int) -> None:
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        *,
+        device: str,
+        compute_type: str,
+        threads: int,
+        workers: int,
+    ) -> None:
         torch.set_num_threads(threads)
         self.model_name = artifact.name
         self.device = device
+        self.compute_type = compute_type if compute_type in INT8_COMPUTE_TYPES else "float32"
         self._replicas: queue.Queue[_Replica] = queue.Queue()
-        first = _load(artifact, device)
+        first = _load(artifact, device, compute_type)
         self._multilingual = bool(first.is_multilingual)
         self._replicas.put(_Replica(first))
         for _ in range(workers - 1):
-            self._replicas.put(_Replica(_load(artifact, device)))
+            self._replicas.put(_Replica(_load(artifact, device, compute_type)))
 
     @property
     def multilingual(self) -> bool:
