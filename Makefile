@@ -11,7 +11,7 @@ PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck pytest install install-dev tools lock audit render docs clean
+.PHONY: run test lint typecheck pytest install install-dev tools lock audit render docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ lock: install-dev
 # Known vulnerabilities in the locked packages (needs the PyPI vulnerability API).
 audit: install-dev
 	$(BIN)/pip-audit --disable-pip --no-deps -r dependencies/requirements_secure.txt
+
+# Speed: pytest-benchmark suites, then every comparison of docs/benchmarks.md (ratios
+# measured within one run, load tests on 127.0.0.1). About 10 minutes; not in `make test`.
+bench: install-dev
+	$(BIN)/pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider \
+	  --benchmark-only --benchmark-json=.benchmarks/pytest-benchmark.json --timeout 1200
+	$(BIN)/python benchmarks/compare.py --output .benchmarks/compare.json
 
 # docs/configuration.md's settings and presets tables, from the Settings model.
 docs: install

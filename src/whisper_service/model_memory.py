@@ -45,8 +45,11 @@ BYTES_PER_PARAM = {"int8": 1, "int8_float32": 1, "float16": 2, "float32": 4, "de
 
 
 def precision(engine: str, compute_type: str) -> str:
-    """The precision the engine really computes in on CPU."""
-    return "float32" if engine == "openai-whisper" else compute_type
+    """The precision whose memory to budget: openai-whisper is counted in float32 (the
+    int8 path keeps the float token embedding); CTranslate2's "default" is float32."""
+    if engine == "openai-whisper" or compute_type == "default":
+        return "float32"
+    return compute_type
 
 
 def engine_mib(model: str, engine: str, compute_type: str) -> int | None:

