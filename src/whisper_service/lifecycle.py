@@ -41,6 +41,7 @@ from whisper_service.models import ModelArtifact, resolve_model
 from whisper_service.observability import metrics
 from whisper_service.scheduler import Scheduler
 from whisper_service.settings import Settings
+from whisper_service.storage import GcsStorage
 
 log = structlog.get_logger(__name__)
 
@@ -123,6 +124,10 @@ class Runtime:
     drain_started_monotonic: float | None = None
     in_flight: InFlightTracker = field(default_factory=InFlightTracker)
     monitor: HealthMonitor | None = None
+    storage: GcsStorage = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.storage = GcsStorage(self.settings)
 
     @property
     def ready(self) -> bool:

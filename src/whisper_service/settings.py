@@ -307,6 +307,20 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Proxies trusted for X-Forwarded-For (gunicorn/uvicorn)."
     )
 
+    # --- Google Cloud Storage ---
+    gcs_allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets gcs_uri inputs may come from, comma-separated; none = no gs:// input.",
+    )
+    gcs_output_uri: str | None = Field(
+        None,
+        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$",
+        description="gs://bucket/prefix where transcripts are written when a request asks.",
+    )
+    gcs_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Deadline of one GCS call, retries included."
+    )
+
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Minimum log severity."
@@ -342,7 +356,7 @@ class Settings(BaseSettings):
     def _lower_enum(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "gcs_allowed_buckets", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

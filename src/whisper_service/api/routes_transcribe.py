@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from typing import Annotated, Any
 
@@ -17,7 +19,7 @@ from whisper_service.api.inference import (
     run_inference,
     runtime_of,
 )
-from whisper_service.api.uploads import decode_upload
+from whisper_service.api.uploads import decode_gcs, decode_upload
 from whisper_service.engines.base import (
     Engine,
     Task,
@@ -34,7 +36,10 @@ from whisper_service.formats import (
     ResponseFormat,
     segment_dict,
 )
+from whisper_service.lifecycle import Runtime
+from whisper_service.observability.context import request_id_var
 from whisper_service.settings import Settings
+from whisper_service.storage import StorageError
 
 router = APIRouter(tags=["transcription"])
 log = structlog.get_logger(__name__)
@@ -95,7 +100,15 @@ def render(
 )
 async def transcribe(
     request: Request,
-    file: Annotated[UploadFile, File(description="Audio or video file with an audio stream")],
+    file: Annotated[
+        UploadFile | None, File(description="Audio or video file with an audio stream")
+    ] = None,
+    gcs_uri: Annotated[
+        str | None, Form(description="gs://bucket/object instead of a file (allowed buckets)")
+    ] = None,
+    save_to_gcs: Annotated[
+        bool, Form(description="Also write the transcript to WHISPER_GCS_OUTPUT_URI")
+    ] = False,
     language: Annotated[str | None, Form(description="ISO 639-1 code; detected if empty")] = None,
     task: Annotated[Task, Form()] = "transcribe",
     response_format: Annotated[ResponseFormat, Form()] = ResponseFormat.JSON,
@@ -105,9 +118,21 @@ async def transcribe(
     prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
     vad_filter: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Transcribe ``file``; the answer's shape follows ``response_format``."""
+    """Transcribe ``file`` (or the object at ``gcs_uri``); the answer's shape follows
+    ``response_format``."""
     runtime = runtime_of(request)
     engine = ready_engine(request)
+    if (file is None) == (not gcs_uri):
+        raise ApiError(
+            400, "invalid_parameter", "send exactly one of file and gcs_uri", param="file"
+        )
+    if save_to_gcs and not runtime.settings.gcs_output_uri:
+        raise ApiError(
+            400,
+            "unsupported_option",
+            "save_to_gcs needs WHISPER_GCS_OUTPUT_URI on the server",
+            param="save_to_gcs",
+        )
     options = TranscribeOptions(
         language=parse_language(language),
         task=task,
@@ -121,7 +146,10 @@ async def transcribe(
     token = deadline_token(request)
     admit_or_reject(request)
     started = time.monotonic()
-    audio = await decode_upload(file, runtime.settings)
+    if file is not None:
+        audio = await decode_upload(file, runtime.settings)
+    else:
+        audio = await decode_gcs(str(gcs_uri), runtime.storage, runtime.settings)
     result = await run_inference(
         request,
         token,
@@ -130,6 +158,9 @@ async def transcribe(
         audio_seconds=audio.duration,
     )
     log_transcription(runtime.settings, result)
+    output_uri = None
+    if save_to_gcs:
+        output_uri = await save_transcript(request, runtime, result, response_format)
     body: dict[str, Any] = {
         "text": result.text,
         "language": result.language,
@@ -139,10 +170,39 @@ async def transcribe(
         "engine": engine.name,
         "processing_seconds": round(time.monotonic() - started, 3),
     }
+    if output_uri:
+        body["output_uri"] = output_uri
     if response_format is ResponseFormat.VERBOSE_JSON:
         body["task"] = options.task
         body["segments"] = [segment_dict(s, with_words=word_timestamps) for s in result.segments]
-    return render(result, response_format, body)
+    response = render(result, response_format, body)
+    if output_uri:
+        response.headers["X-Output-URI"] = output_uri
+    return response
+
+
+async def save_transcript(
+    request: Request, runtime: Runtime, result: Transcription, response_format: ResponseFormat
+) -> str:
+    """Write the transcript in ``response_format`` to the configured GCS prefix, named
+    after the request id; return its gs:// URI."""
+    if response_format in TEXT_WRITERS:
+        content = TEXT_WRITERS[response_format](result)
+        extension = response_format.value
+    else:
+        content = json.dumps({"text": result.text, "language": result.language,
+                              "duration": result.duration,
+                              "segments": [segment_dict(s, with_words=False)
+                                           for s in result.segments]})  # fmt: skip
+        extension = "json"
+    request_id = request_id_var.get() or "transcript"
+    try:
+        return await asyncio.to_thread(
+            runtime.storage.upload_text, request_id, extension, content,
+            MEDIA_TYPES[response_format],
+        )  # fmt: skip
+    except StorageError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, param="save_to_gcs") from exc
 
 
 @router.post("/detect-language", summary="Detect the spoken language (first 30 s)")

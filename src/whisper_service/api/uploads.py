@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import IO
 
 from fastapi import UploadFile
 
@@ -10,6 +11,7 @@ from whisper_service.api.errors import ApiError
 from whisper_service.audio import AudioError, DecodedAudio, decode_audio
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.settings import Settings
+from whisper_service.storage import GcsStorage, StorageError
 
 
 async def decode_upload(upload: UploadFile, settings: Settings) -> DecodedAudio:
@@ -22,14 +24,29 @@ async def decode_upload(upload: UploadFile, settings: Settings) -> DecodedAudio:
             param="file",
         )
     upload.file.seek(0)
-    with telemetry.span("audio.decode", **{"whisper.upload.bytes": upload.size or 0}) as span:
+    return await _decode(upload.file, upload.size or 0, settings, "file")
+
+
+async def decode_gcs(uri: str, storage: GcsStorage, settings: Settings) -> DecodedAudio:
+    """Fetch a gs:// object (allow-list, existence and size checked first) and decode it."""
+    with telemetry.span("gcs.download", **{"whisper.gcs.uri": uri}):
+        try:
+            fetched = await asyncio.to_thread(storage.download, uri, settings.max_upload_bytes)
+        except StorageError as exc:
+            raise ApiError(exc.status, exc.code, exc.message, param="gcs_uri") from exc
+    with fetched:
+        return await _decode(fetched, 0, settings, "gcs_uri")
+
+
+async def _decode(source: IO[bytes], size: int, settings: Settings, param: str) -> DecodedAudio:
+    with telemetry.span("audio.decode", **{"whisper.upload.bytes": size}) as span:
         try:
             audio = await asyncio.to_thread(
-                decode_audio, upload.file, max_seconds=settings.max_audio_seconds
+                decode_audio, source, max_seconds=settings.max_audio_seconds
             )
         except AudioError as exc:
             span.set_attribute("error.type", exc.code)
-            raise ApiError(exc.status, exc.code, exc.message, param="file") from exc
+            raise ApiError(exc.status, exc.code, exc.message, param=param) from exc
         span.set_attribute("whisper.audio.duration_seconds", round(audio.duration, 3))
         span.set_attribute("whisper.audio.codec", audio.source_codec)
     return audio

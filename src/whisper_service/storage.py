@@ -1,0 +1,166 @@
+"""Google Cloud Storage: ``gs://`` audio inputs and transcript outputs.
+
+Credentials are Application Default Credentials (the Cloud Run service account;
+`gcloud auth application-default login` on a laptop), never key files. With
+``STORAGE_EMULATOR_HOST`` set, the client talks to that emulator anonymously.
+
+Inputs are checked before any byte moves: the bucket must be on the allow-list, the
+object must exist, and its size (from metadata) must fit the upload limit. The
+download then streams to a temporary file. Calls retry with exponential backoff on
+429, 5xx and connection errors (google-cloud-storage's policy) within a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+import structlog
+
+from whisper_service.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Bucket names: 3-63 characters (222 with dots) of lower-case letters, digits, -, _ and .
+_GCS_URI = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/(.+)$")
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
+class StorageError(Exception):
+    """A gs:// input or output could not be used; ``status`` and ``code`` for the API."""
+
+    status = 400
+    code = "invalid_gcs_uri"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BucketNotAllowed(StorageError):
+    """The bucket is not on WHISPER_GCS_ALLOWED_BUCKETS."""
+
+    code = "gcs_bucket_not_allowed"
+
+
+class ObjectNotFound(StorageError):
+    """No such object (or no such bucket)."""
+
+    status = 404
+    code = "gcs_object_not_found"
+
+
+class ObjectTooLarge(StorageError):
+    """The object is larger than the upload limit; nothing was downloaded."""
+
+    status = 413
+    code = "file_too_large"
+
+
+class StorageUnavailable(StorageError):
+    """GCS kept failing (after retries) or refused access."""
+
+    status = 502
+    code = "gcs_unavailable"
+
+
+@dataclass(frozen=True)
+class GcsUri:
+    """A parsed ``gs://bucket/object`` address."""
+
+    bucket: str
+    name: str
+
+    @classmethod
+    def parse(cls, uri: str) -> GcsUri:
+        """Parse or raise StorageError saying what a valid URI looks like."""
+        match = _GCS_URI.match(uri.strip())
+        if match is None:
+            raise StorageError(f"{uri!r} is not a gs://bucket/object URI")
+        return cls(match.group(1), match.group(2))
+
+    def __str__(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+class GcsStorage:
+    """GCS access for one process; the client is created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from google.cloud import storage
+
+            if os.environ.get(EMULATOR_ENV):
+                from google.auth.credentials import AnonymousCredentials
+
+                self._client = storage.Client(
+                    project=self.settings.gcp_project or "local-emulator",
+                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                )
+            else:
+                self._client = storage.Client(project=self.settings.gcp_project)
+        return self._client
+
+    def check_allowed(self, uri: GcsUri) -> None:
+        """Refuse buckets that are not on the allow-list (an empty list allows none)."""
+        if uri.bucket not in self.settings.gcs_allowed_buckets:
+            raise BucketNotAllowed(
+                f"bucket {uri.bucket!r} is not allowed; allowed: "
+                f"{', '.join(self.settings.gcs_allowed_buckets) or 'none configured'}"
+            )
+
+    def download(self, uri_text: str, max_bytes: int) -> IO[bytes]:
+        """The object's bytes in a temporary file (positioned at 0), after the
+        allow-list, existence and size checks. Blocking: call from a thread."""
+        from google.api_core import exceptions
+
+        uri = GcsUri.parse(uri_text)
+        self.check_allowed(uri)
+        timeout = self.settings.gcs_timeout_seconds
+        try:
+            blob = self._get_client().bucket(uri.bucket).get_blob(uri.name, timeout=timeout)
+        except exceptions.NotFound:
+            blob = None
+        except exceptions.Forbidden as exc:
+            raise StorageUnavailable(f"access to {uri} was refused: {exc.message}") from exc
+        except exceptions.GoogleAPIError as exc:
+            raise StorageUnavailable(f"reading {uri} failed: {exc}") from exc
+        if blob is None:
+            raise ObjectNotFound(f"{uri} does not exist")
+        if blob.size is not None and blob.size > max_bytes:
+            log.info("gcs_object_too_large", uri=str(uri), size=blob.size, limit=max_bytes)
+            raise ObjectTooLarge(f"{uri} is {blob.size} bytes; the limit is {max_bytes}")
+        target = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+        try:
+            blob.download_to_file(target, timeout=timeout)
+        except exceptions.GoogleAPIError as exc:
+            target.close()
+            raise StorageUnavailable(f"downloading {uri} failed: {exc}") from exc
+        target.seek(0)
+        log.info("gcs_downloaded", uri=str(uri), size=blob.size)
+        return target
+
+    def upload_text(self, request_id: str, extension: str, content: str, media_type: str) -> str:
+        """Write a transcript to ``<WHISPER_GCS_OUTPUT_URI>/<request_id>.<extension>``."""
+        from google.api_core import exceptions
+
+        if not self.settings.gcs_output_uri:
+            raise StorageError("no output location: set WHISPER_GCS_OUTPUT_URI")
+        base = GcsUri.parse(self.settings.gcs_output_uri.rstrip("/") + "/x")
+        prefix = base.name[: -len("x")]
+        uri = GcsUri(base.bucket, f"{prefix}{request_id}.{extension}")
+        try:
+            blob = self._get_client().bucket(uri.bucket).blob(uri.name)
+            blob.upload_from_string(
+                content, content_type=media_type, timeout=self.settings.gcs_timeout_seconds
+            )
+        except exceptions.GoogleAPIError as exc:
+            raise StorageUnavailable(f"writing {uri} failed: {exc}") from exc
+        return str(uri)
