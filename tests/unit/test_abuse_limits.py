@@ -67,7 +67,9 @@ def test_drain_must_fit_the_platform_grace() -> None:
     assert "WHISPER_DRAIN_TIMEOUT_SECONDS=9" in str(info.value)
     assert "WHISPER_PLATFORM_GRACE_SECONDS=10" in str(info.value)
     settings = load_settings(drain_timeout_seconds=8.0)
-    assert settings.graceful_timeout_seconds == 10  # 8 + 1.5, rounded up for gunicorn
+    assert settings.graceful_timeout_seconds == 10  # the platform's grace
+    quick = load_settings(drain_timeout_seconds=2.0)
+    assert quick.graceful_timeout_seconds == 10  # not 4: gunicorn must not kill first
 
 
 def test_thresholds_must_be_ordered() -> None:

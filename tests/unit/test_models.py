@@ -92,6 +92,11 @@ def test_unknown_spec_says_what_was_looked_for(tmp_path: Path) -> None:
     assert "turbo" in message
 
 
-def test_gcs_source_is_refused_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFound, match="gs://bucket/m"):
+def test_gcs_source_without_credentials_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata-server probe off this machine
+    with pytest.raises(ModelNotFound, match="gs://bucket/m: no Application Default Credentials"):
         resolve_model("gs://bucket/m", FW, tmp_path)
