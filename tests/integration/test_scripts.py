@@ -12,24 +12,29 @@ import pytest
 from tests.support import REPO, LiveServer
 
 
+def run_script(name: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run scripts/testing/<name> with this interpreter; never raises on its exit code."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "testing" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_measure_rtf_reports_a_plausible_real_time_factor(
     default_server: LiveServer, audio_dir: Path
 ) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "testing" / "measure_rtf.py"),
-            "--url",
-            default_server.url,
-            "--file",
-            str(audio_dir / "jfk.flac"),
-            "--repeat",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "measure_rtf.py",
+        "--url",
+        default_server.url,
+        "--file",
+        str(audio_dir / "jfk.flac"),
+        "--repeat",
+        "1",
         timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -41,32 +46,14 @@ def test_measure_rtf_reports_a_plausible_real_time_factor(
 
 
 def test_smoke_passes_against_a_live_server(default_server: LiveServer) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "testing" / "smoke.py"), default_server.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_script("smoke.py", default_server.url, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok: transcription: 'And so my fellow Americans" in result.stdout
     assert "smoke test passed" in result.stdout
 
 
 def test_smoke_fails_clearly_without_a_service() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "testing" / "smoke.py"),
-            "http://127.0.0.1:9",
-            "--ready-timeout",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_script("smoke.py", "http://127.0.0.1:9", "--ready-timeout", "1", timeout=60)
     assert result.returncode == 1
     assert "SMOKE TEST FAILED" in result.stderr
 
@@ -75,27 +62,21 @@ def test_load_test_reports_throughput_latency_health_and_memory(
     default_server: LiveServer, audio_dir: Path
 ) -> None:
     assert default_server.process is not None
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "testing" / "load_test.py"),
-            "--url",
-            default_server.url,
-            "--pid",
-            str(default_server.process.pid),
-            "--file",
-            str(audio_dir / "jfk.flac"),
-            "--clients",
-            "2",
-            "--duration",
-            "4",
-            "--max-requests",
-            "6",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "load_test.py",
+        "--url",
+        default_server.url,
+        "--pid",
+        str(default_server.process.pid),
+        "--file",
+        str(audio_dir / "jfk.flac"),
+        "--clients",
+        "2",
+        "--duration",
+        "4",
+        "--max-requests",
+        "6",
         timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -109,19 +90,13 @@ def test_load_test_reports_throughput_latency_health_and_memory(
 
 
 def test_load_test_refuses_non_loopback_targets(audio_dir: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "testing" / "load_test.py"),
-            "--url",
-            "http://10.1.2.3:8080",
-            "--file",
-            str(audio_dir / "jfk.flac"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "load_test.py",
+        "--url",
+        "http://10.1.2.3:8080",
+        "--file",
+        str(audio_dir / "jfk.flac"),
         timeout=30,
-        check=False,
     )
     assert result.returncode != 0
     assert "only loopback addresses" in result.stderr
