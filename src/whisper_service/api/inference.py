@@ -69,13 +69,14 @@ def admit_or_reject(request: Request) -> None:
             headers={"Retry-After": "5"},
         )
     if scheduler.full:
-        _raise_rejected(Rejected("queue_full", scheduler.retry_after()))
+        raise rejection_error(Rejected("queue_full", scheduler.retry_after()))
 
 
-def _raise_rejected(rejected: Rejected) -> None:
+def rejection_error(rejected: Rejected) -> ApiError:
+    """The HTTP error for a request the scheduler did not (or could not finish to) run."""
     status, message = _REJECTIONS[rejected.reason]
     headers = {"Retry-After": str(int(rejected.retry_after))} if status in (429, 503) else None
-    raise ApiError(status, rejected.reason, message, headers=headers)
+    return ApiError(status, rejected.reason, message, headers=headers)
 
 
 async def run_inference(
@@ -113,11 +114,9 @@ async def run_inference(
     try:
         result = await scheduler.run(measured, token, request.is_disconnected)
     except Rejected as rejected:
-        _raise_rejected(rejected)
-        raise  # unreachable: _raise_rejected always raises
+        raise rejection_error(rejected) from rejected
     except Cancelled as cancelled:
-        _raise_rejected(Rejected(cancelled.reason, scheduler.retry_after()))
-        raise
+        raise rejection_error(Rejected(cancelled.reason, scheduler.retry_after())) from cancelled
     except UnsupportedOption as exc:
         raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc
     runtime.inference_succeeded()
