@@ -184,12 +184,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(data, sort_keys=False), end="")
     elif args.format == "env":
-        for key, value in data.items():
-            if value is None:
-                continue
-            # Lists are written as the variables take them: comma-separated.
-            text = ",".join(map(str, value)) if isinstance(value, list) else value
-            print(f"{env_var_name(key)}={text}")
+        for name, value in settings.environment().items():
+            print(f"{name}={value}")
     else:
         print(json.dumps(data, indent=2))
     return 0

@@ -19,11 +19,6 @@ CLOUD_RUN_MAX_TIMEOUT_SECONDS = 3600
 MEMORY_HEADROOM = 0.8
 
 
-def gunicorn_timeout(settings: Settings) -> int:
-    """gunicorn's worker timeout: the request timeout plus a margin."""
-    return int(settings.request_timeout_seconds) + 30
-
-
 def cloud_run_timeout(settings: Settings) -> int:
     """Cloud Run's request timeout: the service's own deadline, in whole seconds."""
     return math.ceil(settings.request_timeout_seconds)
@@ -38,8 +33,6 @@ def problems(settings: Settings) -> list[str]:
             f"{name('platform_grace_seconds')}={settings.platform_grace_seconds:g}: Cloud Run "
             f"kills {CLOUD_RUN_GRACE_SECONDS:g} s after SIGTERM whatever this says"
         )
-    if gunicorn_timeout(settings) < settings.request_timeout_seconds:
-        found.append("gunicorn's worker timeout is shorter than the request timeout")
     if cloud_run_timeout(settings) > CLOUD_RUN_MAX_TIMEOUT_SECONDS:
         found.append(
             f"{name('request_timeout_seconds')}={settings.request_timeout_seconds:g} exceeds "

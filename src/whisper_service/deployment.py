@@ -45,16 +45,7 @@ LIVENESS_PROBE_PATH = "/health/live"
 
 def environment(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in the container."""
-    values = settings.model_dump(mode="json")
-    env = {}
-    for field, value in values.items():
-        if field in _NOT_IN_ENV or value is None:
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-        if isinstance(value, list) and not value:
-            continue
-        env[env_var_name(field)] = text.lower() if isinstance(value, bool) else text
-    return env
+    return settings.environment(exclude=_NOT_IN_ENV)
 
 
 def service_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict[str, Any]:

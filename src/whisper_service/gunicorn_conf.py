@@ -34,9 +34,7 @@ bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_workers
 worker_class = "uvicorn_worker.UvicornWorker"
 preload_app = False
-# Inference runs off the event loop, so a worker that misses heartbeats this long
-# is truly stuck, not busy.
-timeout = int(_settings.request_timeout_seconds) + 30
+timeout = _settings.gunicorn_timeout_seconds
 graceful_timeout = _settings.graceful_timeout_seconds
 keepalive = 5
 # Recycling bounds slow leaks (allocator fragmentation in long-lived torch processes);

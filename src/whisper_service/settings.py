@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -416,6 +417,28 @@ class Settings(BaseSettings):
                 ) from None
             keys += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
         return keys
+
+    def environment(self, exclude: Collection[str] = ()) -> dict[str, str]:
+        """The environment variables that reproduce these settings: unset and empty
+        values left out, lists comma-separated, booleans lower-case, secrets redacted."""
+        env = {}
+        for field, value in self.model_dump(mode="json").items():
+            if field in exclude or value is None or value == []:
+                continue
+            if isinstance(value, list):
+                text = ",".join(map(str, value))
+            elif isinstance(value, bool):
+                text = str(value).lower()
+            else:
+                text = str(value)
+            env[env_var_name(field)] = text
+        return env
+
+    @property
+    def gunicorn_timeout_seconds(self) -> int:
+        """gunicorn's worker timeout: the request deadline plus a margin. Inference runs
+        off the event loop, so a worker silent for this long is truly stuck."""
+        return int(self.request_timeout_seconds) + 30
 
     @property
     def graceful_timeout_seconds(self) -> int:
