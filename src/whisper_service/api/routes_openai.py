@@ -15,18 +15,14 @@ from fastapi.responses import Response
 
 from whisper_service.api.errors import ApiError
 from whisper_service.api.inference import (
-    admit_or_reject,
-    deadline_token,
     ready_engine,
-    run_inference,
     runtime_of,
 )
 from whisper_service.api.routes_transcribe import (
     MAX_PROMPT_CHARS,
-    check_engine_options,
-    log_transcription,
     parse_language,
     render,
+    transcribe_audio,
 )
 from whisper_service.api.uploads import decode_upload
 from whisper_service.engines.base import Engine, Task, TranscribeOptions, Transcription
@@ -116,18 +112,9 @@ async def _handle(
         prompt=prompt or None,
         word_timestamps=words,
     )
-    check_engine_options(engine, options)
-    token = deadline_token(request)
-    admit_or_reject(request)
-    audio = await decode_upload(file, runtime.settings)
-    result = await run_inference(
-        request,
-        token,
-        lambda t: engine.transcribe(audio.samples, options, t),
-        task=task,
-        audio_seconds=audio.duration,
+    result = await transcribe_audio(
+        request, engine, options, lambda: decode_upload(file, runtime.settings)
     )
-    log_transcription(runtime.settings, result)
     if response_format is ResponseFormat.VERBOSE_JSON:
         body = _verbose(result, task, words)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import structlog
@@ -20,6 +21,7 @@ from whisper_service.api.inference import (
     runtime_of,
 )
 from whisper_service.api.uploads import decode_gcs, decode_upload
+from whisper_service.audio import DecodedAudio
 from whisper_service.engines.base import (
     Engine,
     Task,
@@ -61,6 +63,30 @@ def check_engine_options(engine: Engine, options: TranscribeOptions) -> None:
         check_options(engine, options)
     except UnsupportedOption as exc:
         raise ApiError(400, "unsupported_option", exc.message, param=exc.param) from exc
+
+
+async def transcribe_audio(
+    request: Request,
+    engine: Engine,
+    options: TranscribeOptions,
+    fetch_audio: Callable[[], Awaitable[DecodedAudio]],
+) -> Transcription:
+    """The request flow every transcription endpoint shares: refuse what the model
+    cannot do and what the queue cannot take before touching the audio, then fetch and
+    decode it, run the engine on a worker, and log the outcome."""
+    check_engine_options(engine, options)
+    token = deadline_token(request)
+    admit_or_reject(request)
+    audio = await fetch_audio()
+    result = await run_inference(
+        request,
+        token,
+        lambda t: engine.transcribe(audio.samples, options, t),
+        task=options.task,
+        audio_seconds=audio.duration,
+    )
+    log_transcription(runtime_of(request).settings, result)
+    return result
 
 
 def log_transcription(settings: Settings, result: Transcription) -> None:
@@ -142,22 +168,17 @@ async def transcribe(
         word_timestamps=word_timestamps,
         vad_filter=vad_filter,
     )
-    check_engine_options(engine, options)
-    token = deadline_token(request)
-    admit_or_reject(request)
     started = time.monotonic()
     if file is not None:
-        audio = await decode_upload(file, runtime.settings)
+        upload = file
+        result = await transcribe_audio(
+            request, engine, options, lambda: decode_upload(upload, runtime.settings)
+        )
     else:
-        audio = await decode_gcs(str(gcs_uri), runtime.storage, runtime.settings)
-    result = await run_inference(
-        request,
-        token,
-        lambda t: engine.transcribe(audio.samples, options, t),
-        task=options.task,
-        audio_seconds=audio.duration,
-    )
-    log_transcription(runtime.settings, result)
+        uri = str(gcs_uri)
+        result = await transcribe_audio(
+            request, engine, options, lambda: decode_gcs(uri, runtime.storage, runtime.settings)
+        )
     output_uri = None
     if save_to_gcs:
         output_uri = await save_transcript(request, runtime, result, response_format)
