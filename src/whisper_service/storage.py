@@ -26,7 +26,9 @@ from whisper_service.settings import Settings
 log = structlog.get_logger(__name__)
 
 # Bucket names: 3-63 characters (222 with dots) of lower-case letters, digits, -, _ and .
-_GCS_URI = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/(.+)$")
+_BUCKET = r"([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])"
+_GCS_URI = re.compile(rf"^gs://{_BUCKET}/(.+)$")
+_GCS_PREFIX = re.compile(rf"^gs://{_BUCKET}(?:/(.*))?$")
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
@@ -82,6 +84,16 @@ class GcsUri:
         if match is None:
             raise StorageError(f"{uri!r} is not a gs://bucket/object URI")
         return cls(match.group(1), match.group(2))
+
+    @classmethod
+    def parse_prefix(cls, uri: str) -> GcsUri:
+        """Parse ``gs://bucket[/prefix]``; the name is the prefix with a trailing slash
+        (empty for the whole bucket)."""
+        match = _GCS_PREFIX.match(uri.strip())
+        if match is None:
+            raise StorageError(f"{uri!r} is not a gs://bucket/prefix URI")
+        prefix = (match.group(2) or "").strip("/")
+        return cls(match.group(1), f"{prefix}/" if prefix else "")
 
     def __str__(self) -> str:
         return f"gs://{self.bucket}/{self.name}"
@@ -144,9 +156,8 @@ class GcsStorage:
 
         if not self.settings.gcs_output_uri:
             raise StorageError("no output location: set WHISPER_GCS_OUTPUT_URI")
-        base = GcsUri.parse(self.settings.gcs_output_uri.rstrip("/") + "/x")
-        prefix = base.name[: -len("x")]
-        uri = GcsUri(base.bucket, f"{prefix}{request_id}.{extension}")
+        base = GcsUri.parse_prefix(self.settings.gcs_output_uri)
+        uri = GcsUri(base.bucket, f"{base.name}{request_id}.{extension}")
         try:
             blob = self._get_client().bucket(uri.bucket).blob(uri.name)
             blob.upload_from_string(
@@ -163,8 +174,8 @@ def download_prefix(client: Any, uri_text: str, target: Path, timeout: float) ->
     Raises ObjectNotFound when the prefix holds nothing."""
     from google.api_core import exceptions
 
-    uri = GcsUri.parse(uri_text.rstrip("/") + "/_")
-    prefix = uri.name[: -len("_")]
+    uri = GcsUri.parse_prefix(uri_text)
+    prefix = uri.name
     try:
         blobs = [b for b in client.list_blobs(uri.bucket, prefix=prefix, timeout=timeout)
                  if not b.name.endswith("/")]  # fmt: skip

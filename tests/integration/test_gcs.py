@@ -191,5 +191,5 @@ def test_missing_gs_model_fails_startup_with_the_reason(emulator: Emulator) -> N
     )  # fmt: skip
     assert result.returncode == 2
     assert (
-        "gs://audio-in/no-such-model: nothing under gs://audio-in/no-such-model/" in result.stderr
+        "gs://audio-in/no-such-model: nothing under gs://audio-in/no-such-model/\n" in result.stderr
     )
