@@ -8,6 +8,7 @@ blank line or the ``-->`` arrow, which would end or corrupt the cue.
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from typing import Any
@@ -126,3 +127,19 @@ def segment_dict(segment: Segment, *, with_words: bool) -> dict[str, Any]:
     if with_words:
         data["words"] = [word_dict(w) for w in segment.words or []]
     return data
+
+
+def transcript_file(
+    transcription: Transcription, response_format: ResponseFormat
+) -> tuple[str, str]:
+    """A transcript as a file's content and extension: text formats through their
+    writer, both json formats as the full result (text, language, segments)."""
+    if response_format in TEXT_WRITERS:
+        return TEXT_WRITERS[response_format](transcription), response_format.value
+    body = {
+        "text": transcription.text,
+        "language": transcription.language,
+        "duration": transcription.duration,
+        "segments": [segment_dict(s, with_words=False) for s in transcription.segments],
+    }
+    return json.dumps(body), "json"

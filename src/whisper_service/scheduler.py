@@ -132,6 +132,29 @@ class Scheduler:
             self._waiting -= 1
             metrics.QUEUE_DEPTH.dec()
         telemetry.queue_waited(time.monotonic() - queued)
+        return await self._execute(fn, token)
+
+    async def run_background(self, fn: Callable[[CancelToken], T], token: CancelToken) -> T:
+        """Run ``fn(token)`` for a background job: it waits for a worker as long as it
+        takes, outside the request queue (so it never makes a request see 429) and
+        without its timeout. Raises Rejected when the token is cancelled first."""
+        if self._closed:
+            raise Rejected("shutting_down", self.retry_after())
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        try:
+            while not (await asyncio.wait({acquire}, timeout=DISCONNECT_POLL_SECONDS))[0]:
+                if token.cancelled:
+                    raise Rejected(token.reason or "cancelled", self.retry_after())
+        except BaseException:
+            if acquire.done() and not acquire.cancelled():
+                self._slots.release()
+            else:
+                acquire.cancel()
+            raise
+        return await self._execute(fn, token)
+
+    async def _execute(self, fn: Callable[[CancelToken], T], token: CancelToken) -> T:
+        """Run on a worker thread; the caller holds a slot, released here."""
         self._running += 1
         metrics.INFERENCE_RUNNING.inc()
         started = time.monotonic()

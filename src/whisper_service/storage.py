@@ -119,16 +119,16 @@ class GcsStorage:
                 f"{', '.join(self.settings.gcs_allowed_buckets) or 'none configured'}"
             )
 
-    def download(self, uri_text: str, max_bytes: int) -> IO[bytes]:
-        """The object's bytes in a temporary file (positioned at 0), after the
-        allow-list, existence and size checks. Blocking: call from a thread."""
+    def _blob(self, uri: GcsUri) -> Any:
+        """The object's metadata (no content), or ObjectNotFound."""
         from google.api_core import exceptions
 
-        uri = GcsUri.parse(uri_text)
-        self.check_allowed(uri)
-        timeout = self.settings.gcs_timeout_seconds
         try:
-            blob = self._get_client().bucket(uri.bucket).get_blob(uri.name, timeout=timeout)
+            blob = (
+                self._get_client()
+                .bucket(uri.bucket)
+                .get_blob(uri.name, timeout=self.settings.gcs_timeout_seconds)
+            )
         except exceptions.NotFound:
             blob = None
         except exceptions.Forbidden as exc:
@@ -137,6 +137,22 @@ class GcsStorage:
             raise StorageUnavailable(f"reading {uri} failed: {exc}") from exc
         if blob is None:
             raise ObjectNotFound(f"{uri} does not exist")
+        return blob
+
+    def object_size(self, uri: GcsUri) -> int | None:
+        """The object's size from its metadata; ObjectNotFound if there is none."""
+        size = self._blob(uri).size
+        return None if size is None else int(size)
+
+    def download(self, uri_text: str, max_bytes: int) -> IO[bytes]:
+        """The object's bytes in a temporary file (positioned at 0), after the
+        allow-list, existence and size checks. Blocking: call from a thread."""
+        from google.api_core import exceptions
+
+        uri = GcsUri.parse(uri_text)
+        self.check_allowed(uri)
+        timeout = self.settings.gcs_timeout_seconds
+        blob = self._blob(uri)
         if blob.size is not None and blob.size > max_bytes:
             log.info("gcs_object_too_large", uri=str(uri), size=blob.size, limit=max_bytes)
             raise ObjectTooLarge(f"{uri} is {blob.size} bytes; the limit is {max_bytes}")

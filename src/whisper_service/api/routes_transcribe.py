@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -37,6 +36,7 @@ from whisper_service.formats import (
     TEXT_WRITERS,
     ResponseFormat,
     segment_dict,
+    transcript_file,
 )
 from whisper_service.lifecycle import Runtime
 from whisper_service.observability.context import request_id_var
@@ -207,15 +207,7 @@ async def save_transcript(
 ) -> str:
     """Write the transcript in ``response_format`` to the configured GCS prefix, named
     after the request id; return its gs:// URI."""
-    if response_format in TEXT_WRITERS:
-        content = TEXT_WRITERS[response_format](result)
-        extension = response_format.value
-    else:
-        content = json.dumps({"text": result.text, "language": result.language,
-                              "duration": result.duration,
-                              "segments": [segment_dict(s, with_words=False)
-                                           for s in result.segments]})  # fmt: skip
-        extension = "json"
+    content, extension = transcript_file(result, response_format)
     request_id = request_id_var.get() or "transcript"
     try:
         return await asyncio.to_thread(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -163,6 +163,17 @@ class Engine(Protocol):
         on_progress: ProgressCallback | None = None,
     ) -> Transcription:
         """Transcribe 16 kHz mono float32 ``audio``."""
+        ...
+
+    def transcribe_windows(
+        self,
+        audio: np.ndarray,
+        windows: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+    ) -> Transcription:
+        """Transcribe only the (start, end) windows of ``audio`` (seconds, each at most
+        30 s), batched where the engine can; timestamps stay on ``audio``'s timeline."""
         ...
 
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:

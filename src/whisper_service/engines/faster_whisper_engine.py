@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
-from faster_whisper import WhisperModel
+from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from whisper_service.engines.base import (
     CancelToken,
@@ -16,6 +19,9 @@ from whisper_service.engines.base import (
     require_multilingual,
 )
 from whisper_service.models import ModelArtifact
+
+# A window's undecoded tail shorter than this holds no sentence worth a second pass.
+MIN_TAIL_SECONDS = 1.0
 
 
 class FasterWhisperEngine:
@@ -42,6 +48,7 @@ class FasterWhisperEngine:
             num_workers=workers,
             local_files_only=True,
         )
+        self._batched = BatchedInferencePipeline(self._model)
 
     @property
     def multilingual(self) -> bool:
@@ -77,33 +84,102 @@ class FasterWhisperEngine:
             word_timestamps=options.word_timestamps,
             vad_filter=options.vad_filter,
         )
-        segments: list[Segment] = []
-        for raw in generator:
-            if cancel is not None:
-                cancel.check()
-            segments.append(
-                Segment(
-                    id=raw.id - 1,  # faster-whisper counts from 1, openai-whisper from 0
-                    seek=raw.seek,
-                    start=float(raw.start),
-                    end=float(raw.end),
-                    text=raw.text,
-                    tokens=list(raw.tokens),
-                    temperature=float(raw.temperature or 0.0),
-                    avg_logprob=float(raw.avg_logprob),
-                    compression_ratio=float(raw.compression_ratio),
-                    no_speech_prob=float(raw.no_speech_prob),
-                    words=None
-                    if raw.words is None
-                    else [
-                        Word(float(w.start), float(w.end), w.word, float(w.probability))
-                        for w in raw.words
-                    ],
-                )
-            )
-            if on_progress is not None:
-                on_progress(raw.end)
+        segments = _collect(generator, cancel, on_progress)
         text = "".join(s.text for s in segments).strip()
         return Transcription(
             text, info.language, float(info.language_probability), info.duration, segments
         )
+
+    def transcribe_windows(
+        self,
+        audio: np.ndarray,
+        windows: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+    ) -> Transcription:
+        """Transcribe the given (start, end) windows (seconds, at most 30 s each) in
+        batched passes; timestamps are on ``audio``'s timeline.
+
+        The batched pipeline keeps only segments the model closed with a timestamp; the
+        sequential loop would re-decode from the last one, the batched one drops the
+        rest of the window (whole sentences, measured on the radio address). So a
+        second batched pass decodes each window's tail after its last closed segment.
+        """
+        check_options(self, options)
+        language = options.language
+        if language is None and not self.multilingual:
+            language = "en"
+        segments, info = self._batched_pass(audio, windows, options, language, cancel)
+        tails = []
+        for start, end in windows:
+            closed = [s.end for s in segments if start - 0.01 <= s.start < end]
+            tail_start = max(closed, default=start)
+            if end - tail_start >= MIN_TAIL_SECONDS and closed:
+                tails.append((tail_start, end))
+        if tails:
+            more, _ = self._batched_pass(audio, tails, options, info.language, cancel)
+            segments = sorted(segments + more, key=lambda s: s.start)
+        text = "".join(s.text for s in segments).strip()
+        covered = sum(end - start for start, end in windows)
+        return Transcription(
+            text, info.language, float(info.language_probability), covered, segments
+        )
+
+    def _batched_pass(
+        self,
+        audio: np.ndarray,
+        windows: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        language: str | None,
+        cancel: CancelToken | None,
+    ) -> tuple[list[Segment], Any]:
+        generator, info = self._batched.transcribe(
+            audio,
+            language=language,
+            task=options.task,
+            beam_size=options.beam_size,
+            best_of=5,
+            temperature=list(options.temperatures),
+            initial_prompt=options.prompt,
+            word_timestamps=options.word_timestamps,
+            vad_filter=False,
+            clip_timestamps=[{"start": start, "end": end} for start, end in windows],
+            batch_size=len(windows),
+            # Segment-level timestamps inside each window, as the sequential path has.
+            without_timestamps=False,
+        )
+        return _collect(generator, cancel, None), info
+
+
+def _collect(
+    generator: Iterable[Any], cancel: CancelToken | None, on_progress: ProgressCallback | None
+) -> list[Segment]:
+    """Engine segments to ours; faster-whisper yields lazily, so cancellation is
+    checked between segments."""
+    segments: list[Segment] = []
+    for raw in generator:
+        if cancel is not None:
+            cancel.check()
+        segments.append(
+            Segment(
+                id=raw.id - 1,  # faster-whisper counts from 1, openai-whisper from 0
+                seek=raw.seek,
+                start=float(raw.start),
+                end=float(raw.end),
+                text=raw.text,
+                tokens=list(raw.tokens),
+                temperature=float(raw.temperature or 0.0),
+                avg_logprob=float(raw.avg_logprob),
+                compression_ratio=float(raw.compression_ratio),
+                no_speech_prob=float(raw.no_speech_prob),
+                words=None
+                if raw.words is None
+                else [
+                    Word(float(w.start), float(w.end), w.word, float(w.probability))
+                    for w in raw.words
+                ],
+            )
+        )
+        if on_progress is not None:
+            on_progress(raw.end)
+    return segments

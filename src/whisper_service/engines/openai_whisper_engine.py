@@ -8,14 +8,14 @@ engine keeps one replica per inference worker and hands each call its own.
 from __future__ import annotations
 
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 import whisper
-from whisper.audio import N_SAMPLES
+from whisper.audio import HOP_LENGTH, N_SAMPLES
 
 from whisper_service.engines.base import (
     CancelToken,
@@ -143,17 +143,53 @@ class OpenAIWhisperEngine:
         on_progress: ProgressCallback | None = None,
     ) -> Transcription:
         """Transcribe with openai-whisper's own sliding-window loop."""
+        duration = len(audio) / 16_000
+        result = self._run(audio, options, cancel, _speech_clips if options.vad_filter else None)
+        if on_progress is not None:
+            on_progress(duration)
+        return result
+
+    def transcribe_windows(
+        self,
+        audio: np.ndarray,
+        windows: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+    ) -> Transcription:
+        """Transcribe only the given (start, end) windows, in order (openai-whisper has
+        no batched decoding); timestamps are on ``audio``'s timeline."""
+        clips = [t for window in windows for t in window]
+        result = self._run(audio, options, cancel, lambda _audio: clips)
+        covered = sum(end - start for start, end in windows)
+        return Transcription(
+            result.text, result.language, result.language_probability, covered, result.segments
+        )
+
+    def _run(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None,
+        clips_of: Callable[[np.ndarray], list[float]] | None,
+    ) -> Transcription:
         check_options(self, options)
         duration = len(audio) / 16_000
         language, probability = options.language, 1.0
         with self._replica(cancel) as replica:
+            clips: list[float] | str = "0"
+            if clips_of is not None:
+                # openai-whisper loops forever on a clip that ends past the last whole
+                # mel frame (10 ms): its segment size becomes 0 and seek never moves.
+                last_frame = (len(audio) // HOP_LENGTH) * HOP_LENGTH / 16_000
+                clips = [min(t, last_frame) for t in clips_of(audio)]
             if language is None and not self.multilingual:
                 language = "en"
             elif language is None:
-                probs = self._language_probs(replica.model, audio)
+                # On the first clip's audio, as openai-whisper's own loop would detect.
+                first = int(clips[0] * 16_000) if isinstance(clips, list) and clips else 0
+                probs = self._language_probs(replica.model, audio[first:])
                 language = max(probs, key=probs.__getitem__)
                 probability = probs[language]
-            clips: list[float] | str = _speech_clips(audio) if options.vad_filter else "0"
             if clips == []:
                 return Transcription("", language, probability, duration, [])
             with torch.inference_mode():
@@ -170,8 +206,6 @@ class OpenAIWhisperEngine:
                     fp16=False,
                     verbose=None,
                 )
-        if on_progress is not None:
-            on_progress(duration)
         segments = [_segment(s) for s in result["segments"]]
         text = "".join(s.text for s in segments).strip()
         return Transcription(text, language, probability, duration, segments)
