@@ -93,6 +93,8 @@ class LiveServer:
             "WHISPER_MODEL_CACHE_DIR": str(MODEL_CACHE),
             "WHISPER_CPU_THREADS": str(TEST_THREADS),
             "WHISPER_LOG_FORMAT": "json",
+            # Not the development preset's shared /tmp store: tests that want jobs say where.
+            "WHISPER_JOBS_STORE": "",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

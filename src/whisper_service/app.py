@@ -13,7 +13,13 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from whisper_service import __version__
-from whisper_service.api import routes_health, routes_metrics, routes_openai, routes_transcribe
+from whisper_service.api import (
+    routes_health,
+    routes_jobs,
+    routes_metrics,
+    routes_openai,
+    routes_transcribe,
+)
 from whisper_service.api.auth import ApiKeyMiddleware
 from whisper_service.api.errors import install_error_handlers
 from whisper_service.api.middleware import (
@@ -86,7 +92,7 @@ def create_app(
         ),
     )
     install_error_handlers(app)
-    for module in (routes_transcribe, routes_openai, routes_health, routes_metrics):
+    for module in (routes_transcribe, routes_jobs, routes_openai, routes_health, routes_metrics):
         app.include_router(module.router)
     # Added innermost first. None of these reads the body, so every refusal (size,
     # rate, auth, drain) happens before an upload is received.

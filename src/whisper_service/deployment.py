@@ -19,6 +19,8 @@ from whisper_service.settings import AppEnv, Settings, env_var_name
 
 IMAGE_PLACEHOLDER = "__IMAGE__"
 PROJECT_PLACEHOLDER = "__PROJECT_ID__"
+# Created by docs/deployment.md; one prefix per environment.
+JOBS_BUCKET = f"{PROJECT_PLACEHOLDER}-whisper-jobs"
 API_KEYS_SECRET = "whisper-api-keys"  # noqa: S105 - the Secret Manager name, not a secret
 SERVICE_NAMES = {
     AppEnv.PRODUCTION: "whisper-service",
@@ -44,8 +46,13 @@ LIVENESS_PROBE_PATH = "/health/live"
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    """The environment variables that reproduce ``settings`` in the container."""
-    return settings.environment(exclude=_NOT_IN_ENV)
+    """The environment variables that reproduce ``settings`` in the container, with
+    the job store moved to the project's jobs bucket when it is a local directory:
+    Cloud Run instances share no disk, and /tmp dies with the instance."""
+    env = settings.environment(exclude=_NOT_IN_ENV)
+    if not (settings.jobs_store or "").startswith("gs://"):
+        env[env_var_name("jobs_store")] = f"gs://{JOBS_BUCKET}/{settings.app_env.value}"
+    return env
 
 
 def service_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict[str, Any]:

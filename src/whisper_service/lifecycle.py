@@ -8,9 +8,11 @@ Drain, on SIGTERM or SIGINT (Cloud Run sends SIGTERM and SIGKILLs 10 s later):
 
 1. at once: ``draining`` is set; readiness answers 503; new requests get 503 with
    ``Retry-After`` and ``Connection: close``; the scheduler admits nothing new;
-2. in-flight and queued requests run on, for at most ``drain_timeout_seconds``;
+2. in-flight and queued requests run on, for at most ``drain_timeout_seconds``; queued
+   async jobs are handed over at once, running ones at the end of their batch;
 3. past that, whatever remains is cancelled through its CancelToken, answers a 503
-   ``shutting_down`` and is logged;
+   ``shutting_down`` and is logged; jobs still running are handed over from their
+   last checkpoint;
 4. then the server is told to exit: it closes the listener and its connections and
    the process exits 0.
 """
@@ -37,6 +39,9 @@ from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines import load_engine
 from whisper_service.engines.base import CancelToken, Engine, TranscribeOptions
 from whisper_service.health import HealthMonitor
+from whisper_service.jobs.objects import open_objects
+from whisper_service.jobs.runner import JobRunner
+from whisper_service.jobs.store import JobStore
 from whisper_service.models import ModelArtifact, resolve_model
 from whisper_service.observability import metrics
 from whisper_service.scheduler import Scheduler
@@ -125,6 +130,7 @@ class Runtime:
     in_flight: InFlightTracker = field(default_factory=InFlightTracker)
     monitor: HealthMonitor | None = None
     storage: GcsStorage = field(init=False)
+    jobs: JobRunner | None = None
 
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)
@@ -236,9 +242,16 @@ class Drainer:
             in_flight=len(runtime.in_flight),
             drain_timeout_seconds=timeout,
         )
+        jobs = runtime.jobs
+        if jobs is not None:
+            await jobs.begin_drain()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, started + timeout - time.monotonic())):
                 await runtime.in_flight.wait_idle()
+                if jobs is not None:
+                    await jobs.wait_idle()
+        if jobs is not None:
+            await jobs.hand_over_all()
         leftovers = runtime.in_flight.snapshot()
         if leftovers:
             log.warning(
@@ -280,9 +293,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime.monitor.start()
     Drainer(runtime).install()
     loader = asyncio.create_task(_load_in_background(runtime))
+    settings = runtime.settings
+    if settings.jobs_store:
+        objects = open_objects(
+            settings.jobs_store, settings.gcp_project, settings.gcs_timeout_seconds
+        )
+        runtime.jobs = JobRunner(
+            settings, JobStore(objects), runtime.scheduler, runtime.storage, lambda: runtime.engine
+        )
+        runtime.jobs.start()
     try:
         yield
     finally:
         loader.cancel()
+        if runtime.jobs is not None:
+            await runtime.jobs.close()
         await runtime.monitor.stop()
         runtime.scheduler.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
@@ -102,6 +103,10 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "container_concurrency": 4,
         "queue_size": 3,
         "request_timeout_seconds": 300.0,
+        # One machine: a local directory survives restarts, which is all it needs; /tmp
+        # is what a read-only container can write. The store refuses a directory that
+        # another user owns or can write.
+        "jobs_store": "/tmp/whisper-service/jobs",  # noqa: S108
     },
 }
 
@@ -322,6 +327,68 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, description="Deadline of one GCS call, retries included."
     )
 
+    # --- async jobs (long audio) ---
+    jobs_store: str | None = Field(
+        None,
+        description="Where job state, inputs and results live: gs://bucket/prefix (shared by "
+        "every instance) or an absolute local directory (one machine); unset = no /jobs.",
+    )
+    jobs_max_active: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Jobs one instance holds at once (queued + running); beyond it POST /jobs "
+        "gets 429.",
+    )
+    jobs_concurrency: int = Field(
+        1, ge=1, le=32, description="Jobs one instance transcribes at once."
+    )
+    jobs_batch_size: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Windows decoded together in one pass (faster-whisper's batched "
+        "pipeline); progress and checkpoints advance per batch.",
+    )
+    jobs_chunking: Literal["vad", "fixed"] = Field(
+        "vad",
+        description="How long audio is cut into windows of at most 30 s: vad = at pauses "
+        "(silence skipped), fixed = back-to-back 30 s windows.",
+    )
+    jobs_max_audio_seconds: float = Field(
+        7200.0,
+        gt=0,
+        le=24 * 3600,
+        description="Longest audio a job accepts (decoded audio takes 230 MB per hour).",
+    )
+    jobs_retention_seconds: float = Field(
+        7 * 86_400.0,
+        ge=60,
+        le=365 * 86_400,
+        description="How long finished jobs and their results are kept, then deleted.",
+    )
+    jobs_lease_seconds: float = Field(
+        60.0,
+        ge=2,
+        le=3600,
+        description="A job whose instance has not renewed its lease for this long is taken "
+        "over (resumed from its last checkpoint) by another instance or a restart.",
+    )
+    jobs_sweep_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How often an instance looks for abandoned and expired jobs.",
+    )
+    jobs_max_interruptions: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Times a job may lose its instance without a hand-over (crash, OOM "
+        "kill) and still be resumed; one more and it fails. A draining instance hands its "
+        "jobs over, which does not count.",
+    )
+
     # --- logging ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Minimum log severity."
@@ -362,6 +429,19 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("jobs_store")
+    @classmethod
+    def _store_location(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("gs://"):
+            if not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?", value):
+                raise ValueError("must be gs://bucket[/prefix] with a valid bucket name")
+        elif not Path(value).is_absolute():
+            raise ValueError("must be gs://bucket[/prefix] or an absolute directory path")
         return value
 
     @model_validator(mode="after")

@@ -193,3 +193,61 @@ def test_missing_gs_model_fails_startup_with_the_reason(emulator: Emulator) -> N
     assert (
         "gs://audio-in/no-such-model: nothing under gs://audio-in/no-such-model/\n" in result.stderr
     )
+
+
+def test_jobs_with_their_state_in_a_bucket(
+    server_factory: Callable[..., LiveServer], emulator: Emulator, audio_dir: Path
+) -> None:
+    jfk = audio_dir / "jfk.flac"
+    client = emulator.client()
+    client.create_bucket("jobs")
+    server = server_factory(
+        STORAGE_EMULATOR_HOST=emulator.url,
+        WHISPER_GCS_ALLOWED_BUCKETS="audio-in",
+        WHISPER_GCS_OUTPUT_URI="gs://transcripts/jobs-out",
+        WHISPER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+        WHISPER_JOBS_STORE="gs://jobs/whisper",
+    )
+    url = f"{server.url}/jobs"
+    too_big = httpx.post(url, data={"gcs_uri": "gs://audio-in/calls/big.wav"}, timeout=30)
+    assert too_big.status_code == 413
+    assert httpx.post(url, data={"gcs_uri": "gs://private/jfk.flac"}, timeout=30).status_code == 400
+    missing = httpx.post(url, data={"gcs_uri": "gs://audio-in/calls/none.flac"}, timeout=30)
+    assert missing.status_code == 404
+
+    accepted = httpx.post(
+        url,
+        data={"gcs_uri": "gs://audio-in/calls/jfk.flac", "save_to_gcs": "true",
+              "response_format": "vtt"},
+        timeout=30,
+    )  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["id"]
+    # The record is in the bucket, where every instance can see it.
+    assert client.bucket("jobs").blob(f"whisper/jobs/{job_id}/job.json").exists()
+    give_up = time.monotonic() + 60
+    while (job := httpx.get(f"{url}/{job_id}", timeout=10).json())["status"] in (
+        "queued",
+        "running",
+    ) and time.monotonic() < give_up:
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    assert normalize(job["result"]["text"]) == normalize(JFK_REFERENCE)
+    assert job["output_uri"] == f"gs://transcripts/jobs-out/{job_id}.vtt"
+    stored = client.bucket("transcripts").blob(f"jobs-out/{job_id}.vtt").download_as_text()
+    assert stored.startswith("WEBVTT")
+    assert stored == httpx.get(job["result_url"]).text
+    # An uploaded input travels through the bucket too (another instance may run it).
+    upload = httpx.post(url, files={"file": ("jfk.flac", jfk.read_bytes())}, timeout=30).json()
+    give_up = time.monotonic() + 60
+    while (uploaded := httpx.get(upload["status_url"], timeout=10).json())["status"] in (
+        "queued",
+        "running",
+    ) and time.monotonic() < give_up:
+        time.sleep(0.2)
+    assert uploaded["status"] == "succeeded", uploaded
+    assert normalize(uploaded["result"]["text"]) == normalize(JFK_REFERENCE)
+    names = {b.name for b in client.list_blobs("jobs", prefix="whisper/")}
+    assert f"whisper/jobs/{upload['id']}/input" not in names  # dropped once finished
+    assert f"whisper/jobs/{job_id}/result.json" in names
+    assert f"whisper/active/{job_id}" not in names  # finished: no longer to be swept

@@ -172,6 +172,26 @@ DRAINING = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livemax",
 )
+JOBS_HELD = Gauge(
+    "jobs_held",
+    "Async jobs this instance holds, by state (queued here or running).",
+    ["state"],
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+JOBS_FINISHED = Counter(
+    "jobs_finished_total",
+    "Async jobs that ended here, by final status.",
+    ["status"],
+    namespace=NAMESPACE,
+)
+JOBS_TAKEN_OVER = Counter(
+    "jobs_taken_over_total",
+    "Unfinished jobs this instance took over: handed over by a draining instance, or "
+    "abandoned (lease expired) by one that stopped.",
+    ["how"],
+    namespace=NAMESPACE,
+)
 BUILD_INFO = Gauge(
     "build_info",
     "Always 1; labels carry the version and configuration.",

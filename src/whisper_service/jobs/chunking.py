@@ -1,0 +1,55 @@
+"""Cutting long audio into windows of at most 30 s (Whisper's input length).
+
+``vad``: Silero VAD (shipped with faster-whisper) finds speech; consecutive speech
+regions are merged into windows up to the limit, so cuts fall in pauses and silence
+is never transcribed. ``fixed``: back-to-back windows; a cut may fall inside a word.
+Either way the windows keep their place in the audio, so every timestamp a window
+produces is offset to the original timeline and the transcript's times run on
+continuously across windows.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from whisper_service.audio import SAMPLE_RATE
+from whisper_service.jobs.records import Window
+
+WINDOW_SECONDS = 30.0
+# Shorter than this carries no word worth a decoder pass.
+MIN_WINDOW_SECONDS = 0.2
+
+
+def plan_windows(
+    audio: np.ndarray, mode: Literal["vad", "fixed"], max_seconds: float = WINDOW_SECONDS
+) -> list[Window]:
+    """The windows to transcribe, in order."""
+    duration = len(audio) / SAMPLE_RATE
+    if mode == "fixed":
+        starts = np.arange(0.0, duration, max_seconds)
+        windows = [
+            Window(start=float(s), end=float(min(s + max_seconds, duration))) for s in starts
+        ]
+    else:
+        windows = _speech_windows(audio, max_seconds)
+    return [w for w in windows if w.end - w.start >= MIN_WINDOW_SECONDS]
+
+
+def _speech_windows(audio: np.ndarray, max_seconds: float) -> list[Window]:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    # The same VAD settings faster-whisper's batched pipeline uses: no speech region
+    # longer than a window, pauses of 160 ms are enough to cut at.
+    regions = get_speech_timestamps(
+        audio, VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=160)
+    )
+    windows: list[Window] = []
+    for region in regions:
+        start, end = region["start"] / SAMPLE_RATE, region["end"] / SAMPLE_RATE
+        if windows and end - windows[-1].start <= max_seconds:
+            windows[-1] = Window(start=windows[-1].start, end=end)
+        else:
+            windows.append(Window(start=start, end=min(end, start + max_seconds)))
+    return windows

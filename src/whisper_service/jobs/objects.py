@@ -1,0 +1,251 @@
+"""Where job objects live: a local directory or a GCS bucket, behind one small
+interface with compare-and-swap writes.
+
+Every object has a generation that changes on each write. ``write(..., if_generation=g)``
+succeeds only if the object is still at ``g`` (0: only if it does not exist), which is
+how two instances (or a request and the runner) never overwrite each other's update.
+On GCS that is the ``ifGenerationMatch`` precondition; in a directory it is a file lock
+around compare-then-rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from whisper_service.storage import GcsUri, StorageUnavailable, model_client
+
+
+class Conflict(Exception):
+    """The object changed (or appeared) since it was read; re-read and retry."""
+
+
+class ObjectStore(Protocol):
+    """Named byte objects with generations."""
+
+    location: str
+
+    def read(self, name: str) -> tuple[bytes, int] | None:
+        """The object's bytes and generation, or None if it does not exist."""
+        ...
+
+    def write(self, name: str, data: bytes, if_generation: int | None = None) -> int:
+        """Write (replace) the object; return its new generation. Raise Conflict when
+        ``if_generation`` is given and does not match (0 = must not exist)."""
+        ...
+
+    def upload(self, name: str, source: IO[bytes]) -> None:
+        """Write a possibly large object from a file, streaming."""
+        ...
+
+    def download(self, name: str, target: IO[bytes]) -> bool:
+        """Stream the object into ``target``; False if it does not exist."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Names under ``prefix``, sorted."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove the object; a missing one is not an error."""
+        ...
+
+
+class LocalObjects:
+    """Objects as files under a directory (one machine; survives restarts)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = root.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            # In a shared /tmp, someone else's directory could feed us job records.
+            raise PermissionError(
+                f"job store {root} must be owned by this user and writable only by it"
+            )
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"object name {name!r} escapes the store")
+        return path
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with (path.parent / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _generation(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def read(self, name: str) -> tuple[bytes, int] | None:
+        """The object's bytes and generation, or None."""
+        path = self._path(name)
+        with self._locked(path):
+            try:
+                return path.read_bytes(), self._generation(path)
+            except FileNotFoundError:
+                return None
+
+    def write(self, name: str, data: bytes, if_generation: int | None = None) -> int:
+        """Compare-and-swap under the directory's lock; atomic by rename."""
+        path = self._path(name)
+        with self._locked(path):
+            current = self._generation(path)
+            if if_generation is not None and current != if_generation:
+                raise Conflict(name)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+            generation = self._generation(path)
+            if generation == current:  # coarse clock: keep generations strictly moving
+                os.utime(path, ns=(generation + 1, generation + 1))
+                generation += 1
+            return generation
+
+    def upload(self, name: str, source: IO[bytes]) -> None:
+        """Copy a file in (temp file, then rename)."""
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+        os.replace(temp, path)
+
+    def download(self, name: str, target: IO[bytes]) -> bool:
+        """Copy the file out; False if missing."""
+        try:
+            with self._path(name).open("rb") as source:
+                shutil.copyfileobj(source, target, 1024 * 1024)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        """Files under ``prefix`` (a folder path ending in /), sorted."""
+        base = self._path(prefix.rstrip("/") or ".") if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return []
+        names = []
+        for path in base.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                names.append(path.relative_to(self.root).as_posix())
+        return sorted(names)
+
+    def delete(self, name: str) -> None:
+        """Remove the file, and its folder once empty but for the lock."""
+        path = self._path(name)
+        path.unlink(missing_ok=True)
+        leftovers = [p for p in path.parent.iterdir() if p.name != ".lock"]
+        if not leftovers and path.parent != self.root.resolve():
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+class GcsObjects:
+    """Objects in a bucket under a prefix; generations are GCS generations."""
+
+    def __init__(self, uri: str, project: str | None, timeout: float) -> None:
+        parsed = GcsUri.parse_prefix(uri)
+        self.location = str(parsed)
+        self.prefix = parsed.name
+        self.timeout = timeout
+        self._bucket: Any = model_client(project).bucket(parsed.bucket)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from google.api_core import exceptions
+
+        try:
+            return fn(*args, timeout=self.timeout, **kwargs)
+        except exceptions.PreconditionFailed as exc:
+            raise Conflict(what) from exc
+        except exceptions.NotFound:
+            raise
+        except exceptions.GoogleAPIError as exc:
+            raise StorageUnavailable(f"{what} in {self.location} failed: {exc}") from exc
+
+    def read(self, name: str) -> tuple[bytes, int] | None:
+        """Download with the generation it had."""
+        from google.api_core import exceptions
+
+        blob = self._bucket.blob(self.prefix + name)
+        try:
+            data = self._call(f"reading {name}", blob.download_as_bytes)
+        except exceptions.NotFound:
+            return None
+        return data, int(blob.generation or 0)
+
+    def write(self, name: str, data: bytes, if_generation: int | None = None) -> int:
+        """Upload with ``ifGenerationMatch`` (GCS's compare-and-swap)."""
+        blob = self._bucket.blob(self.prefix + name)
+        self._call(
+            f"writing {name}",
+            blob.upload_from_string,
+            data,
+            content_type="application/json",
+            if_generation_match=if_generation,
+        )
+        return int(blob.generation or 0)
+
+    def upload(self, name: str, source: IO[bytes]) -> None:
+        """Resumable upload from a file."""
+        blob = self._bucket.blob(self.prefix + name)
+        self._call(f"uploading {name}", blob.upload_from_file, source, rewind=True)
+
+    def download(self, name: str, target: IO[bytes]) -> bool:
+        """Streamed download; False if missing."""
+        from google.api_core import exceptions
+
+        try:
+            self._call(
+                f"downloading {name}",
+                self._bucket.blob(self.prefix + name).download_to_file,
+                target,
+            )
+        except exceptions.NotFound:
+            return False
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        """Object names under ``prefix``, relative to the store's own prefix."""
+
+        def names(timeout: float) -> list[str]:
+            # Pages are fetched while iterating: keep that inside the error mapping.
+            blobs = self._bucket.client.list_blobs(
+                self._bucket, prefix=self.prefix + prefix, timeout=timeout
+            )
+            return [str(b.name) for b in blobs]
+
+        return sorted(n[len(self.prefix) :] for n in self._call(f"listing {prefix}", names))
+
+    def delete(self, name: str) -> None:
+        """Delete; a missing object is fine."""
+        from google.api_core import exceptions
+
+        with contextlib.suppress(exceptions.NotFound):
+            self._call(f"deleting {name}", self._bucket.blob(self.prefix + name).delete)
+
+
+def open_objects(location: str, project: str | None, timeout: float) -> ObjectStore:
+    """The backend ``location`` names: gs://bucket/prefix or a directory."""
+    if location.startswith("gs://"):
+        return GcsObjects(location, project, timeout)
+    return LocalObjects(Path(location))

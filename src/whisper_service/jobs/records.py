@@ -1,0 +1,144 @@
+"""What a job is: its record (status, options, progress, outcome) and the JSON forms
+of its checkpoint and result."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from whisper_service.engines.base import Segment, Task, TranscribeOptions, Transcription
+from whisper_service.formats import ResponseFormat
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job will never change again."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobOptions(BaseModel):
+    """The transcription options a job was submitted with (as on /transcribe)."""
+
+    language: str | None = None
+    task: Task = "transcribe"
+    response_format: ResponseFormat = ResponseFormat.JSON
+    word_timestamps: bool = False
+    temperature: float = 0.0
+    beam_size: int = 5
+    prompt: str | None = None
+    vad_filter: bool = False
+    save_to_gcs: bool = False
+
+    def transcribe_options(self, language: str | None = None) -> TranscribeOptions:
+        """Engine options; ``language`` (detected on the first batch) wins when set."""
+        return TranscribeOptions(
+            language=language or self.language,
+            task=self.task,
+            beam_size=self.beam_size,
+            temperature=self.temperature,
+            prompt=self.prompt,
+            word_timestamps=self.word_timestamps,
+        )
+
+
+class JobSource(BaseModel):
+    """Where the audio comes from: an upload kept in the store, or a gs:// object."""
+
+    kind: Literal["upload", "gcs"]
+    uri: str | None = None
+    filename: str | None = None
+    bytes: int | None = None
+
+
+class JobProgress(BaseModel):
+    """Audio transcribed so far; windows are the <= 30 s pieces the audio is cut into."""
+
+    audio_seconds_done: float = 0.0
+    audio_seconds_total: float | None = None
+    windows_done: int = 0
+    windows_total: int | None = None
+
+    @property
+    def percent(self) -> float:
+        """Share of the audio done, 0-100."""
+        if not self.audio_seconds_total:
+            return 0.0
+        return round(min(100.0, 100 * self.audio_seconds_done / self.audio_seconds_total), 1)
+
+
+class JobError(BaseModel):
+    """Why a job failed or was cancelled."""
+
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    """A job's record: the one object every instance reads and compare-and-swaps."""
+
+    id: str
+    status: JobStatus = JobStatus.QUEUED
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    client: str | None = None
+    request_id: str | None = None
+    source: JobSource
+    options: JobOptions
+    progress: JobProgress = Field(default_factory=JobProgress)
+    language: str | None = None
+    output_uri: str | None = None
+    error: JobError | None = None
+    attempts: int = 0
+    interruptions: int = 0
+    instance: str | None = None
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+
+
+def new_job_id() -> str:
+    """Sortable by creation time (milliseconds, hex), then 48 random bits."""
+    return f"job_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def created_at_of(job_id: str) -> float | None:
+    """The creation time encoded in a job id, or None for a name that is not one."""
+    try:
+        return int(job_id.removeprefix("job_")[:12], 16) / 1000
+    except ValueError:
+        return None
+
+
+class Window(BaseModel):
+    """A piece of the audio, in seconds."""
+
+    start: float
+    end: float
+
+
+class Checkpoint(BaseModel):
+    """What a resumed job starts from: the plan and the windows already done."""
+
+    duration: float
+    windows: list[Window]
+    windows_done: int = 0
+    language: str | None = None
+    language_probability: float = 0.0
+    segments: list[Segment] = Field(default_factory=list)
+
+
+TRANSCRIPTION = TypeAdapter(Transcription)

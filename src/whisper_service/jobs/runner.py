@@ -1,0 +1,565 @@
+"""Runs async jobs on this instance, and takes over the ones other instances dropped.
+
+Ownership is a lease on the job's record: the instance that holds a job renews
+``lease_expires_at`` every third of ``jobs_lease_seconds`` and after every batch. Every
+change is a compare-and-swap on the record, so two instances never both own a job.
+
+- A job submitted here is held here: queued until one of ``jobs_concurrency`` slots
+  frees, then run batch by batch through the shared inference workers. After each
+  batch the checkpoint (windows done, their segments) is written, then the record's
+  progress: a job resumed anywhere restarts at the first window not checkpointed.
+- Draining (SIGTERM): queued jobs are handed over at once (owner cleared, so any
+  instance's next sweep takes them); running ones at the end of their batch, or when
+  the drain runs out of time, whichever comes first.
+- The sweep, every ``jobs_sweep_interval_seconds`` (and at startup), claims unfinished
+  jobs nobody holds: handed over, or whose lease expired because their instance died.
+  The latter count as interruptions; past ``jobs_max_interruptions`` the job fails
+  with that reason instead of being retried forever (a job that OOM-kills every
+  instance it lands on). It also deletes jobs past their retention.
+- Cancelling (DELETE) sets ``cancel_requested`` on the record; the holder sees it on
+  its next record write (at most a third of the lease later) or at once when it is
+  this instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import IO
+
+import numpy as np
+import structlog
+
+from whisper_service.audio import AudioError, decode_audio
+from whisper_service.engines.base import (
+    Cancelled,
+    CancelToken,
+    Engine,
+    Segment,
+    TranscribeOptions,
+    Transcription,
+)
+from whisper_service.formats import MEDIA_TYPES, transcript_file
+from whisper_service.jobs.chunking import plan_windows
+from whisper_service.jobs.objects import Conflict
+from whisper_service.jobs.records import (
+    Checkpoint,
+    Job,
+    JobError,
+    JobStatus,
+)
+from whisper_service.jobs.store import JobNotFound, JobStore
+from whisper_service.observability import metrics
+from whisper_service.observability.context import request_id_var
+from whisper_service.observability.telemetry import telemetry
+from whisper_service.scheduler import Rejected, Scheduler
+from whisper_service.settings import Settings
+from whisper_service.storage import GcsStorage, StorageError
+
+log = structlog.get_logger(__name__)
+
+# Expired jobs are looked for on every this-many-th sweep: it lists every job.
+EXPIRY_EVERY_SWEEPS = 10
+
+
+class _Stop(Exception):
+    """The job must stop here: ``status`` None means hand it over, else end it so."""
+
+    def __init__(self, status: JobStatus | None, error: JobError | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.error = error
+
+
+class _Lost(Exception):
+    """Another instance holds the job now (this one was presumed dead): stop quietly."""
+
+
+class JobFailed(Exception):
+    """The job cannot succeed: bad input, missing object, audio too long."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.error = JobError(code=code, message=message)
+
+
+@dataclass
+class _Held:
+    """A job this instance owns."""
+
+    job_id: str
+    token: CancelToken = field(default_factory=CancelToken)
+    running: bool = False
+
+
+class JobRunner:
+    """The jobs side of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        scheduler: Scheduler,
+        storage: GcsStorage,
+        engine: Callable[[], Engine | None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.scheduler = scheduler
+        self.storage = storage
+        self._engine = engine
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._held: dict[str, _Held] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False
+
+    # --- what the API calls ---
+
+    @property
+    def full(self) -> bool:
+        """Whether this instance holds as many jobs as it may."""
+        return len(self._held) >= self.settings.jobs_max_active
+
+    def _lease(self) -> float:
+        return time.time() + self.settings.jobs_lease_seconds
+
+    async def submit(self, job: Job, upload: IO[bytes] | None) -> Job:
+        """Store a new job (and its uploaded input) and queue it here."""
+        job.instance, job.lease_expires_at = self.instance, self._lease()
+        await asyncio.to_thread(self.store.create, job, upload)
+        self._hold(job.id)
+        log.info("job_submitted", job_id=job.id, source=job.source.kind)
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; ask the holder of a running one to stop.
+        Raises JobNotFound."""
+
+        def change(job: Job) -> Job | None:
+            if job.status.terminal:
+                return None
+            if job.status is JobStatus.QUEUED and not self._running_here(job.id):
+                return _ended(job, JobStatus.CANCELLED, _CANCELLED)
+            job.cancel_requested = True
+            return job
+
+        job = await asyncio.to_thread(self.store.update, job_id, change)
+        held = self._held.get(job_id)
+        if held is not None and job.cancel_requested:
+            held.token.cancel("cancelled")
+        if job.status is JobStatus.CANCELLED:
+            self._release_slot(job_id)
+            metrics.JOBS_FINISHED.labels("cancelled").inc()
+            log.info("job_cancelled", job_id=job_id)
+        return job
+
+    def _running_here(self, job_id: str) -> bool:
+        held = self._held.get(job_id)
+        return held is not None and held.running
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        """Start the job slots, the lease heartbeat and the sweep."""
+        for number in range(self.settings.jobs_concurrency):
+            self._tasks.append(asyncio.create_task(self._slot(), name=f"job-slot-{number}"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="job-heartbeat"))
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="job-sweep"))
+        log.info("jobs_started", store=self.store.location, instance=self.instance)
+
+    async def close(self) -> None:
+        """Stop the background tasks (after a drain has handed jobs over)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def begin_drain(self) -> None:
+        """Take nothing new; hand queued jobs over now, running ones after their batch."""
+        self.draining = True
+        queued = [h.job_id for h in self._held.values() if not h.running]
+        for job_id in queued:
+            await self._hand_over(job_id)
+        if queued:
+            log.info("jobs_handed_over", jobs=queued, state="queued")
+
+    async def wait_idle(self) -> None:
+        """Return once no job runs here."""
+        await self._idle.wait()
+
+    async def hand_over_all(self) -> None:
+        """The drain ran out of time: stop what still runs and hand it over from the
+        last checkpoint (the batch in progress is lost, not the job)."""
+        running = list(self._held.values())
+        for held in running:
+            held.token.cancel("shutting_down")
+            await self._hand_over(held.job_id)
+        if running:
+            log.warning("jobs_handed_over", jobs=[h.job_id for h in running], state="running")
+
+    # --- holding ---
+
+    def _hold(self, job_id: str) -> None:
+        self._held[job_id] = _Held(job_id)
+        metrics.JOBS_HELD.labels("queued").inc()
+        self._queue.put_nowait(job_id)
+
+    def _release_slot(self, job_id: str) -> None:
+        held = self._held.pop(job_id, None)
+        if held is not None:
+            metrics.JOBS_HELD.labels("running" if held.running else "queued").dec()
+        if not any(h.running for h in self._held.values()):
+            self._idle.set()
+
+    async def _hand_over(self, job_id: str) -> None:
+        def change(job: Job) -> Job | None:
+            if job.status.terminal or job.instance != self.instance:
+                return None
+            job.status = JobStatus.QUEUED
+            job.instance, job.lease_expires_at = None, None
+            return job
+
+        try:
+            await asyncio.to_thread(self.store.update, job_id, change)
+        except (JobNotFound, Conflict, StorageError) as exc:
+            log.error("job_hand_over_failed", job_id=job_id, error=str(exc))
+        self._release_slot(job_id)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of held jobs; notice cancellation and lost ownership."""
+        while True:
+            await asyncio.sleep(self.settings.jobs_lease_seconds / 3)
+            for held in list(self._held.values()):
+                try:
+                    job = await asyncio.to_thread(self.store.update, held.job_id, self._renew)
+                except (JobNotFound, Conflict, StorageError) as exc:
+                    log.warning("job_lease_renewal_failed", job_id=held.job_id, error=str(exc))
+                    continue
+                if job.instance != self.instance:
+                    log.warning("job_lost", job_id=held.job_id, now_held_by=job.instance)
+                    held.token.cancel("lost")
+                    if not held.running:
+                        self._release_slot(held.job_id)
+                elif job.cancel_requested:
+                    held.token.cancel("cancelled")
+
+    def _renew(self, job: Job) -> Job | None:
+        if job.status.terminal or job.instance != self.instance:
+            return None
+        job.lease_expires_at = self._lease()
+        return job
+
+    # --- taking over ---
+
+    async def _sweeper(self) -> None:
+        sweeps = 0
+        while True:
+            if self._engine() is not None and not self.draining:
+                try:
+                    await self.sweep(expire=sweeps % EXPIRY_EVERY_SWEEPS == 0)
+                except (StorageError, Conflict, OSError) as exc:
+                    log.error("job_sweep_failed", error=str(exc))
+                sweeps += 1
+            await asyncio.sleep(self.settings.jobs_sweep_interval_seconds if sweeps else 0.5)
+
+    async def sweep(self, *, expire: bool) -> None:
+        """Claim unfinished jobs nobody holds; delete expired ones."""
+        for job_id in await asyncio.to_thread(self.store.active_ids):
+            if self.full or self.draining:
+                break
+            if job_id not in self._held:
+                await self._try_claim(job_id)
+        if expire:
+            await self._expire()
+
+    async def _try_claim(self, job_id: str) -> None:
+        now = time.time()
+        how: list[str] = []
+
+        def change(job: Job) -> Job | None:
+            how.clear()
+            if job.status.terminal:
+                return None
+            abandoned = job.instance is not None and (job.lease_expires_at or 0) < now
+            if job.instance is not None and not abandoned:
+                return None  # someone holds it
+            how.append("abandoned" if abandoned else "handed_over")
+            if abandoned:
+                job.interruptions += 1
+                if job.interruptions > self.settings.jobs_max_interruptions:
+                    return _ended(job, JobStatus.FAILED, JobError(
+                        code="interrupted",
+                        message=f"the instance running this job stopped without handing it "
+                        f"over {job.interruptions} times (last: {job.instance}); it is not "
+                        "retried again",
+                    ))  # fmt: skip
+            job.instance, job.lease_expires_at = self.instance, self._lease()
+            job.status = JobStatus.QUEUED
+            return job
+
+        try:
+            job = await asyncio.to_thread(self.store.update, job_id, change)
+        except JobNotFound:
+            # A marker without a record: the record's creation failed half-way.
+            await asyncio.to_thread(self.store.delete, job_id)
+            return
+        except Conflict:
+            return  # another instance won the race
+        if not how:
+            return
+        metrics.JOBS_TAKEN_OVER.labels(how[0]).inc()
+        if job.status is JobStatus.FAILED:
+            metrics.JOBS_FINISHED.labels("failed").inc()
+            log.error("job_failed", job_id=job_id, **job.error.model_dump() if job.error else {})
+            return
+        log.info("job_taken_over", job_id=job_id, how=how[0], interruptions=job.interruptions)
+        self._hold(job_id)
+
+    async def _expire(self) -> None:
+        retention = self.settings.jobs_retention_seconds
+        now = time.time()
+        candidates = await asyncio.to_thread(self.store.expired_candidates, retention, now)
+        for job_id in candidates:
+            job = await asyncio.to_thread(self.store.get, job_id)
+            if job is None or (job.status.terminal and (job.finished_at or 0) + retention < now):
+                await asyncio.to_thread(self.store.delete, job_id)
+                log.info("job_expired", job_id=job_id)
+
+    # --- running ---
+
+    async def _slot(self) -> None:
+        while True:
+            job_id = await self._queue.get()
+            held = self._held.get(job_id)
+            if held is None or self.draining:
+                continue
+            held.running = True
+            metrics.JOBS_HELD.labels("queued").dec()
+            metrics.JOBS_HELD.labels("running").inc()
+            self._idle.clear()
+            token = request_id_var.set(job_id)
+            try:
+                with structlog.contextvars.bound_contextvars(job_id=job_id):
+                    await self._run(held)
+            except Exception:
+                log.exception("job_runner_error", job_id=job_id)
+            finally:
+                request_id_var.reset(token)
+                self._release_slot(job_id)
+
+    async def _run(self, held: _Held) -> None:
+        """Run one job to its end, or to a hand-over."""
+        job_id = held.job_id
+        try:
+            job = await asyncio.to_thread(self.store.update, job_id, self._start)
+            if job.status is not JobStatus.RUNNING or job.instance != self.instance:
+                return  # cancelled while queued, or lost to another instance
+            with telemetry.span("job", **{"whisper.job.id": job_id}):
+                result = await self._transcribe(job, held)
+            output_uri = None
+            if job.options.save_to_gcs:
+                fmt = job.options.response_format
+                content, extension = transcript_file(result, fmt)
+                output_uri = await asyncio.to_thread(
+                    self.storage.upload_text, job_id, extension, content, MEDIA_TYPES[fmt]
+                )
+            await asyncio.to_thread(self.store.write_result, job_id, result)
+            await self._finish(job_id, JobStatus.SUCCEEDED, None, output_uri)
+            log.info(
+                "job_succeeded",
+                audio_seconds=round(result.duration, 3),
+                segments=len(result.segments),
+                seconds=round(time.time() - (job.started_at or job.created_at), 3),
+            )
+        except _Lost:
+            log.warning("job_lost")
+        except _Stop as stop:
+            if stop.status is None:
+                await self._hand_over(job_id)
+            else:
+                await self._finish(job_id, stop.status, stop.error)
+        except JobFailed as failed:
+            await self._finish(job_id, JobStatus.FAILED, failed.error)
+        except (StorageError, Conflict) as exc:
+            # The store or GCS kept failing: hand over, the lease decides who goes on.
+            log.error("job_storage_error", error=str(exc))
+            await self._hand_over(job_id)
+
+    def _start(self, job: Job) -> Job | None:
+        if job.status.terminal or job.instance != self.instance:
+            return None
+        if job.cancel_requested:
+            return _ended(job, JobStatus.CANCELLED, _CANCELLED)
+        job.status = JobStatus.RUNNING
+        job.started_at = job.started_at or time.time()
+        job.attempts += 1
+        job.lease_expires_at = self._lease()
+        return job
+
+    async def _finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        error: JobError | None,
+        output_uri: str | None = None,
+    ) -> None:
+        def change(job: Job) -> Job | None:
+            if job.status.terminal or job.instance != self.instance:
+                return None
+            job.output_uri = output_uri
+            if status is JobStatus.SUCCEEDED and job.progress.audio_seconds_total is not None:
+                job.progress.audio_seconds_done = job.progress.audio_seconds_total
+            return _ended(job, status, error)
+
+        await asyncio.to_thread(self.store.update, job_id, change)
+        metrics.JOBS_FINISHED.labels(status.value).inc()
+        if error is not None:
+            log.warning(f"job_{status.value}", code=error.code, reason=error.message)
+
+    async def _transcribe(self, job: Job, held: _Held) -> Transcription:
+        """Decode, plan (or resume) the windows, and run them batch by batch."""
+        engine = self._engine()
+        if engine is None:
+            raise _Stop(None)  # not ready: let it wait for an instance that is
+        audio = await self._audio(job)
+        checkpoint = await asyncio.to_thread(self.store.read_checkpoint, job.id)
+        if checkpoint is None:
+            mode = "vad" if job.options.vad_filter else self.settings.jobs_chunking
+            windows = await asyncio.to_thread(plan_windows, audio, mode)
+            checkpoint = Checkpoint(duration=len(audio) / 16_000, windows=windows)
+            await asyncio.to_thread(self.store.write_checkpoint, job.id, checkpoint)
+        else:
+            log.info("job_resumed", windows_done=checkpoint.windows_done,
+                     windows_total=len(checkpoint.windows))  # fmt: skip
+        await self._progress(job.id, checkpoint, held)
+        batch_size = self.settings.jobs_batch_size
+        while checkpoint.windows_done < len(checkpoint.windows):
+            if self.draining:
+                raise _Stop(None)
+            batch = checkpoint.windows[
+                checkpoint.windows_done : checkpoint.windows_done + batch_size
+            ]
+            spans = [(w.start, w.end) for w in batch]
+            options = job.options.transcribe_options(checkpoint.language)
+            part = await self._infer(engine, audio, spans, options, held.token)
+            if checkpoint.language is None:
+                checkpoint.language = part.language
+                checkpoint.language_probability = part.language_probability
+            checkpoint.segments.extend(part.segments)
+            checkpoint.windows_done += len(batch)
+            await asyncio.to_thread(self.store.write_checkpoint, job.id, checkpoint)
+            await self._progress(job.id, checkpoint, held)
+        segments = [_renumbered(s, i) for i, s in enumerate(checkpoint.segments)]
+        return Transcription(
+            "".join(s.text for s in segments).strip(),
+            checkpoint.language or job.options.language or "en",
+            checkpoint.language_probability,
+            checkpoint.duration,
+            segments,
+        )
+
+    async def _infer(
+        self,
+        engine: Engine,
+        audio: np.ndarray,
+        spans: list[tuple[float, float]],
+        options: TranscribeOptions,
+        token: CancelToken,
+    ) -> Transcription:
+        seconds = sum(end - start for start, end in spans)
+        settings = self.settings
+
+        def work(t: CancelToken) -> Transcription:
+            attributes = {"whisper.engine": engine.name, "whisper.windows": len(spans),
+                          "whisper.audio.duration_seconds": round(seconds, 3)}  # fmt: skip
+            with telemetry.span("inference", **attributes):
+                started = time.perf_counter()
+                output = engine.transcribe_windows(audio, spans, options, t)
+            telemetry.transcribed(settings.engine.value, settings.model, options.task, seconds,
+                                  time.perf_counter() - started)  # fmt: skip
+            return output
+
+        try:
+            return await self.scheduler.run_background(work, token)
+        except (Cancelled, Rejected) as exc:
+            reason = exc.reason
+            if reason == "cancelled":
+                raise _Stop(JobStatus.CANCELLED, _CANCELLED) from exc
+            if reason == "lost":
+                raise _Lost from exc
+            raise _Stop(None) from exc
+
+    async def _progress(self, job_id: str, checkpoint: Checkpoint, held: _Held) -> None:
+        """Write progress and renew the lease; stop if cancelled or lost meanwhile."""
+        done = checkpoint.windows_done
+        seconds_done = checkpoint.windows[done - 1].end if done else 0.0
+        if done == len(checkpoint.windows):
+            seconds_done = checkpoint.duration
+
+        def change(job: Job) -> Job | None:
+            if job.status.terminal or job.instance != self.instance:
+                return None
+            job.progress.audio_seconds_total = round(checkpoint.duration, 3)
+            job.progress.audio_seconds_done = round(seconds_done, 3)
+            job.progress.windows_total = len(checkpoint.windows)
+            job.progress.windows_done = done
+            job.language = checkpoint.language
+            job.lease_expires_at = self._lease()
+            return job
+
+        job = await asyncio.to_thread(self.store.update, job_id, change)
+        if job.instance != self.instance or job.status.terminal:
+            held.token.cancel("lost")
+            raise _Lost
+        if job.cancel_requested:
+            raise _Stop(JobStatus.CANCELLED, _CANCELLED)
+
+    async def _audio(self, job: Job) -> np.ndarray:
+        """The job's audio, fetched from the store or GCS and decoded."""
+        limit = self.settings.jobs_max_audio_seconds
+        with tempfile.TemporaryFile() as local:
+            if job.source.kind == "upload":
+                found = await asyncio.to_thread(self.store.open_input, job.id, local)
+                if not found:
+                    raise JobFailed("input_missing", "the uploaded file is no longer in the store")
+                local.seek(0)
+                source: IO[bytes] = local
+            else:
+                uri = str(job.source.uri)
+                try:
+                    source = await asyncio.to_thread(
+                        self.storage.download, uri, self.settings.max_upload_bytes
+                    )
+                except StorageError as exc:
+                    if exc.status >= 500:
+                        raise
+                    raise JobFailed(exc.code, exc.message) from exc
+            try:
+                with contextlib.closing(source):
+                    decoded = await asyncio.to_thread(decode_audio, source, max_seconds=limit)
+            except AudioError as exc:
+                raise JobFailed(exc.code, exc.message) from exc
+        return decoded.samples
+
+
+_CANCELLED = JobError(code="cancelled", message="cancelled by a DELETE /jobs/{id} request")
+
+
+def _ended(job: Job, status: JobStatus, error: JobError | None) -> Job:
+    job.status, job.error = status, error
+    job.finished_at = time.time()
+    job.instance, job.lease_expires_at = None, None
+    return job
+
+
+def _renumbered(segment: Segment, index: int) -> Segment:
+    return replace(segment, id=index)
