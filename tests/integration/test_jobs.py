@@ -172,10 +172,19 @@ def test_cancel_a_queued_job_and_the_instance_limit(
     assert third.json()["error"]["code"] == "jobs_full"
     assert third.headers["retry-after"]
 
+    jobs = httpx.get(f"{server.url}/health", timeout=10).json()["jobs"]
+    assert jobs["held"] == 2
+    assert jobs["max_active"] == 2
+    assert jobs["store"] == str(tmp_path / "store")
+
     cancelled = httpx.delete(second["status_url"], timeout=10)
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     httpx.delete(first["status_url"], timeout=10)
+    wait_for(server, first["id"], finished, timeout=60)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'whisper_jobs_finished_total{status="cancelled"} 2.0' in metrics
+    assert httpx.get(f"{server.url}/health", timeout=10).json()["jobs"]["held"] == 0
 
 
 def test_sigkill_mid_job_then_restart_resumes_it(

@@ -222,3 +222,12 @@ def test_sweep_deletes_jobs_past_retention_only(tmp_path: Path) -> None:
     assert store.objects.list(f"jobs/{long_done.id}/") == []
     assert store.get(just_done.id) is not None
     assert store.get(recent.id) is not None
+
+
+def test_a_marker_without_a_record_is_debris_only_once_old(tmp_path: Path) -> None:
+    store = JobStore(LocalObjects(tmp_path / "store"))
+    being_created, debris = new_job_id(), old_id(1)
+    for job_id in (being_created, debris):
+        store.objects.write(f"active/{job_id}", b"")  # as create() does before the record
+    sweep_once(load_settings(app_env="development"), store)
+    assert store.active_ids() == [being_created]

@@ -109,6 +109,7 @@ async def health(request: Request) -> JSONResponse:
             "in_flight_count": len(in_flight),
             "in_flight": [r.as_dict() for r in in_flight],
             "queue": _queue(runtime),
+            "jobs": None if runtime.jobs is None else runtime.jobs.stats(),
         }
     )
     healthy = monitor is not None and monitor.status is not Status.UNHEALTHY

@@ -49,12 +49,7 @@ from whisper_service.engines.base import (
 from whisper_service.formats import MEDIA_TYPES, transcript_file
 from whisper_service.jobs.chunking import plan_windows
 from whisper_service.jobs.objects import Conflict
-from whisper_service.jobs.records import (
-    Checkpoint,
-    Job,
-    JobError,
-    JobStatus,
-)
+from whisper_service.jobs.records import Checkpoint, Job, JobError, JobStatus, created_at_of
 from whisper_service.jobs.store import JobNotFound, JobStore
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
@@ -67,6 +62,8 @@ log = structlog.get_logger(__name__)
 
 # Expired jobs are looked for on every this-many-th sweep: it lists every job.
 EXPIRY_EVERY_SWEEPS = 10
+# An active marker with no record this long after the id's time is left-over debris.
+ORPHAN_MARKER_SECONDS = 600
 
 
 class _Stop(Exception):
@@ -163,6 +160,19 @@ class JobRunner:
             log.info("job_cancelled", job_id=job_id)
         return job
 
+    def stats(self) -> dict[str, object]:
+        """For the health report: where jobs live and what this instance holds."""
+        running = sum(1 for h in self._held.values() if h.running)
+        return {
+            "store": self.store.location,
+            "instance": self.instance,
+            "held": len(self._held),
+            "running": running,
+            "queued": len(self._held) - running,
+            "max_active": self.settings.jobs_max_active,
+            "draining": self.draining,
+        }
+
     def _running_here(self, job_id: str) -> bool:
         held = self._held.get(job_id)
         return held is not None and held.running
@@ -244,7 +254,12 @@ class JobRunner:
                 except (JobNotFound, Conflict, StorageError) as exc:
                     log.warning("job_lease_renewal_failed", job_id=held.job_id, error=str(exc))
                     continue
-                if job.instance != self.instance:
+                if job.status.terminal:
+                    # Cancelled (elsewhere) while queued here: nothing left to do.
+                    held.token.cancel("cancelled")
+                    if not held.running:
+                        self._release_slot(held.job_id)
+                elif job.instance != self.instance:
                     log.warning("job_lost", job_id=held.job_id, now_held_by=job.instance)
                     held.token.cancel("lost")
                     if not held.running:
@@ -309,8 +324,11 @@ class JobRunner:
         try:
             job = await asyncio.to_thread(self.store.update, job_id, change)
         except JobNotFound:
-            # A marker without a record: the record's creation failed half-way.
-            await asyncio.to_thread(self.store.delete, job_id)
+            # A marker without a record: its creation failed half-way, or is happening
+            # right now on another instance; only an old one is debris.
+            created = created_at_of(job_id)
+            if created is not None and created < now - ORPHAN_MARKER_SECONDS:
+                await asyncio.to_thread(self.store.delete, job_id)
             return
         except Conflict:
             return  # another instance won the race
@@ -445,6 +463,8 @@ class JobRunner:
         while checkpoint.windows_done < len(checkpoint.windows):
             if self.draining:
                 raise _Stop(None)
+            if held.token.cancelled:
+                raise _stop_for(held.token.reason)
             batch = checkpoint.windows[
                 checkpoint.windows_done : checkpoint.windows_done + batch_size
             ]
@@ -491,12 +511,7 @@ class JobRunner:
         try:
             return await self.scheduler.run_background(work, token)
         except (Cancelled, Rejected) as exc:
-            reason = exc.reason
-            if reason == "cancelled":
-                raise _Stop(JobStatus.CANCELLED, _CANCELLED) from exc
-            if reason == "lost":
-                raise _Lost from exc
-            raise _Stop(None) from exc
+            raise _stop_for(exc.reason) from exc
 
     async def _progress(self, job_id: str, checkpoint: Checkpoint, held: _Held) -> None:
         """Write progress and renew the lease; stop if cancelled or lost meanwhile."""
@@ -549,6 +564,16 @@ class JobRunner:
             except AudioError as exc:
                 raise JobFailed(exc.code, exc.message) from exc
         return decoded.samples
+
+
+def _stop_for(reason: str | None) -> Exception:
+    """What a cancelled token means for the job: cancelled by its client, lost to
+    another instance, or (drain, shutdown) to be handed over."""
+    if reason == "cancelled":
+        return _Stop(JobStatus.CANCELLED, _CANCELLED)
+    if reason == "lost":
+        return _Lost()
+    return _Stop(None)
 
 
 _CANCELLED = JobError(code="cancelled", message="cancelled by a DELETE /jobs/{id} request")
