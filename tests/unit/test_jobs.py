@@ -57,9 +57,9 @@ def test_writes_are_compare_and_swap(tmp_path: Path) -> None:
         objects.write("a/x.json", b"3", if_generation=first)  # stale
     assert objects.read("a/x.json") == (b"2", second)
     assert objects.read("a/missing") is None
-    assert objects.list("a/") == ["a/x.json"]
+    assert objects.names("a/") == ["a/x.json"]
     objects.delete("a/x.json")
-    assert objects.list("") == []
+    assert objects.names("") == []
     with pytest.raises(ValueError, match="escapes"):
         objects.read("../outside")
 
@@ -98,7 +98,7 @@ def test_ending_a_job_drops_its_input_checkpoint_and_active_marker(tmp_path: Pat
     with (tmp_path / "in.wav").open("rb") as upload:
         store.create(job, upload)
     assert store.active_ids() == [job.id]
-    assert store.objects.list(f"jobs/{job.id}/") == [
+    assert store.objects.names(f"jobs/{job.id}/") == [
         f"jobs/{job.id}/input",
         f"jobs/{job.id}/job.json",
     ]
@@ -109,7 +109,7 @@ def test_ending_a_job_drops_its_input_checkpoint_and_active_marker(tmp_path: Pat
 
     store.update(job.id, fail)
     assert store.active_ids() == []
-    assert store.objects.list(f"jobs/{job.id}/") == [f"jobs/{job.id}/job.json"]
+    assert store.objects.names(f"jobs/{job.id}/") == [f"jobs/{job.id}/job.json"]
 
 
 def test_ids_sort_by_creation_and_only_well_formed_ones_reach_the_store(tmp_path: Path) -> None:
@@ -219,7 +219,7 @@ def test_sweep_deletes_jobs_past_retention_only(tmp_path: Path) -> None:
         store.create(job)
     sweep_once(settings, store)
     assert store.get(long_done.id) is None
-    assert store.objects.list(f"jobs/{long_done.id}/") == []
+    assert store.objects.names(f"jobs/{long_done.id}/") == []
     assert store.get(just_done.id) is not None
     assert store.get(recent.id) is not None
 
@@ -231,3 +231,11 @@ def test_a_marker_without_a_record_is_debris_only_once_old(tmp_path: Path) -> No
         store.objects.write(f"active/{job_id}", b"")  # as create() does before the record
     sweep_once(load_settings(app_env="development"), store)
     assert store.active_ids() == [being_created]
+
+
+def test_folders_are_one_level(tmp_path: Path) -> None:
+    objects = LocalObjects(tmp_path / "store")
+    for name in ("jobs/b/job.json", "jobs/a/job.json", "jobs/a/input", "active/a"):
+        objects.write(name, b"")
+    assert objects.folders("jobs/") == ["a", "b"]
+    assert objects.folders("nothing/") == []

@@ -48,8 +48,12 @@ class ObjectStore(Protocol):
         """Stream the object into ``target``; False if it does not exist."""
         ...
 
-    def list(self, prefix: str) -> list[str]:
+    def names(self, prefix: str) -> list[str]:
         """Names under ``prefix``, sorted."""
+        ...
+
+    def folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under ``prefix`` (one level), sorted."""
         ...
 
     def delete(self, name: str) -> None:
@@ -140,7 +144,7 @@ class LocalObjects:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
+    def names(self, prefix: str) -> list[str]:
         """Files under ``prefix`` (a folder path ending in /), sorted."""
         base = self._path(prefix.rstrip("/") or ".") if prefix.strip("/") else self.root
         if not base.is_dir():
@@ -150,6 +154,13 @@ class LocalObjects:
             if path.is_file() and not path.name.startswith("."):
                 names.append(path.relative_to(self.root).as_posix())
         return sorted(names)
+
+    def folders(self, prefix: str) -> list[str]:
+        """Sub-directories of ``prefix``."""
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
 
     def delete(self, name: str) -> None:
         """Remove the file, and its folder once empty but for the lock."""
@@ -224,7 +235,7 @@ class GcsObjects:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
+    def names(self, prefix: str) -> list[str]:
         """Object names under ``prefix``, relative to the store's own prefix."""
 
         def names(timeout: float) -> list[str]:
@@ -235,6 +246,22 @@ class GcsObjects:
             return [str(b.name) for b in blobs]
 
         return sorted(n[len(self.prefix) :] for n in self._call(f"listing {prefix}", names))
+
+    def folders(self, prefix: str) -> list[str]:
+        """Common prefixes one level under ``prefix``: a page per 1000 folders, not
+        per 1000 objects."""
+
+        def prefixes(timeout: float) -> list[str]:
+            pages = self._bucket.client.list_blobs(
+                self._bucket, prefix=self.prefix + prefix, delimiter="/", timeout=timeout
+            )
+            for _ in pages:  # prefixes fill in as the pages are read
+                pass
+            return [str(p) for p in pages.prefixes]
+
+        start = len(self.prefix + prefix)
+        found = self._call(f"listing {prefix}", prefixes)
+        return sorted(p[start:].rstrip("/") for p in found)
 
     def delete(self, name: str) -> None:
         """Delete; a missing object is fine."""

@@ -93,11 +93,11 @@ class JobStore:
 
     def active_ids(self) -> list[str]:
         """Jobs not yet finished, oldest first."""
-        return [n.removeprefix(ACTIVE) for n in self.objects.list(ACTIVE)]
+        return [n.removeprefix(ACTIVE) for n in self.objects.names(ACTIVE)]
 
     def ids(self) -> list[str]:
         """Every job kept, oldest first."""
-        return sorted({n[len(JOBS) :].split("/", 1)[0] for n in self.objects.list(JOBS)})
+        return self.objects.folders(JOBS)
 
     def open_input(self, job_id: str, target: IO[bytes]) -> bool:
         """Copy an uploaded input into ``target``; False if it is gone."""
@@ -123,7 +123,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         """Remove everything of a job."""
-        for name in self.objects.list(f"{JOBS}{job_id}/"):
+        for name in self.objects.names(f"{JOBS}{job_id}/"):
             self.objects.delete(name)
         self.objects.delete(f"{ACTIVE}{job_id}")
 
