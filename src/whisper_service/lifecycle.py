@@ -285,6 +285,20 @@ class Drainer:
             signal.raise_signal(sig)
 
 
+def _open_job_store(settings: Settings) -> JobStore:
+    """The configured job store, or a boot error naming the setting: a service that
+    accepted jobs it cannot keep would lose them."""
+    location = str(settings.jobs_store)
+    try:
+        objects = open_objects(location, settings.gcp_project, settings.gcs_timeout_seconds)
+    except Exception as exc:
+        log.critical(
+            "job_store_unusable", setting="WHISPER_JOBS_STORE", store=location, error=str(exc)
+        )
+        os._exit(BOOT_ERROR_EXIT_CODE)
+    return JobStore(objects)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the model load, the health monitor and the drain handler."""
@@ -295,11 +309,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loader = asyncio.create_task(_load_in_background(runtime))
     settings = runtime.settings
     if settings.jobs_store:
-        objects = open_objects(
-            settings.jobs_store, settings.gcp_project, settings.gcs_timeout_seconds
-        )
+        store = _open_job_store(settings)
         runtime.jobs = JobRunner(
-            settings, JobStore(objects), runtime.scheduler, runtime.storage, lambda: runtime.engine
+            settings, store, runtime.scheduler, runtime.storage, lambda: runtime.engine
         )
         runtime.jobs.start()
     try:

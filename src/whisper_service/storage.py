@@ -127,7 +127,7 @@ class GcsStorage:
             blob = (
                 self._get_client()
                 .bucket(uri.bucket)
-                .get_blob(uri.name, timeout=self.settings.gcs_timeout_seconds)
+                .get_blob(uri.name, **call_options(self.settings.gcs_timeout_seconds))
             )
         except exceptions.NotFound:
             blob = None
@@ -158,7 +158,7 @@ class GcsStorage:
             raise ObjectTooLarge(f"{uri} is {blob.size} bytes; the limit is {max_bytes}")
         target = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
         try:
-            blob.download_to_file(target, timeout=timeout)
+            blob.download_to_file(target, **call_options(timeout))
         except exceptions.GoogleAPIError as exc:
             target.close()
             raise StorageUnavailable(f"downloading {uri} failed: {exc}") from exc
@@ -177,7 +177,9 @@ class GcsStorage:
         try:
             blob = self._get_client().bucket(uri.bucket).blob(uri.name)
             blob.upload_from_string(
-                content, content_type=media_type, timeout=self.settings.gcs_timeout_seconds
+                content,
+                content_type=media_type,
+                **call_options(self.settings.gcs_timeout_seconds),
             )
         except exceptions.GoogleAPIError as exc:
             raise StorageUnavailable(f"writing {uri} failed: {exc}") from exc
@@ -193,7 +195,7 @@ def download_prefix(client: Any, uri_text: str, target: Path, timeout: float) ->
     uri = GcsUri.parse_prefix(uri_text)
     prefix = uri.name
     try:
-        blobs = [b for b in client.list_blobs(uri.bucket, prefix=prefix, timeout=timeout)
+        blobs = [b for b in client.list_blobs(uri.bucket, prefix=prefix, **call_options(timeout))
                  if not b.name.endswith("/")]  # fmt: skip
     except exceptions.NotFound as exc:
         raise ObjectNotFound(f"bucket {uri.bucket!r} does not exist") from exc
@@ -208,7 +210,7 @@ def download_prefix(client: Any, uri_text: str, target: Path, timeout: float) ->
             local.parent.mkdir(parents=True, exist_ok=True)
             partial = local.with_name(local.name + ".partial")
             try:
-                blob.download_to_filename(str(partial), timeout=timeout)
+                blob.download_to_filename(str(partial), **call_options(timeout))
             except exceptions.GoogleAPIError as exc:
                 raise StorageUnavailable(
                     f"downloading gs://{uri.bucket}/{blob.name}: {exc}"
@@ -219,6 +221,15 @@ def download_prefix(client: Any, uri_text: str, target: Path, timeout: float) ->
             )
         files.append(local)
     return files
+
+
+def call_options(seconds: float) -> dict[str, Any]:
+    """Keyword arguments bounding one GCS call: each HTTP attempt, and the retries
+    with backoff on 429, 5xx and connection errors (google-cloud-storage's policy),
+    end within ``seconds`` (the library's own retry budget is 120 s)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return {"timeout": seconds, "retry": DEFAULT_RETRY.with_timeout(seconds)}
 
 
 def model_client(project: str | None) -> Any:

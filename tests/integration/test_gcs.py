@@ -251,3 +251,20 @@ def test_jobs_with_their_state_in_a_bucket(
     assert f"whisper/jobs/{upload['id']}/input" not in names  # dropped once finished
     assert f"whisper/jobs/{job_id}/result.json" in names
     assert f"whisper/active/{job_id}" not in names  # finished: no longer to be swept
+
+
+def test_gcs_unreachable_is_502_within_the_gcs_deadline(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    # Nothing listens there: every attempt fails to connect and is retried with backoff
+    # until WHISPER_GCS_TIMEOUT_SECONDS, not the client library's own 120 s.
+    server = server_factory(
+        STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}",
+        WHISPER_GCS_ALLOWED_BUCKETS="audio-in",
+        WHISPER_GCS_TIMEOUT_SECONDS="3",
+    )
+    response = httpx.post(
+        f"{server.url}/transcribe", data={"gcs_uri": "gs://audio-in/calls/jfk.flac"}, timeout=60
+    )
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "gcs_unavailable"

@@ -308,3 +308,17 @@ def test_openai_whisper_runs_jobs_in_fixed_windows(
     # Every 30 s window contributed: no stretch of the timeline is missing.
     for boundary in (30, 60, 90, 120):
         assert any(s["start"] <= boundary + 10 and s["end"] >= boundary - 10 for s in segments)
+
+
+def test_an_unusable_store_stops_the_service_at_boot(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant job records here
+    server = LiveServer(tmp_path, WHISPER_JOBS_STORE=str(shared))
+    with pytest.raises(RuntimeError, match="server exited"):
+        server.start(timeout=60)
+    assert server.process is not None
+    assert server.process.returncode != 0
+    unusable = [e for e in server.log_events() if e.get("message") == "job_store_unusable"]
+    assert unusable, server.logs()
+    assert "writable only by it" in str(unusable[0]["error"])

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from whisper_service.storage import GcsUri, StorageUnavailable, model_client
+from whisper_service.storage import GcsUri, StorageUnavailable, call_options, model_client
 
 
 class Conflict(Exception):
@@ -185,7 +185,7 @@ class GcsObjects:
         from google.api_core import exceptions
 
         try:
-            return fn(*args, timeout=self.timeout, **kwargs)
+            return fn(*args, **call_options(self.timeout), **kwargs)
         except exceptions.PreconditionFailed as exc:
             raise Conflict(what) from exc
         except exceptions.NotFound:
@@ -238,10 +238,10 @@ class GcsObjects:
     def names(self, prefix: str) -> list[str]:
         """Object names under ``prefix``, relative to the store's own prefix."""
 
-        def names(timeout: float) -> list[str]:
+        def names(timeout: float, retry: Any) -> list[str]:
             # Pages are fetched while iterating: keep that inside the error mapping.
             blobs = self._bucket.client.list_blobs(
-                self._bucket, prefix=self.prefix + prefix, timeout=timeout
+                self._bucket, prefix=self.prefix + prefix, timeout=timeout, retry=retry
             )
             return [str(b.name) for b in blobs]
 
@@ -251,9 +251,13 @@ class GcsObjects:
         """Common prefixes one level under ``prefix``: a page per 1000 folders, not
         per 1000 objects."""
 
-        def prefixes(timeout: float) -> list[str]:
+        def prefixes(timeout: float, retry: Any) -> list[str]:
             pages = self._bucket.client.list_blobs(
-                self._bucket, prefix=self.prefix + prefix, delimiter="/", timeout=timeout
+                self._bucket,
+                prefix=self.prefix + prefix,
+                delimiter="/",
+                timeout=timeout,
+                retry=retry,
             )
             for _ in pages:  # prefixes fill in as the pages are read
                 pass
