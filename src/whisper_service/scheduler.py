@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -79,9 +80,14 @@ class Scheduler:
         return max(1.0, round(backlog * self._recent_seconds))
 
     async def _wait_for_slot(
-        self, token: CancelToken, is_disconnected: Callable[[], Awaitable[bool]] | None
+        self,
+        token: CancelToken,
+        is_disconnected: Callable[[], Awaitable[bool]] | None,
+        queue_timeout: float | None,
     ) -> None:
-        give_up = time.monotonic() + self.queue_timeout
+        """Acquire a worker slot, giving up at the queue timeout (None: never) or the
+        token's deadline, or when the token is cancelled or the client has gone."""
+        give_up = math.inf if queue_timeout is None else time.monotonic() + queue_timeout
         if token.deadline is not None:
             give_up = min(give_up, token.deadline)
         acquire = asyncio.ensure_future(self._slots.acquire())
@@ -127,7 +133,7 @@ class Scheduler:
         queued = time.monotonic()
         try:
             with telemetry.span("queue.wait", **{"whisper.queue.waiting": self._waiting}):
-                await self._wait_for_slot(token, is_disconnected)
+                await self._wait_for_slot(token, is_disconnected, self.queue_timeout)
         finally:
             self._waiting -= 1
             metrics.QUEUE_DEPTH.dec()
@@ -140,17 +146,7 @@ class Scheduler:
         without its timeout. Raises Rejected when the token is cancelled first."""
         if self._closed:
             raise Rejected("shutting_down", self.retry_after())
-        acquire = asyncio.ensure_future(self._slots.acquire())
-        try:
-            while not (await asyncio.wait({acquire}, timeout=DISCONNECT_POLL_SECONDS))[0]:
-                if token.cancelled:
-                    raise Rejected(token.reason or "cancelled", self.retry_after())
-        except BaseException:
-            if acquire.done() and not acquire.cancelled():
-                self._slots.release()
-            else:
-                acquire.cancel()
-            raise
+        await self._wait_for_slot(token, None, None)
         return await self._execute(fn, token)
 
     async def _execute(self, fn: Callable[[CancelToken], T], token: CancelToken) -> T:

@@ -195,6 +195,15 @@ def test_missing_gs_model_fails_startup_with_the_reason(emulator: Emulator) -> N
     )
 
 
+def wait_until_finished(status_url: str, timeout: float = 60) -> dict[str, Any]:
+    give_up = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = httpx.get(status_url, timeout=10).json()
+        if job["status"] not in ("queued", "running") or time.monotonic() > give_up:
+            return job
+        time.sleep(0.2)
+
+
 def test_jobs_with_their_state_in_a_bucket(
     server_factory: Callable[..., LiveServer], emulator: Emulator, audio_dir: Path
 ) -> None:
@@ -225,12 +234,7 @@ def test_jobs_with_their_state_in_a_bucket(
     job_id = accepted.json()["id"]
     # The record is in the bucket, where every instance can see it.
     assert client.bucket("jobs").blob(f"whisper/jobs/{job_id}/job.json").exists()
-    give_up = time.monotonic() + 60
-    while (job := httpx.get(f"{url}/{job_id}", timeout=10).json())["status"] in (
-        "queued",
-        "running",
-    ) and time.monotonic() < give_up:
-        time.sleep(0.2)
+    job = wait_until_finished(f"{url}/{job_id}")
     assert job["status"] == "succeeded", job
     assert normalize(job["result"]["text"]) == normalize(JFK_REFERENCE)
     assert job["output_uri"] == f"gs://transcripts/jobs-out/{job_id}.vtt"
@@ -239,12 +243,7 @@ def test_jobs_with_their_state_in_a_bucket(
     assert stored == httpx.get(job["result_url"]).text
     # An uploaded input travels through the bucket too (another instance may run it).
     upload = httpx.post(url, files={"file": ("jfk.flac", jfk.read_bytes())}, timeout=30).json()
-    give_up = time.monotonic() + 60
-    while (uploaded := httpx.get(upload["status_url"], timeout=10).json())["status"] in (
-        "queued",
-        "running",
-    ) and time.monotonic() < give_up:
-        time.sleep(0.2)
+    uploaded = wait_until_finished(upload["status_url"])
     assert uploaded["status"] == "succeeded", uploaded
     assert normalize(uploaded["result"]["text"]) == normalize(JFK_REFERENCE)
     names = {b.name for b in client.list_blobs("jobs", prefix="whisper/")}

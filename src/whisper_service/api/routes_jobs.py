@@ -24,6 +24,7 @@ from whisper_service.api.inference import ready_engine, runtime_of
 from whisper_service.api.routes_transcribe import (
     MAX_PROMPT_CHARS,
     check_engine_options,
+    check_source,
     parse_language,
     render,
 )
@@ -171,17 +172,7 @@ async def create_job(
     runner = runner_of(request)
     runtime = runtime_of(request)
     engine = ready_engine(request)
-    if (file is None) == (not gcs_uri):
-        raise ApiError(
-            400, "invalid_parameter", "send exactly one of file and gcs_uri", param="file"
-        )
-    if save_to_gcs and not runtime.settings.gcs_output_uri:
-        raise ApiError(
-            400,
-            "unsupported_option",
-            "save_to_gcs needs WHISPER_GCS_OUTPUT_URI on the server",
-            param="save_to_gcs",
-        )
+    check_source(runtime.settings, file, gcs_uri, save_to_gcs)
     options = JobOptions(
         language=parse_language(language),
         task=task,

@@ -89,6 +89,23 @@ async def transcribe_audio(
     return result
 
 
+def check_source(
+    settings: Settings, file: UploadFile | None, gcs_uri: str | None, save_to_gcs: bool
+) -> None:
+    """Exactly one audio source, and an output location when the caller wants one."""
+    if (file is None) == (not gcs_uri):
+        raise ApiError(
+            400, "invalid_parameter", "send exactly one of file and gcs_uri", param="file"
+        )
+    if save_to_gcs and not settings.gcs_output_uri:
+        raise ApiError(
+            400,
+            "unsupported_option",
+            "save_to_gcs needs WHISPER_GCS_OUTPUT_URI on the server",
+            param="save_to_gcs",
+        )
+
+
 def log_transcription(settings: Settings, result: Transcription) -> None:
     """One line per transcription; the text itself only when the operator opted in."""
     fields: dict[str, Any] = {
@@ -148,17 +165,7 @@ async def transcribe(
     ``response_format``."""
     runtime = runtime_of(request)
     engine = ready_engine(request)
-    if (file is None) == (not gcs_uri):
-        raise ApiError(
-            400, "invalid_parameter", "send exactly one of file and gcs_uri", param="file"
-        )
-    if save_to_gcs and not runtime.settings.gcs_output_uri:
-        raise ApiError(
-            400,
-            "unsupported_option",
-            "save_to_gcs needs WHISPER_GCS_OUTPUT_URI on the server",
-            param="save_to_gcs",
-        )
+    check_source(runtime.settings, file, gcs_uri, save_to_gcs)
     options = TranscribeOptions(
         language=parse_language(language),
         task=task,

@@ -61,6 +61,22 @@ class FasterWhisperEngine:
         _, _, probs = self._model.detect_language(audio)
         return sorted(((lang, float(p)) for lang, p in probs), key=lambda kv: -kv[1])
 
+    def _decoding(self, options: TranscribeOptions, language: str | None) -> dict[str, Any]:
+        """faster-whisper arguments for our options, after refusing what the model
+        cannot do; an English-only model is told its language."""
+        check_options(self, options)
+        if language is None and not self.multilingual:
+            language = "en"
+        return {
+            "language": language,
+            "task": options.task,
+            "beam_size": options.beam_size,
+            "best_of": 5,
+            "temperature": list(options.temperatures),
+            "initial_prompt": options.prompt,
+            "word_timestamps": options.word_timestamps,
+        }
+
     def transcribe(
         self,
         audio: np.ndarray,
@@ -69,20 +85,8 @@ class FasterWhisperEngine:
         on_progress: ProgressCallback | None = None,
     ) -> Transcription:
         """Transcribe; segments are generated lazily, so cancellation is checked between them."""
-        check_options(self, options)
-        language = options.language
-        if language is None and not self.multilingual:
-            language = "en"
         generator, info = self._model.transcribe(
-            audio,
-            language=language,
-            task=options.task,
-            beam_size=options.beam_size,
-            best_of=5,
-            temperature=list(options.temperatures),
-            initial_prompt=options.prompt,
-            word_timestamps=options.word_timestamps,
-            vad_filter=options.vad_filter,
+            audio, vad_filter=options.vad_filter, **self._decoding(options, options.language)
         )
         segments = _collect(generator, cancel, on_progress)
         text = "".join(s.text for s in segments).strip()
@@ -105,11 +109,7 @@ class FasterWhisperEngine:
         rest of the window (whole sentences, measured on the radio address). So a
         second batched pass decodes each window's tail after its last closed segment.
         """
-        check_options(self, options)
-        language = options.language
-        if language is None and not self.multilingual:
-            language = "en"
-        segments, info = self._batched_pass(audio, windows, options, language, cancel)
+        segments, info = self._batched_pass(audio, windows, options, options.language, cancel)
         tails = []
         for start, end in windows:
             closed = [s.end for s in segments if start - 0.01 <= s.start < end]
@@ -135,13 +135,7 @@ class FasterWhisperEngine:
     ) -> tuple[list[Segment], Any]:
         generator, info = self._batched.transcribe(
             audio,
-            language=language,
-            task=options.task,
-            beam_size=options.beam_size,
-            best_of=5,
-            temperature=list(options.temperatures),
-            initial_prompt=options.prompt,
-            word_timestamps=options.word_timestamps,
+            **self._decoding(options, language),
             vad_filter=False,
             clip_timestamps=[{"start": start, "end": end} for start, end in windows],
             batch_size=len(windows),
