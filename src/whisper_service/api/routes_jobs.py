@@ -219,6 +219,10 @@ async def create_job(
         job = await runner.submit(job, upload)
     except StorageError as exc:
         raise ApiError(503, "job_store_unavailable", exc.message) from exc
+    except OSError as exc:  # a directory store: disk full, permissions changed
+        raise ApiError(
+            503, "job_store_unavailable", f"the job store cannot take the job: {exc.strerror}"
+        ) from exc
     view = job_view(request, job)
     return JSONResponse(view, status_code=202, headers={"Location": view["status_url"]})
 
