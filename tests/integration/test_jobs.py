@@ -322,3 +322,31 @@ def test_an_unusable_store_stops_the_service_at_boot(tmp_path: Path) -> None:
     unusable = [e for e in server.log_events() if e.get("message") == "job_store_unusable"]
     assert unusable, server.logs()
     assert "writable only by it" in str(unusable[0]["error"])
+
+
+def test_a_job_is_visible_to_its_own_api_key_only(
+    server_factory: Callable[..., LiveServer], tmp_path: Path, audio_dir: Path
+) -> None:
+    alice, bob = "alice-" + "a" * 32, "bob-" + "b" * 32
+    server = server_factory(
+        WHISPER_JOBS_STORE=str(tmp_path / "store"), WHISPER_API_KEYS=f"{alice},{bob}"
+    )
+    as_alice, as_bob = {"X-API-Key": alice}, {"X-API-Key": bob}
+    accepted = httpx.post(
+        f"{server.url}/jobs",
+        files={"file": ("jfk.flac", (audio_dir / "jfk.flac").read_bytes())},
+        headers=as_alice,
+        timeout=30,
+    )
+    assert accepted.status_code == 202
+    status_url = accepted.json()["status_url"]
+    assert httpx.get(status_url, headers=as_alice, timeout=10).status_code == 200
+    for method in ("GET", "DELETE"):
+        other = httpx.request(method, status_url, headers=as_bob, timeout=10)
+        assert other.status_code == 404, method
+        assert other.json()["error"]["code"] == "job_not_found"
+    assert httpx.get(f"{server.url}/jobs", headers=as_bob, timeout=10).json()["data"] == []
+    mine = httpx.get(f"{server.url}/jobs", headers=as_alice, timeout=10).json()["data"]
+    assert [j["id"] for j in mine] == [accepted.json()["id"]]
+    assert "client" not in mine[0]  # the key's id is never shown
+    assert httpx.get(status_url, timeout=10).status_code == 401
