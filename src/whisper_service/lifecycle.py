@@ -310,8 +310,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = runtime.settings
     if settings.jobs_store:
         store = _open_job_store(settings)
+        monitor = runtime.monitor
         runtime.jobs = JobRunner(
-            settings, store, runtime.scheduler, runtime.storage, lambda: runtime.engine
+            settings,
+            store,
+            runtime.scheduler,
+            runtime.storage,
+            lambda: runtime.engine,
+            memory_critical=lambda: monitor.memory_critical,
         )
         runtime.jobs.start()
     try:

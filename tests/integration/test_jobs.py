@@ -350,3 +350,23 @@ def test_a_job_is_visible_to_its_own_api_key_only(
     assert [j["id"] for j in mine] == [accepted.json()["id"]]
     assert "client" not in mine[0]  # the key's id is never shown
     assert httpx.get(status_url, timeout=10).status_code == 401
+
+
+def test_a_job_waits_while_the_memory_guard_is_on(
+    server_factory: Callable[..., LiveServer], tmp_path: Path, audio_dir: Path
+) -> None:
+    server = server_factory(
+        WHISPER_JOBS_STORE=str(tmp_path / "store"),
+        WHISPER_HEALTH_MEMORY_DEGRADED_PERCENT="0",
+        WHISPER_HEALTH_MEMORY_UNHEALTHY_PERCENT="0.5",  # always "short of memory"
+        WHISPER_HEALTH_SAMPLE_INTERVAL_SECONDS="0.5",
+    )
+    accepted = submit(server, (audio_dir / "jfk.flac").read_bytes())
+    wait_for(server, accepted["id"], lambda j: j["progress"]["windows_total"] is not None)
+    time.sleep(2)
+    job = get(server, accepted["id"])
+    assert job["status"] == "running"
+    assert job["progress"]["windows_done"] == 0  # no batch started under memory pressure
+    assert any(e.get("message") == "job_waiting_for_memory" for e in server.log_events())
+    assert httpx.delete(accepted["status_url"], timeout=10).status_code == 200
+    assert get(server, accepted["id"])["status"] == "cancelled"

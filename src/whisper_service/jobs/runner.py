@@ -62,6 +62,8 @@ log = structlog.get_logger(__name__)
 
 # Expired jobs are looked for on every this-many-th sweep: it lists every job.
 EXPIRY_EVERY_SWEEPS = 10
+# How often a job held back by the memory guard looks again.
+MEMORY_RECHECK_SECONDS = 1.0
 # An active marker with no record this long after the id's time is left-over debris.
 ORPHAN_MARKER_SECONDS = 600
 
@@ -106,8 +108,10 @@ class JobRunner:
         scheduler: Scheduler,
         storage: GcsStorage,
         engine: Callable[[], Engine | None],
+        memory_critical: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
+        self._memory_critical = memory_critical
         self.store = store
         self.scheduler = scheduler
         self.storage = storage
@@ -460,11 +464,21 @@ class JobRunner:
                      windows_total=len(checkpoint.windows))  # fmt: skip
         await self._progress(job.id, checkpoint, held)
         batch_size = self.settings.jobs_batch_size
+        waited_for_memory = False
         while checkpoint.windows_done < len(checkpoint.windows):
             if self.draining:
                 raise _Stop(None)
             if held.token.cancelled:
                 raise _stop_for(held.token.reason)
+            if self._memory_critical():
+                # The memory guard refuses new requests here; a batch would add its
+                # decoder state on top. Wait (the heartbeat keeps the lease).
+                if not waited_for_memory:
+                    log.warning("job_waiting_for_memory")
+                waited_for_memory = True
+                await asyncio.sleep(MEMORY_RECHECK_SECONDS)
+                continue
+            waited_for_memory = False
             batch = checkpoint.windows[
                 checkpoint.windows_done : checkpoint.windows_done + batch_size
             ]
