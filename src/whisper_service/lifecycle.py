@@ -325,6 +325,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         loader.cancel()
         if runtime.jobs is not None:
+            # A shutdown without the drain (gunicorn recycling the worker after
+            # max_requests, an exception in the server) must hand jobs over too, or
+            # they would wait out their lease and count as interrupted.
+            await runtime.jobs.hand_over_all()
             await runtime.jobs.close()
         await runtime.monitor.stop()
         runtime.scheduler.close()

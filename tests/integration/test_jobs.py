@@ -370,3 +370,21 @@ def test_a_job_waits_while_the_memory_guard_is_on(
     assert any(e.get("message") == "job_waiting_for_memory" for e in server.log_events())
     assert httpx.delete(accepted["status_url"], timeout=10).status_code == 200
     assert get(server, accepted["id"])["status"] == "cancelled"
+
+
+def test_a_worker_recycled_mid_job_hands_it_over(
+    server_factory: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
+) -> None:
+    # gunicorn replaces a worker after WHISPER_MAX_REQUESTS (polls count): no signal,
+    # no drain, just a shutdown. The job must not count that as an interruption.
+    server = server_factory(
+        WHISPER_JOBS_STORE=str(tmp_path / "store"),
+        WHISPER_MAX_REQUESTS="40",
+        WHISPER_MAX_REQUESTS_JITTER="0",
+        **FAST_RECOVERY,
+    )
+    accepted = submit(server, long_audio)
+    job, _ = wait_for(server, accepted["id"], finished, timeout=180)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["interruptions"] == 0
+    assert job["attempts"] >= 2, "the worker was not recycled during the job"

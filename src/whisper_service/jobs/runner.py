@@ -211,8 +211,10 @@ class JobRunner:
         await self._idle.wait()
 
     async def hand_over_all(self) -> None:
-        """The drain ran out of time: stop what still runs and hand it over from the
-        last checkpoint (the batch in progress is lost, not the job)."""
+        """The drain ran out of time, or the process stops without one: stop what
+        still runs and hand everything over from the last checkpoint (the batch in
+        progress is lost, not the job)."""
+        self.draining = True
         running = list(self._held.values())
         for held in running:
             held.token.cancel("shutting_down")
