@@ -9,6 +9,8 @@ all of it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -16,6 +18,7 @@ from typing import IO
 import av
 import av.error
 import numpy as np
+from av.container import InputContainer
 
 SAMPLE_RATE = 16_000
 
@@ -85,11 +88,9 @@ def _size_of(source: str | Path | IO[bytes]) -> int | None:
         return None
 
 
-def decode_audio(source: str | Path | IO[bytes], *, max_seconds: float) -> DecodedAudio:
-    """Decode ``source`` (a path or a seekable binary file) to 16 kHz mono float32.
-
-    Raises an :class:`AudioError` subclass describing exactly what was wrong.
-    """
+@contextmanager
+def _open_audio(source: str | Path | IO[bytes]) -> Iterator[InputContainer]:
+    """The opened container, once it is known to hold an audio stream."""
     if _size_of(source) == 0:
         raise EmptyAudio("the uploaded file is empty (0 bytes)")
     try:
@@ -103,6 +104,25 @@ def decode_audio(source: str | Path | IO[bytes], *, max_seconds: float) -> Decod
                 f"the file ({container.format.name}) has {', '.join(kinds)} streams "
                 "but no audio stream"
             )
+        yield container
+
+
+def probe_audio(source: IO[bytes]) -> None:
+    """Check, from the header alone, that ``source`` is media with an audio stream
+    (the same errors as decode_audio); leaves it at position 0."""
+    try:
+        with _open_audio(source):
+            pass
+    finally:
+        source.seek(0)
+
+
+def decode_audio(source: str | Path | IO[bytes], *, max_seconds: float) -> DecodedAudio:
+    """Decode ``source`` (a path or a seekable binary file) to 16 kHz mono float32.
+
+    Raises an :class:`AudioError` subclass describing exactly what was wrong.
+    """
+    with _open_audio(source) as container:
         stream = container.streams.audio[0]
         codec = stream.codec_context
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)

@@ -285,12 +285,12 @@ class Drainer:
             signal.raise_signal(sig)
 
 
-def _open_job_store(settings: Settings) -> JobStore:
+def _open_job_store(storage: GcsStorage) -> JobStore:
     """The configured job store, or a boot error naming the setting: a service that
     accepted jobs it cannot keep would lose them."""
-    location = str(settings.jobs_store)
+    location = str(storage.settings.jobs_store)
     try:
-        objects = open_objects(location, settings.gcp_project, settings.gcs_timeout_seconds)
+        objects = open_objects(location, storage)
     except Exception as exc:
         log.critical(
             "job_store_unusable", setting="WHISPER_JOBS_STORE", store=location, error=str(exc)
@@ -309,7 +309,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loader = asyncio.create_task(_load_in_background(runtime))
     settings = runtime.settings
     if settings.jobs_store:
-        store = _open_job_store(settings)
+        store = _open_job_store(runtime.storage)
         monitor = runtime.monitor
         runtime.jobs = JobRunner(
             settings,

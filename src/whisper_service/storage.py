@@ -106,7 +106,9 @@ class GcsStorage:
         self.settings = settings
         self._client: Any = None
 
-    def _get_client(self) -> Any:
+    def client(self) -> Any:
+        """The process's storage client (created on first use; shared by inputs,
+        outputs and the job store)."""
         if self._client is None:
             self._client = model_client(self.settings.gcp_project)
         return self._client
@@ -125,7 +127,7 @@ class GcsStorage:
 
         try:
             blob = (
-                self._get_client()
+                self.client()
                 .bucket(uri.bucket)
                 .get_blob(uri.name, **call_options(self.settings.gcs_timeout_seconds))
             )
@@ -139,23 +141,26 @@ class GcsStorage:
             raise ObjectNotFound(f"{uri} does not exist")
         return blob
 
-    def object_size(self, uri: GcsUri) -> int | None:
-        """The object's size from its metadata; ObjectNotFound if there is none."""
-        size = self._blob(uri).size
-        return None if size is None else int(size)
-
-    def download(self, uri_text: str, max_bytes: int) -> IO[bytes]:
-        """The object's bytes in a temporary file (positioned at 0), after the
-        allow-list, existence and size checks. Blocking: call from a thread."""
-        from google.api_core import exceptions
-
+    def check_input(self, uri_text: str, max_bytes: int) -> Any:
+        """The object's metadata, once the URI parses, its bucket is allowed, it exists
+        and it fits ``max_bytes``: every check an input gets before a byte is read.
+        Blocking: call from a thread."""
         uri = GcsUri.parse(uri_text)
         self.check_allowed(uri)
-        timeout = self.settings.gcs_timeout_seconds
         blob = self._blob(uri)
         if blob.size is not None and blob.size > max_bytes:
             log.info("gcs_object_too_large", uri=str(uri), size=blob.size, limit=max_bytes)
             raise ObjectTooLarge(f"{uri} is {blob.size} bytes; the limit is {max_bytes}")
+        return blob
+
+    def download(self, uri_text: str, max_bytes: int) -> IO[bytes]:
+        """The object's bytes in a temporary file (positioned at 0), after
+        check_input. Blocking: call from a thread."""
+        from google.api_core import exceptions
+
+        blob = self.check_input(uri_text, max_bytes)
+        uri = GcsUri.parse(uri_text)
+        timeout = self.settings.gcs_timeout_seconds
         target = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
         try:
             blob.download_to_file(target, **call_options(timeout))
@@ -175,7 +180,7 @@ class GcsStorage:
         base = GcsUri.parse_prefix(self.settings.gcs_output_uri)
         uri = GcsUri(base.bucket, f"{base.name}{request_id}.{extension}")
         try:
-            blob = self._get_client().bucket(uri.bucket).blob(uri.name)
+            blob = self.client().bucket(uri.bucket).blob(uri.name)
             blob.upload_from_string(
                 content,
                 content_type=media_type,

@@ -95,20 +95,11 @@ async def run_inference(
     engine, model = settings.engine.value, settings.model
 
     def measured(t: CancelToken) -> T:
-        attributes = {
-            "whisper.engine": engine,
-            "whisper.model": model,
-            "whisper.task": task,
-            "whisper.audio.duration_seconds": round(audio_seconds, 3),
-        }
-        with telemetry.span("inference", **attributes) as span:
-            started = time.perf_counter()
+        with telemetry.inference(engine, model, task, audio_seconds) as span:
             output = work(t)
-            seconds = time.perf_counter() - started
             language = getattr(output, "language", None)
             if language:
                 span.set_attribute("whisper.language", language)
-        telemetry.transcribed(engine, model, task, audio_seconds, seconds)
         return output
 
     try:

@@ -14,8 +14,6 @@ import time
 from datetime import UTC, datetime
 from typing import IO, Annotated, Any
 
-import av
-import av.error
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
@@ -28,13 +26,14 @@ from whisper_service.api.routes_transcribe import (
     parse_language,
     render,
 )
-from whisper_service.engines.base import Task
+from whisper_service.api.uploads import check_gcs_input, probe_upload
+from whisper_service.engines.base import Task, Transcription
 from whisper_service.formats import ResponseFormat, segment_dict
 from whisper_service.jobs.records import Job, JobOptions, JobSource, JobStatus, new_job_id
 from whisper_service.jobs.runner import JobRunner
 from whisper_service.jobs.store import JobNotFound
 from whisper_service.observability.context import request_id_var
-from whisper_service.storage import GcsUri, StorageError
+from whisper_service.storage import StorageError
 
 router = APIRouter(tags=["jobs"])
 
@@ -93,46 +92,16 @@ def job_view(request: Request, job: Job) -> dict[str, Any]:
     return view
 
 
+def _segments(job: Job, result: Transcription) -> list[dict[str, Any]]:
+    return [segment_dict(s, with_words=job.options.word_timestamps) for s in result.segments]
+
+
 async def _owned_job(request: Request, runner: JobRunner, job_id: str) -> Job:
     job = await asyncio.to_thread(runner.store.get, job_id)
     if job is None or job.client != client_of(request):
         # Someone else's job is reported exactly like a missing one.
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", param="job_id")
     return job
-
-
-def _probe_audio(source: IO[bytes]) -> None:
-    """Refuse what is not audio before storing it (a header read, not a decode)."""
-    try:
-        with av.open(source, mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise ApiError(415, "no_audio_stream", "the file has no audio stream", param="file")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(
-            415,
-            "undecodable_audio",
-            "the file is not a recognised audio or video format",
-            param="file",
-        ) from exc
-    finally:
-        source.seek(0)
-
-
-def _check_gcs_input(request: Request, uri: str) -> str:
-    """Allow-list, existence and size, from metadata only (no download)."""
-    storage = runtime_of(request).storage
-    try:
-        parsed = GcsUri.parse(uri)
-        storage.check_allowed(parsed)
-        size = storage.object_size(parsed)
-    except StorageError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, param="gcs_uri") from exc
-    limit = runtime_of(request).settings.max_upload_bytes
-    if size is not None and size > limit:
-        raise ApiError(
-            413, "file_too_large", f"{uri} is {size} bytes; the limit is {limit}", param="gcs_uri"
-        )
-    return str(parsed)
 
 
 @router.post(
@@ -194,19 +163,11 @@ async def create_job(
         )
     upload: IO[bytes] | None = None
     if file is not None:
-        limit = runtime.settings.max_upload_bytes
-        if file.size is not None and file.size > limit:
-            raise ApiError(
-                413, "file_too_large", f"the file is {file.size} bytes; the limit is {limit}",
-                param="file",
-            )  # fmt: skip
-        if not file.size:
-            raise ApiError(422, "empty_audio", "the uploaded file is empty (0 bytes)", param="file")
-        await asyncio.to_thread(_probe_audio, file.file)
+        await probe_upload(file, runtime.settings)
         upload = file.file
         source = JobSource(kind="upload", filename=file.filename, bytes=file.size)
     else:
-        uri = await asyncio.to_thread(_check_gcs_input, request, str(gcs_uri))
+        uri = await check_gcs_input(str(gcs_uri), runtime.storage, runtime.settings)
         source = JobSource(kind="gcs", uri=uri)
     job = Job(
         id=new_job_id(),
@@ -268,9 +229,7 @@ async def get_job(request: Request, job_id: str) -> JSONResponse:
                 "language": result.language,
                 "language_probability": round(result.language_probability, 4),
                 "duration": round(result.duration, 3),
-                "segments": [
-                    segment_dict(s, with_words=job.options.word_timestamps) for s in result.segments
-                ],
+                "segments": _segments(job, result),
             }
     elif not job.status.terminal:
         headers["Retry-After"] = str(POLL_SECONDS)
@@ -306,9 +265,7 @@ async def get_job_result(
             task=job.options.task,
             language=result.language,
             duration=round(result.duration, 3),
-            segments=[
-                segment_dict(s, with_words=job.options.word_timestamps) for s in result.segments
-            ],
+            segments=_segments(job, result),
         )
     return render(result, fmt, body)
 

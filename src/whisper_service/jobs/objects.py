@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from whisper_service.storage import GcsUri, StorageUnavailable, call_options, model_client
+from whisper_service.storage import GcsStorage, GcsUri, StorageUnavailable, call_options
 
 
 class Conflict(Exception):
@@ -174,12 +174,12 @@ class LocalObjects:
 class GcsObjects:
     """Objects in a bucket under a prefix; generations are GCS generations."""
 
-    def __init__(self, uri: str, project: str | None, timeout: float) -> None:
+    def __init__(self, uri: str, client: Any, timeout: float) -> None:
         parsed = GcsUri.parse_prefix(uri)
         self.location = str(parsed)
         self.prefix = parsed.name
         self.timeout = timeout
-        self._bucket: Any = model_client(project).bucket(parsed.bucket)
+        self._bucket: Any = client.bucket(parsed.bucket)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from google.api_core import exceptions
@@ -275,8 +275,8 @@ class GcsObjects:
             self._call(f"deleting {name}", self._bucket.blob(self.prefix + name).delete)
 
 
-def open_objects(location: str, project: str | None, timeout: float) -> ObjectStore:
+def open_objects(location: str, storage: GcsStorage) -> ObjectStore:
     """The backend ``location`` names: gs://bucket/prefix or a directory."""
     if location.startswith("gs://"):
-        return GcsObjects(location, project, timeout)
+        return GcsObjects(location, storage.client(), storage.settings.gcs_timeout_seconds)
     return LocalObjects(Path(location))

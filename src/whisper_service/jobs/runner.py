@@ -515,14 +515,9 @@ class JobRunner:
         settings = self.settings
 
         def work(t: CancelToken) -> Transcription:
-            attributes = {"whisper.engine": engine.name, "whisper.windows": len(spans),
-                          "whisper.audio.duration_seconds": round(seconds, 3)}  # fmt: skip
-            with telemetry.span("inference", **attributes):
-                started = time.perf_counter()
-                output = engine.transcribe_windows(audio, spans, options, t)
-            telemetry.transcribed(settings.engine.value, settings.model, options.task, seconds,
-                                  time.perf_counter() - started)  # fmt: skip
-            return output
+            with telemetry.inference(settings.engine.value, settings.model, options.task,
+                                     seconds, **{"whisper.windows": len(spans)}):  # fmt: skip
+                return engine.transcribe_windows(audio, spans, options, t)
 
         try:
             return await self.scheduler.run_background(work, token)

@@ -7,6 +7,7 @@ no-ops and only Prometheus records.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,6 +57,25 @@ class Telemetry:
             name, kind=SpanKind.INTERNAL, attributes=attributes
         ) as span:
             yield span
+
+    @contextmanager
+    def inference(
+        self, engine: str, model: str, task: str, audio_seconds: float, **attributes: Any
+    ) -> Iterator[Span]:
+        """Span and measure one engine call: the body's time is the inference time
+        (recorded only when the body succeeds)."""
+        attributes = {
+            "whisper.engine": engine,
+            "whisper.model": model,
+            "whisper.task": task,
+            "whisper.audio.duration_seconds": round(audio_seconds, 3),
+            **attributes,
+        }
+        with self.span("inference", **attributes) as span:
+            started = time.perf_counter()
+            yield span
+            seconds = time.perf_counter() - started
+        self.transcribed(engine, model, task, audio_seconds, seconds)
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         """An HTTP response was sent."""
