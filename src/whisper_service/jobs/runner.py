@@ -24,7 +24,6 @@ change is a compare-and-swap on the record, so two instances never both own a jo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
@@ -551,30 +550,33 @@ class JobRunner:
 
     async def _audio(self, job: Job) -> np.ndarray:
         """The job's audio, fetched from the store or GCS and decoded."""
-        limit = self.settings.jobs_max_audio_seconds
-        with tempfile.TemporaryFile() as local:
-            if job.source.kind == "upload":
-                found = await asyncio.to_thread(self.store.open_input, job.id, local)
-                if not found:
-                    raise JobFailed("input_missing", "the uploaded file is no longer in the store")
-                local.seek(0)
-                source: IO[bytes] = local
-            else:
-                uri = str(job.source.uri)
-                try:
-                    source = await asyncio.to_thread(
-                        self.storage.download, uri, self.settings.max_upload_bytes
-                    )
-                except StorageError as exc:
-                    if exc.status >= 500:
-                        raise
-                    raise JobFailed(exc.code, exc.message) from exc
-            try:
-                with contextlib.closing(source):
-                    decoded = await asyncio.to_thread(decode_audio, source, max_seconds=limit)
-            except AudioError as exc:
-                raise JobFailed(exc.code, exc.message) from exc
+        source = await self._fetch(job)
+        try:
+            with source:
+                decoded = await asyncio.to_thread(
+                    decode_audio, source, max_seconds=self.settings.jobs_max_audio_seconds
+                )
+        except AudioError as exc:
+            raise JobFailed(exc.code, exc.message) from exc
         return decoded.samples
+
+    async def _fetch(self, job: Job) -> IO[bytes]:
+        """The input's bytes in a temporary file at position 0."""
+        if job.source.kind == "gcs":
+            try:
+                return await asyncio.to_thread(
+                    self.storage.download, str(job.source.uri), self.settings.max_upload_bytes
+                )
+            except StorageError as exc:
+                if exc.status >= 500:
+                    raise  # GCS trouble, not the input's: hand over and retry
+                raise JobFailed(exc.code, exc.message) from exc
+        local = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+        if not await asyncio.to_thread(self.store.open_input, job.id, local):
+            local.close()
+            raise JobFailed("input_missing", "the uploaded file is no longer in the store")
+        local.seek(0)
+        return local
 
 
 def _stop_for(reason: str | None) -> Exception:
