@@ -127,11 +127,10 @@ def torch_paths(rounds: int) -> dict[str, Any]:
     import whisper
 
     from whisper_service.engines.torch_optimize import quantize_int8
-    from whisper_service.models import resolve_model
-    from whisper_service.settings import EngineName
+    from whisper_service.models import ModelFormat, resolve_model
 
     torch.set_num_threads(TEST_THREADS)
-    checkpoint = str(resolve_model("tiny.en", EngineName.OPENAI_WHISPER, MODEL_CACHE).path)
+    checkpoint = str(resolve_model("tiny.en", ModelFormat.OPENAI_WHISPER, MODEL_CACHE).path)
     audio, refs = ljspeech_set()
     stock = whisper.load_model(checkpoint, device="cpu")
     fast = quantize_int8(whisper.load_model(checkpoint, device="cpu"))

@@ -10,8 +10,8 @@ import pytest
 
 from tests.support import AUDIO, MODEL_CACHE, TEST_THREADS
 from whisper_service.audio import decode_audio
-from whisper_service.lifecycle import load_model
-from whisper_service.settings import load_settings
+from whisper_service.config import load_settings
+from whisper_service.serving.startup import load_model
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def _engine(**overrides: Any) -> Any:
     settings = load_settings(
         app_env="development", model_cache_dir=MODEL_CACHE, cpu_threads=TEST_THREADS, **overrides
     )
-    return load_model(settings)[1]
+    return load_model(settings).engine
 
 
 @pytest.fixture(scope="session")

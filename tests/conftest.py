@@ -59,10 +59,9 @@ def raw_faster_whisper() -> Any:
 @pytest.fixture(scope="session")
 def converted_tiny_en() -> Path:
     """The openai-whisper checkpoint the service converts tiny.en into."""
-    from whisper_service.models import resolve_model
-    from whisper_service.settings import EngineName
+    from whisper_service.models import ModelFormat, resolve_model
 
-    return resolve_model("tiny.en", EngineName.OPENAI_WHISPER, MODEL_CACHE).path
+    return resolve_model("tiny.en", ModelFormat.OPENAI_WHISPER, MODEL_CACHE).path
 
 
 @pytest.fixture(scope="session")

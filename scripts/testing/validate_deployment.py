@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
-from whisper_service.config_validation import problems as settings_problems
-from whisper_service.deployment import LIVENESS_PROBE_PATH, render
-from whisper_service.settings import AppEnv, Settings, SettingsError, env_var_name, preset_settings
+from whisper_service.config import AppEnv, Settings, SettingsError, env_var_name, preset_settings
+from whisper_service.deploy.cloud_run import LIVENESS_PROBE_PATH, render
+from whisper_service.deploy.rules import problems as settings_problems
 
 REPO = Path(__file__).resolve().parents[2]
 ENVS = [e.value for e in AppEnv]
@@ -51,11 +51,11 @@ def known_env_vars() -> set[str]:
 
 def app_routes() -> set[str]:
     """Paths the app serves (the routers, without building or starting the app)."""
-    from whisper_service.api import routes_health, routes_metrics, routes_openai, routes_transcribe
+    from whisper_service.api import ROUTERS
 
     paths = set()
-    for module in (routes_health, routes_metrics, routes_openai, routes_transcribe):
-        paths |= {getattr(route, "path", "") for route in module.router.routes}
+    for router in ROUTERS:
+        paths |= {getattr(route, "path", "") for route in router.routes}
     return paths
 
 

@@ -13,15 +13,8 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from whisper_service import __version__
-from whisper_service.api import (
-    routes_health,
-    routes_jobs,
-    routes_metrics,
-    routes_openai,
-    routes_transcribe,
-)
+from whisper_service.api import ROUTERS, install_error_handlers
 from whisper_service.api.auth import ApiKeyMiddleware
-from whisper_service.api.errors import install_error_handlers
 from whisper_service.api.middleware import (
     FORM_OVERHEAD_BYTES,
     AccessMiddleware,
@@ -31,12 +24,14 @@ from whisper_service.api.middleware import (
     RequestIdMiddleware,
 )
 from whisper_service.api.rate_limit import RateLimitMiddleware
-from whisper_service.lifecycle import Runtime, lifespan
+from whisper_service.config import Settings, load_settings
 from whisper_service.observability import metrics, tracing
 from whisper_service.observability.logging import configure_logging
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.scheduler import Scheduler
-from whisper_service.settings import Settings, load_settings
+from whisper_service.serving.lifespan import lifespan
+from whisper_service.serving.runtime import Runtime
+from whisper_service.serving.scheduler import Scheduler
+from whisper_service.serving.startup import EngineLoader, load_model
 
 UNMATCHED_ROUTE = "unmatched"
 
@@ -61,13 +56,15 @@ def route_resolver(app: FastAPI) -> Callable[[Scope], str]:
 def create_app(
     settings: Settings | None = None,
     *,
+    engine_loader: EngineLoader = load_model,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: otel_metrics.MeterProvider | None = None,
 ) -> FastAPI:
     """The ASGI application for ``settings`` (from the environment when omitted).
 
-    Tracer and meter providers default to ones built from the standard OTEL_*
-    environment (OTLP/HTTP exporters when an endpoint is set).
+    ``engine_loader`` loads the model at startup (tests pass a stand-in). Tracer and
+    meter providers default to ones built from the standard OTEL_* environment
+    (OTLP/HTTP exporters when an endpoint is set).
     """
     settings = settings or load_settings()
     settings.check_servable()
@@ -85,6 +82,7 @@ def create_app(
     )
     runtime = app.state.runtime = Runtime(
         settings=settings,
+        load=engine_loader,
         scheduler=Scheduler(
             workers=settings.inference_workers,
             queue_size=settings.queue_size,
@@ -92,8 +90,8 @@ def create_app(
         ),
     )
     install_error_handlers(app)
-    for module in (routes_transcribe, routes_jobs, routes_openai, routes_health, routes_metrics):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     # Added innermost first. None of these reads the body, so every refusal (size,
     # rate, auth, drain) happens before an upload is received.
     app.add_middleware(

@@ -20,18 +20,16 @@ import av.error
 import numpy as np
 from av.container import InputContainer
 
+from whisper_service.errors import ServiceError
+
 SAMPLE_RATE = 16_000
 
 
-class AudioError(Exception):
-    """The input cannot be turned into audio samples. ``code`` is stable for clients."""
+class AudioError(ServiceError):
+    """The input cannot be turned into audio samples."""
 
     code = "invalid_audio"
     status = 415
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class EmptyAudio(AudioError):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from whisper_service.settings import (
+from whisper_service.config import (
     EngineName,
     Settings,
     SettingsError,
@@ -35,11 +35,11 @@ def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> NoReturn:
     """Check the configuration and the model, then exec gunicorn (becoming PID 1's child
     or PID 1 itself, so the platform's signals reach the master directly)."""
-    from whisper_service.models import resolve_model
+    from whisper_service.serving.startup import resolve_configured_model
 
     settings = _settings_from(args, host=args.host, port=args.port, web_workers=args.workers)
     settings.check_servable()
-    resolve_model(settings.model, settings.engine, settings.model_cache_dir)
+    resolve_configured_model(settings)
     env = os.environ.copy()
     for field, value in (("host", settings.host), ("port", settings.port)):
         env[env_var_name(field)] = str(value)
@@ -66,10 +66,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from whisper_service.engines.base import TranscribeOptions
     from whisper_service.engines.languages import normalize_language
     from whisper_service.formats import TEXT_WRITERS, ResponseFormat, segment_dict
-    from whisper_service.lifecycle import load_model
+    from whisper_service.serving.startup import load_model
 
     settings = _settings_from(args, warmup=False)
-    _, engine, _ = load_model(settings)
+    engine = load_model(settings).engine
     fmt = ResponseFormat(args.format)
     options = TranscribeOptions(
         language=normalize_language(args.language),
@@ -163,14 +163,12 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     """Resolve the model for the engine now (convert, assemble or download into the
     cache), so a container start loads from disk."""
-    from whisper_service.models import resolve_model
+    from whisper_service.serving.startup import resolve_configured_model
 
     settings = _settings_from(args)
     engines = list(EngineName) if args.all_engines else [settings.engine]
     for engine in engines:
-        artifact = resolve_model(
-            settings.model, engine, settings.model_cache_dir, allow_download=args.download
-        )
+        artifact = resolve_configured_model(settings, engine, allow_download=args.download)
         print(f"{engine.value}: {artifact.name} ({artifact.format.value}) at {artifact.path}")
     return 0
 
@@ -193,7 +191,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_config_docs(args: argparse.Namespace) -> int:
     """Regenerate the settings and presets tables of docs/configuration.md."""
-    from whisper_service.config_docs import render_into
+    from whisper_service.config.docs import render_into
 
     path = Path(args.file)
     fresh = render_into(path.read_text())
@@ -209,7 +207,7 @@ def cmd_config_docs(args: argparse.Namespace) -> int:
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
     """Check the configuration against every deployment rule; list each problem."""
-    from whisper_service.config_validation import problems
+    from whisper_service.deploy.rules import problems
 
     try:
         settings = _settings_from(args)
@@ -226,9 +224,9 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 def cmd_deploy_render(args: argparse.Namespace) -> int:
     """Write the Cloud Run manifests of a preset (the shell's environment is ignored)."""
-    from whisper_service.config_validation import problems
-    from whisper_service.deployment import render
-    from whisper_service.settings import preset_settings
+    from whisper_service.config import preset_settings
+    from whisper_service.deploy.cloud_run import render
+    from whisper_service.deploy.rules import problems
 
     settings = preset_settings(args.app_env or "production")
     found = problems(settings)
@@ -315,12 +313,13 @@ def _formats() -> list[Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``whisper-service`` console script."""
+    from whisper_service.errors import ServiceError
     from whisper_service.models import ModelNotFound
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, ModelNotFound, ValueError, OSError) as exc:
+    except (SettingsError, ModelNotFound, ServiceError, ValueError, OSError) as exc:
         print(f"whisper-service: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 

@@ -1,6 +1,6 @@
 """gunicorn settings, derived from Settings so the served config matches the code's.
 
-Used as ``gunicorn -c python:whisper_service.gunicorn_conf``.
+Used as ``gunicorn -c python:whisper_service.serving.gunicorn_conf``.
 
 * Workers: ``WHISPER_WEB_WORKERS`` (1 by default). Each worker holds its own model and
   runs ``inference_workers`` threads sized from the container's CPU limit
@@ -9,7 +9,7 @@ Used as ``gunicorn -c python:whisper_service.gunicorn_conf``.
 * Preload: off. torch's and CTranslate2's thread pools do not survive ``fork()``, so
   each worker imports them and loads its model after the fork.
 * Shutdown: on SIGTERM the master forwards SIGTERM to each worker, whose app drains
-  (``lifecycle.Drainer``); ``graceful_timeout`` is the platform's grace period, so
+  (``serving.drain.Drainer``); ``graceful_timeout`` is the platform's grace period, so
   the master never SIGKILLs a worker before the platform would, and the settings
   validation keeps the drain (plus a margin to answer what it cancelled) inside it.
 """
@@ -23,8 +23,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from whisper_service.config import load_settings
 from whisper_service.observability.logging import configure_logging
-from whisper_service.settings import load_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 import structlog
 
-from whisper_service.settings import Settings
+from whisper_service.config import Settings
+from whisper_service.errors import ServiceError
 
 log = structlog.get_logger(__name__)
 
@@ -32,15 +33,11 @@ _GCS_PREFIX = re.compile(rf"^gs://{_BUCKET}(?:/(.*))?$")
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
-class StorageError(Exception):
-    """A gs:// input or output could not be used; ``status`` and ``code`` for the API."""
+class StorageError(ServiceError):
+    """A gs:// input or output could not be used."""
 
     status = 400
     code = "invalid_gcs_uri"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class BucketNotAllowed(StorageError):

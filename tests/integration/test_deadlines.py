@@ -11,15 +11,15 @@ import pytest
 
 from tests.support import LONG_AUDIO, MODEL_CACHE, LiveServer
 from whisper_service.audio import decode_audio
+from whisper_service.config import load_settings
 from whisper_service.engines.base import Cancelled, CancelToken, TranscribeOptions
-from whisper_service.lifecycle import load_model
-from whisper_service.settings import load_settings
+from whisper_service.serving.startup import load_model
 
 
 @pytest.mark.parametrize("engine", ["faster-whisper", "openai-whisper"])
 def test_cancelled_token_stops_the_engine_between_windows(engine: str, audio_dir: Path) -> None:
     settings = load_settings(engine=engine, model_cache_dir=MODEL_CACHE, warmup=False)
-    _, loaded, _ = load_model(settings)
+    loaded = load_model(settings).engine
     audio = decode_audio(audio_dir / LONG_AUDIO, max_seconds=600).samples
     token = CancelToken()
     progress: list[float] = []

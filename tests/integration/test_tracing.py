@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.support import MODEL_CACHE, LiveServer, free_port
 from whisper_service.app import create_app
-from whisper_service.settings import load_settings
+from whisper_service.config import load_settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

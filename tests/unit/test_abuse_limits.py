@@ -10,7 +10,7 @@ from starlette.types import Receive, Scope, Send
 
 from whisper_service.api.auth import ApiKeyMiddleware, presented_key
 from whisper_service.api.rate_limit import MAX_TRACKED_CLIENTS, RateLimitMiddleware, TokenBucket
-from whisper_service.settings import SettingsError, load_settings
+from whisper_service.config import SettingsError, load_settings
 
 
 async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:

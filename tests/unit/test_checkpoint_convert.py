@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import JFK_REFERENCE, normalize
 from whisper_service.audio import decode_audio
-from whisper_service.checkpoint_convert import ConversionError, read_ct2_variables
+from whisper_service.models.convert import ConversionError, read_ct2_variables
 
 TYPE_IDS = {
     np.dtype("float32"): 0,

@@ -17,15 +17,15 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tests.support import REPO
-from whisper_service.config_validation import problems
-from whisper_service.deployment import render
-from whisper_service.settings import (
+from whisper_service.config import (
     PRESETS,
     AppEnv,
     SettingsError,
     load_settings,
     preset_settings,
 )
+from whisper_service.deploy.cloud_run import render
+from whisper_service.deploy.rules import problems
 
 MANIFESTS = REPO / "deployment" / "cloud-run"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from whisper_service.health import (
+from whisper_service.config import load_settings
+from whisper_service.serving.health import (
     CpuSampler,
     HealthMonitor,
     Status,
@@ -17,7 +18,6 @@ from whisper_service.health import (
     judge_low,
     memory_used_bytes,
 )
-from whisper_service.settings import load_settings
 
 
 def test_judge_high_and_low() -> None:

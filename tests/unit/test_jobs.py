@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import LONG_AUDIO
 from whisper_service.audio import SAMPLE_RATE, decode_audio
+from whisper_service.config import Settings, SettingsError, load_settings
 from whisper_service.jobs.chunking import plan_windows
 from whisper_service.jobs.objects import Conflict, LocalObjects
 from whisper_service.jobs.records import (
@@ -28,8 +29,7 @@ from whisper_service.jobs.records import (
 )
 from whisper_service.jobs.runner import JobRunner
 from whisper_service.jobs.store import JobStore
-from whisper_service.scheduler import Scheduler
-from whisper_service.settings import Settings, SettingsError, load_settings
+from whisper_service.serving.scheduler import Scheduler
 from whisper_service.storage import GcsStorage
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from whisper_service.models import ModelFormat, ModelNotFound, resolve_model
-from whisper_service.settings import EngineName
 
-FW, OW = EngineName.FASTER_WHISPER, EngineName.OPENAI_WHISPER
+FW, OW = ModelFormat.CTRANSLATE2, ModelFormat.OPENAI_WHISPER
 
 
 def test_embedded_tiny_en_for_faster_whisper_is_the_package_folder(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from whisper_service.resources import (
+from whisper_service.serving.resources import (
     available_cpus,
     cgroup_cpu_quota,
     cgroup_memory_limit,

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from whisper_service.engines.base import Cancelled, CancelToken
-from whisper_service.scheduler import Rejected, Scheduler
+from whisper_service.serving.scheduler import Rejected, Scheduler
 
 
 def blocking_work(release: threading.Event, calls: list[str], name: str):  # type: ignore[no-untyped-def]

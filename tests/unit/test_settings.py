@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whisper_service.settings import PRESETS, AppEnv, EngineName, SettingsError, load_settings
+from whisper_service.config import PRESETS, AppEnv, EngineName, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -1,1 +1,30 @@
-"""HTTP only: request parsing, response formatting, error mapping."""
+"""HTTP only: where a request is parsed, checked and answered.
+
+- ``routes_*``: one router per surface (transcribe, openai, jobs, health, metrics);
+- ``forms``: the form fields /transcribe and /jobs share;
+- ``deps``: FastAPI dependencies (runtime, ready engine, job runner, caller);
+- ``transcription``: the one pipeline every route calls (check, admit, decode,
+  infer, render); ``sources``: uploads and gs:// objects to decoded audio;
+- ``schemas``: the response models the OpenAPI document shows;
+- ``errors``: the one JSON error shape; ``middleware``, ``auth``, ``rate_limit``:
+  what is refused before a body is read.
+"""
+
+from whisper_service.api import (
+    routes_health,
+    routes_jobs,
+    routes_metrics,
+    routes_openai,
+    routes_transcribe,
+)
+from whisper_service.api.errors import install_error_handlers
+
+ROUTERS = (
+    routes_transcribe.router,
+    routes_jobs.router,
+    routes_openai.router,
+    routes_health.router,
+    routes_metrics.router,
+)
+
+__all__ = ["ROUTERS", "install_error_handlers"]

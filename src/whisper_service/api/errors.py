@@ -1,8 +1,10 @@
 """One JSON error shape for every failure, compatible with OpenAI's:
 ``{"error": {"message", "type", "param", "code", "request_id"}}``.
 
-Stack traces and internal paths never reach a response; unexpected exceptions are
-logged with the request id and answered with a generic 500.
+A ServiceError (``whisper_service.errors``) carries its own status, code and
+parameter; FastAPI's validation errors become 400 ``invalid_parameter``; unknown
+routes and methods keep their status. Stack traces and internal paths never reach a
+response: unexpected exceptions are logged with the request id and answered 500.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from whisper_service.errors import ServiceError
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
 
@@ -31,25 +34,6 @@ def error_type(status: int) -> str:
     if status == 429:
         return "rate_limit_error"
     return "invalid_request_error" if status < 500 else "server_error"
-
-
-class ApiError(StarletteHTTPException):
-    """An error with a stable ``code`` for clients. Subclasses Starlette's
-    HTTPException so FastAPI re-raises it untouched from body parsing."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(status_code=status, detail=message, headers=headers)
-        self.code = code
-        self.message = message
-        self.param = param
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
@@ -85,11 +69,9 @@ def _validation_param(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(
-        exc.status_code, exc.code, exc.message, param=exc.param, headers=exc.headers
-    )
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.status, exc.code, exc.message, param=exc.param, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -118,7 +100,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through the JSON error shape."""
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

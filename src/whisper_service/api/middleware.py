@@ -13,13 +13,15 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from whisper_service.api.errors import ApiError, error_body
-from whisper_service.lifecycle import InFlightTracker
+from whisper_service.api.errors import error_body
+from whisper_service.errors import ServiceError
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
+from whisper_service.serving.inflight import InFlightTracker
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -64,6 +66,20 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+# Both bases keep response headers; ServiceError's (a dict) is the one used.
+class UploadTooLarge(ServiceError, StarletteHTTPException):  # type: ignore[misc]
+    """The body grew past the limit while FastAPI was reading it. FastAPI lets only an
+    HTTPException out of body parsing (anything else becomes a generic 400), hence the
+    second base; the handler that answers it is the ServiceError one."""
+
+    status = 413
+    code = "file_too_large"
+
+    def __init__(self, limit: int) -> None:
+        ServiceError.__init__(self, f"the upload is larger than the {limit} byte limit")
+        self.status_code, self.detail = self.status, self.message
+
+
 class BodySizeLimitMiddleware:
     """413 before reading when Content-Length is over the limit; otherwise count the
     streamed body and fail as soon as it passes the limit."""
@@ -72,9 +88,8 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> ApiError:
-        limit = self.max_bytes - FORM_OVERHEAD_BYTES
-        return ApiError(413, "file_too_large", f"the upload is larger than the {limit} byte limit")
+    def _too_large(self) -> UploadTooLarge:
+        return UploadTooLarge(self.max_bytes - FORM_OVERHEAD_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

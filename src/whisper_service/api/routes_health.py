@@ -12,31 +12,42 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from whisper_service import __version__
-from whisper_service.api.errors import error_response
-from whisper_service.api.inference import runtime_of
-from whisper_service.health import Status
-from whisper_service.lifecycle import Runtime
+from whisper_service.api.deps import RuntimeDep
+from whisper_service.api.schemas import (
+    HealthReport,
+    InFlightOut,
+    Live,
+    ModelReadiness,
+    QueueState,
+    Readiness,
+    ReadyStatus,
+    Startup,
+    error_responses,
+    json_response,
+)
+from whisper_service.errors import ServiceError
+from whisper_service.serving.health import Status
+from whisper_service.serving.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 
 
-def _queue(runtime: Runtime) -> dict[str, int]:
+def _queue(runtime: Runtime) -> QueueState:
     stats = runtime.scheduler.stats
-    return {
-        "workers": stats.workers,
-        "running": stats.running,
-        "waiting": stats.waiting,
-        "capacity": stats.queue_size,
-    }
+    return QueueState(
+        workers=stats.workers,
+        running=stats.running,
+        waiting=stats.waiting,
+        capacity=stats.queue_size,
+    )
 
 
-def _readiness(runtime: Runtime) -> tuple[bool, str]:
+def _readiness(runtime: Runtime) -> tuple[bool, ReadyStatus]:
     if runtime.draining:
         return False, "draining"
     if runtime.engine is None:
@@ -48,69 +59,87 @@ def _readiness(runtime: Runtime) -> tuple[bool, str]:
 
 @router.get("/health/live", summary="Liveness: the process answers")
 @router.get("/v2/health/live", include_in_schema=False)
-async def live() -> dict[str, str]:
+async def live() -> Live:
     """Always 200 while the event loop runs."""
-    return {"status": "alive"}
+    return Live()
 
 
-@router.get("/health/startup", summary="Startup: the model is loaded")
-async def startup(request: Request) -> JSONResponse:
+@router.get(
+    "/health/startup",
+    summary="Startup: the model is loaded",
+    responses={503: {"model": Startup, "description": "still loading"}},
+)
+async def startup(runtime: RuntimeDep) -> JSONResponse:
     """200 once the model is loaded and warmed up, else 503."""
-    runtime = runtime_of(request)
     if runtime.engine is None:
-        return JSONResponse({"status": "loading"}, 503, headers={"Retry-After": "5"})
-    return JSONResponse({"status": "started", "load_seconds": runtime.load_seconds})
+        return json_response(Startup(status="loading"), 503, headers={"Retry-After": "5"})
+    return json_response(Startup(status="started", load_seconds=runtime.load_seconds))
 
 
-@router.get("/health/ready", summary="Readiness: should this instance get traffic")
+@router.get(
+    "/health/ready",
+    summary="Readiness: should this instance get traffic",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "loading, draining or overloaded"}},
+)
 @router.get("/v2/health/ready", include_in_schema=False)
-async def ready(request: Request) -> JSONResponse:
+async def ready(runtime: RuntimeDep) -> JSONResponse:
     """200 when ready, else 503 with the reason (loading, draining, overloaded)."""
-    runtime = runtime_of(request)
     is_ready, status = _readiness(runtime)
-    body = {"status": status, "model_loaded": runtime.engine is not None, "queue": _queue(runtime)}
+    body = Readiness(status=status, model_loaded=runtime.engine is not None, queue=_queue(runtime))
     if is_ready:
-        return JSONResponse(body)
-    return JSONResponse(body, 503, headers={"Retry-After": "1" if runtime.draining else "5"})
+        return json_response(body)
+    return json_response(body, 503, headers={"Retry-After": "1" if runtime.draining else "5"})
 
 
-@router.get("/v2/models/{name}/ready", summary="KServe v2 model readiness")
-async def model_ready(request: Request, name: str) -> JSONResponse:
+@router.get(
+    "/v2/models/{name}/ready",
+    summary="KServe v2 model readiness",
+    response_model=ModelReadiness,
+    responses={
+        503: {"model": ModelReadiness, "description": "not ready"},
+        **error_responses(404),
+    },
+)
+async def model_ready(runtime: RuntimeDep, name: str) -> JSONResponse:
     """200 when ``name`` is the served model and the instance is ready."""
-    runtime = runtime_of(request)
-    served = runtime.artifact.name if runtime.artifact else runtime.settings.model
-    if name not in (served, "whisper-1"):
-        return error_response(404, "model_not_found", "this instance does not serve that model")
+    if name not in runtime.served_model_ids():
+        raise ServiceError(
+            "this instance does not serve that model", code="model_not_found", status=404
+        )
     is_ready, status = _readiness(runtime)
-    return JSONResponse(
-        {"name": name, "ready": is_ready, "status": status}, 200 if is_ready else 503
-    )
+    body = ModelReadiness(name=name, ready=is_ready, status=status)
+    return json_response(body, 200 if is_ready else 503)
 
 
-@router.get("/health", summary="Full health report")
-async def health(request: Request) -> JSONResponse:
+@router.get(
+    "/health",
+    summary="Full health report",
+    response_model=HealthReport,
+    responses={503: {"model": HealthReport, "description": "unhealthy"}},
+)
+async def health(runtime: RuntimeDep) -> JSONResponse:
     """Every check with value, threshold, message and trend, plus the process state.
     200 when healthy or degraded, 503 when unhealthy."""
-    runtime = runtime_of(request)
     monitor = runtime.monitor
-    report: dict[str, Any] = monitor.report() if monitor else {"status": "unhealthy", "checks": {}}
-    settings = runtime.settings
+    checks = monitor.report() if monitor else {
+        "status": "unhealthy", "sampled_at": None, "window_seconds": 0.0, "checks": {}
+    }  # fmt: skip
     in_flight = runtime.in_flight.snapshot()
-    report.update(
-        {
-            "version": __version__,
-            "pid": os.getpid(),
-            "engine": settings.engine.value,
-            "model": runtime.artifact.name if runtime.artifact else settings.model,
-            "model_loaded": runtime.engine is not None,
-            "uptime_seconds": round(time.monotonic() - runtime.started_monotonic, 3),
-            "started_at": runtime.started_at,
-            "draining": runtime.draining,
-            "in_flight_count": len(in_flight),
-            "in_flight": [r.as_dict() for r in in_flight],
-            "queue": _queue(runtime),
-            "jobs": None if runtime.jobs is None else runtime.jobs.stats(),
-        }
+    report = HealthReport(
+        **checks,
+        version=__version__,
+        pid=os.getpid(),
+        engine=runtime.settings.engine.value,
+        model=runtime.model_name,
+        model_loaded=runtime.engine is not None,
+        uptime_seconds=round(time.monotonic() - runtime.started_monotonic, 3),
+        started_at=runtime.started_at,
+        draining=runtime.draining,
+        in_flight_count=len(in_flight),
+        in_flight=[InFlightOut(**r.as_dict()) for r in in_flight],
+        queue=_queue(runtime),
+        jobs=None if runtime.jobs is None else runtime.jobs.stats(),
     )
     healthy = monitor is not None and monitor.status is not Status.UNHEALTHY
-    return JSONResponse(report, 200 if healthy else 503)
+    return json_response(report, 200 if healthy else 503)

@@ -12,70 +12,62 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import BaseModel
 
-from whisper_service.api.errors import ApiError
-from whisper_service.api.inference import (
-    ready_engine,
-    runtime_of,
+from whisper_service.api.deps import EngineDep, RuntimeDep
+from whisper_service.api.forms import MAX_PROMPT_CHARS, parse_language
+from whisper_service.api.schemas import (
+    ModelCard,
+    ModelList,
+    OpenAITranscription,
+    OpenAIVerboseTranscription,
+    OpenAIWord,
+    SegmentOut,
+    error_responses,
 )
-from whisper_service.api.routes_transcribe import (
-    MAX_PROMPT_CHARS,
-    parse_language,
-    render,
-    transcribe_audio,
-)
-from whisper_service.api.uploads import decode_upload
-from whisper_service.engines.base import Engine, Task, TranscribeOptions, Transcription
+from whisper_service.api.sources import decode_upload
+from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
+from whisper_service.engines import Engine, Task, TranscribeOptions, Transcription
 from whisper_service.engines.languages import language_name
+from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
+from whisper_service.serving.runtime import OPENAI_MODEL_ALIAS, Runtime
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
-OPENAI_MODEL_ALIAS = "whisper-1"
 Granularity = Literal["word", "segment"]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": OpenAITranscription | OpenAIVerboseTranscription,
+        "content": TEXT_FORMAT_CONTENT,
+        "description": "The transcript in response_format",
+    },
+    **error_responses(400, 401, 404, 413, 415, 422, 429, 503, 504),
+}
 
 
-def served_model_ids(engine_model: str) -> list[str]:
-    """Model ids a client may ask for: the loaded model and OpenAI's alias."""
-    return [engine_model, OPENAI_MODEL_ALIAS]
-
-
-def _check_model(requested: str, configured: str) -> None:
-    if requested not in served_model_ids(configured):
-        raise ApiError(
-            404,
-            "model_not_found",
+def _check_model(requested: str, runtime: Runtime) -> None:
+    if requested not in runtime.served_model_ids():
+        raise ServiceError(
             f"the model {requested!r} is not served here; available: "
-            f"{', '.join(served_model_ids(configured))}",
+            f"{', '.join(runtime.served_model_ids())}",
+            code="model_not_found",
+            status=404,
             param="model",
         )
 
 
-def _verbose(result: Transcription, task: Task, words: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "task": task,
-        "language": language_name(result.language),
-        "duration": round(result.duration, 3),
-        "text": result.text,
-        "segments": [
-            {
-                "id": s.id,
-                "seek": s.seek,
-                "start": round(s.start, 3),
-                "end": round(s.end, 3),
-                "text": s.text,
-                "tokens": s.tokens,
-                "temperature": s.temperature,
-                "avg_logprob": s.avg_logprob,
-                "compression_ratio": s.compression_ratio,
-                "no_speech_prob": s.no_speech_prob,
-            }
-            for s in result.segments
-        ],
-    }
+def _verbose(result: Transcription, task: Task, words: bool) -> OpenAIVerboseTranscription:
+    body = OpenAIVerboseTranscription(
+        task=task,
+        language=language_name(result.language),
+        duration=round(result.duration, 3),
+        text=result.text,
+        segments=[SegmentOut.of(s, with_words=False) for s in result.segments],
+    )
     if words:
-        body["words"] = [
-            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+        body.words = [
+            OpenAIWord(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3))
             for w in result.words
         ]
     return body
@@ -83,6 +75,8 @@ def _verbose(result: Transcription, task: Task, words: bool) -> dict[str, Any]:
 
 async def _handle(
     request: Request,
+    runtime: Runtime,
+    engine: Engine,
     *,
     task: Task,
     file: UploadFile,
@@ -93,13 +87,9 @@ async def _handle(
     temperature: float,
     granularities: list[Granularity],
 ) -> Response:
-    runtime = runtime_of(request)
-    engine: Engine = ready_engine(request)
-    _check_model(model, engine.model_name)
+    _check_model(model, runtime)
     if granularities and response_format is not ResponseFormat.VERBOSE_JSON:
-        raise ApiError(
-            400,
-            "invalid_parameter",
+        raise InvalidParameter(
             "timestamp_granularities requires response_format=verbose_json",
             param="timestamp_granularities",
         )
@@ -112,19 +102,27 @@ async def _handle(
         prompt=prompt or None,
         word_timestamps=words,
     )
-    result = await transcribe_audio(
-        request, engine, options, lambda: decode_upload(file, runtime.settings)
+    result = await transcribe(
+        request, runtime, engine, options, lambda: decode_upload(file, runtime.settings)
     )
+    body: BaseModel
     if response_format is ResponseFormat.VERBOSE_JSON:
         body = _verbose(result, task, words)
     else:
-        body = {"text": result.text}
+        body = OpenAITranscription(text=result.text)
     return render(result, response_format, body)
 
 
-@router.post("/audio/transcriptions", summary="OpenAI-compatible transcription")
+@router.post(
+    "/audio/transcriptions",
+    summary="OpenAI-compatible transcription",
+    response_model=None,
+    responses=RESPONSES,
+)
 async def transcriptions(
     request: Request,
+    runtime: RuntimeDep,
+    engine: EngineDep,
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form()] = OPENAI_MODEL_ALIAS,
     language: Annotated[str | None, Form()] = None,
@@ -138,6 +136,8 @@ async def transcriptions(
     """Transcribe in the source language."""
     return await _handle(
         request,
+        runtime,
+        engine,
         task="transcribe",
         file=file,
         model=model,
@@ -149,9 +149,16 @@ async def transcriptions(
     )
 
 
-@router.post("/audio/translations", summary="OpenAI-compatible translation to English")
+@router.post(
+    "/audio/translations",
+    summary="OpenAI-compatible translation to English",
+    response_model=None,
+    responses=RESPONSES,
+)
 async def translations(
     request: Request,
+    runtime: RuntimeDep,
+    engine: EngineDep,
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form()] = OPENAI_MODEL_ALIAS,
     prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
@@ -161,6 +168,8 @@ async def translations(
     """Translate speech in any language into English text."""
     return await _handle(
         request,
+        runtime,
+        engine,
         task="translate",
         file=file,
         model=model,
@@ -172,24 +181,22 @@ async def translations(
     )
 
 
-@router.get("/models", summary="Models this instance serves")
-async def list_models(request: Request) -> dict[str, Any]:
+@router.get("/models", summary="Models this instance serves", responses=error_responses(401, 429))
+async def list_models(runtime: RuntimeDep) -> ModelList:
     """The configured model (and its OpenAI alias) with load state."""
-    runtime = runtime_of(request)
     engine = runtime.engine
-    name = runtime.artifact.name if runtime.artifact else runtime.settings.model
-    created = int(runtime.started_at)
-    data = [
-        {
-            "id": model_id,
-            "object": "model",
-            "created": created,
-            "owned_by": "whisper-service",
-            "root": name,
-            "engine": runtime.settings.engine.value,
-            "loaded": engine is not None,
-            "multilingual": engine.multilingual if engine is not None else None,
-        }
-        for model_id in served_model_ids(name)
-    ]
-    return {"object": "list", "data": data}
+    name = runtime.model_name
+    return ModelList(
+        data=[
+            ModelCard(
+                id=model_id,
+                created=int(runtime.started_at),
+                owned_by="whisper-service",
+                root=name,
+                engine=runtime.settings.engine.value,
+                loaded=engine is not None,
+                multilingual=engine.multilingual if engine is not None else None,
+            )
+            for model_id in runtime.served_model_ids()
+        ]
+    )

@@ -15,6 +15,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from whisper_service.errors import Refused, ServiceError
+
 Task = Literal["transcribe", "translate"]
 
 # Whisper's temperature fallback: decode greedily/with beams at 0, retry hotter when
@@ -22,21 +24,19 @@ Task = Literal["transcribe", "translate"]
 FALLBACK_TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-class UnsupportedOption(ValueError):
+class UnsupportedOption(ServiceError):
     """A valid option this model cannot honour (translate with an English-only model)."""
 
+    status = 400
+    code = "unsupported_option"
+
     def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
+        super().__init__(message, param=param)
 
 
-class Cancelled(Exception):
-    """Inference stopped early because its request was cancelled or ran out of time."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class Cancelled(Refused):
+    """Inference stopped early because its request was cancelled or ran out of time;
+    ``reason`` says which (deadline_exceeded, shutting_down, client_disconnected...)."""
 
 
 class CancelToken:

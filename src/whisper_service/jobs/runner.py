@@ -37,6 +37,7 @@ import numpy as np
 import structlog
 
 from whisper_service.audio import AudioError, decode_audio
+from whisper_service.config import Settings
 from whisper_service.engines.base import (
     Cancelled,
     CancelToken,
@@ -53,8 +54,7 @@ from whisper_service.jobs.store import JobNotFound, JobStore
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.scheduler import Rejected, Scheduler
-from whisper_service.settings import Settings
+from whisper_service.serving.scheduler import Rejected, Scheduler
 from whisper_service.storage import GcsStorage, StorageError
 
 log = structlog.get_logger(__name__)

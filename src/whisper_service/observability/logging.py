@@ -15,7 +15,7 @@ import structlog
 from opentelemetry import trace
 from structlog.types import EventDict, Processor
 
-from whisper_service.settings import Settings
+from whisper_service.config import Settings
 
 _SEVERITY = {
     "debug": "DEBUG",

@@ -34,7 +34,7 @@ from opentelemetry.trace.propagation.tracecontext import (
 )
 
 from whisper_service import __version__
-from whisper_service.settings import Settings
+from whisper_service.config import Settings
 
 TRACER_NAME = "whisper_service"
 

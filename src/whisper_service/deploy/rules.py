@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from whisper_service.model_memory import process_need_mib
-from whisper_service.settings import Settings, env_var_name
+from whisper_service.config import Settings, env_var_name
+from whisper_service.deploy.model_memory import process_need_mib
 
 # Cloud Run: SIGKILL 10 s after SIGTERM; at most 60 minutes per request.
 CLOUD_RUN_GRACE_SECONDS = 10.0

@@ -12,7 +12,9 @@ from typing import Any
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic.fields import FieldInfo
 
-from whisper_service.settings import PRESETS, AppEnv, Settings, env_var_name, preset_settings
+from whisper_service.config.loading import preset_settings
+from whisper_service.config.presets import PRESETS, AppEnv
+from whisper_service.config.settings import Settings, env_var_name
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (whisper-service config docs) -->"
 END = "<!-- END GENERATED: {name} -->"

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from whisper_service.engines.base import CancelToken
+from whisper_service.engines.base import Cancelled, CancelToken
+from whisper_service.errors import Refused
 from whisper_service.observability import metrics
 from whisper_service.observability.telemetry import telemetry
 
@@ -27,14 +28,14 @@ T = TypeVar("T")
 DISCONNECT_POLL_SECONDS = 0.1
 
 
-class Rejected(Exception):
-    """The request was not run. ``reason``: queue_full, queue_timeout,
-    deadline_exceeded, client_disconnected or shutting_down."""
+class Rejected(Refused):
+    """The request was not run, or its inference was stopped. ``reason``: queue_full,
+    queue_timeout, deadline_exceeded, client_disconnected, shutting_down or cancelled."""
+
+    retry_after: float
 
     def __init__(self, reason: str, retry_after: float) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+        super().__init__(reason, retry_after)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ class Scheduler:
         token: CancelToken,
         is_disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> T:
-        """Run ``fn(token)`` on a worker thread once admitted; raise Rejected if not."""
+        """Run ``fn(token)`` on a worker thread once admitted; raise Rejected if it was
+        not run, or was stopped mid-way (deadline, drain)."""
         if self._closed:
             raise Rejected("shutting_down", self.retry_after())
         if self.full:
@@ -168,6 +170,9 @@ class Scheduler:
                 token.cancel("client_disconnected")
                 await asyncio.wait({future})
                 raise
+            except Cancelled as cancelled:
+                # Stopped mid-way (deadline, drain): tell the caller when to come back.
+                raise Rejected(cancelled.reason, self.retry_after()) from cancelled
         finally:
             self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * (time.monotonic() - started)
             self._running -= 1

@@ -24,9 +24,9 @@ from typing import Any
 import psutil
 import structlog
 
+from whisper_service.config import Settings
 from whisper_service.observability import metrics
-from whisper_service.resources import CGROUP_ROOT, available_cpus, memory_limit_bytes
-from whisper_service.settings import Settings
+from whisper_service.serving.resources import CGROUP_ROOT, available_cpus, memory_limit_bytes
 
 log = structlog.get_logger(__name__)
 

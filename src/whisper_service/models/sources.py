@@ -13,8 +13,9 @@ Specs, tried in this order:
 * ``gs://bucket/prefix``: a CTranslate2 folder or one ``.pt`` file, downloaded into the
   cache at startup (the one place this module uses the network).
 
-The openai-whisper engine loads CTranslate2 sources through a checkpoint converted
-once into the cache (``checkpoint_convert``).
+Callers say which format they need (an engine loads one): a CTranslate2 source is
+converted once into an openai-whisper checkpoint in the cache when that is what is
+asked for (``convert``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from whisper_service.checkpoint_convert import convert_ct2_to_openai_whisper
-from whisper_service.settings import EngineName
+from whisper_service.models.convert import convert_ct2_to_openai_whisper
 
 
 class ModelFormat(StrEnum):
@@ -159,11 +159,11 @@ def _alignment_heads(ct2_dir: Path) -> tuple[tuple[int, int], ...] | None:
     return tuple((int(a), int(b)) for a, b in heads) if heads else None
 
 
-def _for_engine(
-    ct2_dir: Path, name: str, source: str, engine: EngineName, cache_dir: Path
+def _for_format(
+    ct2_dir: Path, name: str, source: str, wanted: ModelFormat, cache_dir: Path
 ) -> ModelArtifact:
     heads = _alignment_heads(ct2_dir)
-    if engine is EngineName.FASTER_WHISPER:
+    if wanted is ModelFormat.CTRANSLATE2:
         return ModelArtifact(name, ModelFormat.CTRANSLATE2, ct2_dir, source, heads)
     checkpoint = _converted_checkpoint(ct2_dir, name, cache_dir)
     return ModelArtifact(name, ModelFormat.OPENAI_WHISPER, checkpoint, source, heads)
@@ -183,9 +183,9 @@ def _openai_checkpoint_path(name: str, cache_dir: Path) -> Path:
 
 
 def _named_model(
-    name: str, engine: EngineName, cache_dir: Path, allow_download: bool
+    name: str, wanted: ModelFormat, cache_dir: Path, allow_download: bool
 ) -> ModelArtifact:
-    if engine is EngineName.OPENAI_WHISPER:
+    if wanted is ModelFormat.OPENAI_WHISPER:
         checkpoint = _openai_checkpoint_path(name, cache_dir)
         if not checkpoint.is_file() and allow_download:
             import whisper
@@ -209,10 +209,10 @@ def _named_model(
             f"{folder}/model.bin. Run `whisper-service models prepare --model {name} "
             "--download` where the network is reachable (the image build does)."
         )
-    return _for_engine(folder, name, f"cache:{name}", engine, cache_dir)
+    return _for_format(folder, name, f"cache:{name}", wanted, cache_dir)
 
 
-def _gcs_model(spec: str, engine: EngineName, cache_dir: Path) -> ModelArtifact:
+def _gcs_model(spec: str, wanted: ModelFormat, cache_dir: Path) -> ModelArtifact:
     """Download ``gs://bucket/prefix`` (a CTranslate2 folder or one ``.pt`` file) into
     the cache at startup; files already there with the same size are kept."""
     from google.auth.exceptions import DefaultCredentialsError
@@ -231,9 +231,9 @@ def _gcs_model(spec: str, engine: EngineName, cache_dir: Path) -> ModelArtifact:
         ) from exc
     name = target.name
     if _is_ct2_dir(target):
-        return _for_engine(target, name, spec, engine, cache_dir)
+        return _for_format(target, name, spec, wanted, cache_dir)
     checkpoints = [f for f in files if f.suffix == ".pt"]
-    if len(checkpoints) == 1 and engine is EngineName.OPENAI_WHISPER:
+    if len(checkpoints) == 1 and wanted is ModelFormat.OPENAI_WHISPER:
         return ModelArtifact(name, ModelFormat.OPENAI_WHISPER, checkpoints[0], spec)
     raise ModelNotFound(
         f"model {spec}: expected a CTranslate2 folder (model.bin) or, for openai-whisper, "
@@ -242,27 +242,28 @@ def _gcs_model(spec: str, engine: EngineName, cache_dir: Path) -> ModelArtifact:
 
 
 def resolve_model(
-    spec: str, engine: EngineName, cache_dir: Path, *, allow_download: bool = False
+    spec: str, wanted: ModelFormat, cache_dir: Path, *, allow_download: bool = False
 ) -> ModelArtifact:
-    """Resolve ``spec`` to an artifact ``engine`` can load, converting or assembling
-    into ``cache_dir`` when needed. Raises ModelNotFound with what was looked for."""
+    """Resolve ``spec`` to an artifact in the ``wanted`` format, converting or
+    assembling into ``cache_dir`` when needed. Raises ModelNotFound with what was
+    looked for."""
     if spec in EMBEDDED_MODELS:
         folder = _EMBEDDED_BUILDERS[spec](cache_dir)
-        return _for_engine(folder, spec, f"embedded:{spec}", engine, cache_dir)
+        return _for_format(folder, spec, f"embedded:{spec}", wanted, cache_dir)
     if spec.startswith("gs://"):
-        return _gcs_model(spec, engine, cache_dir)
+        return _gcs_model(spec, wanted, cache_dir)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".pt":
-        if engine is EngineName.FASTER_WHISPER:
+        if wanted is ModelFormat.CTRANSLATE2:
             raise ModelNotFound(
                 f"{path} is an openai-whisper checkpoint; the faster-whisper engine needs a "
                 "CTranslate2 folder (set WHISPER_ENGINE=openai-whisper to use it)"
             )
         return ModelArtifact(path.stem, ModelFormat.OPENAI_WHISPER, path, f"path:{path}")
     if _is_ct2_dir(path):
-        return _for_engine(path, path.name, f"path:{path}", engine, cache_dir)
+        return _for_format(path, path.name, f"path:{path}", wanted, cache_dir)
     if spec in openai_whisper_names():
-        return _named_model(spec, engine, cache_dir, allow_download)
+        return _named_model(spec, wanted, cache_dir, allow_download)
     looked = ", ".join(EMBEDDED_MODELS)
     raise ModelNotFound(
         f"model {spec!r} not found: it is not an embedded model ({looked}), not a .pt file "

@@ -1,4 +1,6 @@
-"""Turn an uploaded file into decoded audio, mapping every failure to a clear 4xx."""
+"""Where a request's audio comes from, an upload or a gs:// object: checked, probed
+and decoded off the event loop, with the limits. Failures are ServiceErrors naming
+the parameter at fault (``file`` or ``gcs_uri``)."""
 
 from __future__ import annotations
 
@@ -7,26 +9,26 @@ from typing import IO
 
 from fastapi import UploadFile
 
-from whisper_service.api.errors import ApiError
-from whisper_service.audio import AudioError, DecodedAudio, decode_audio, probe_audio
+from whisper_service.audio import DecodedAudio, decode_audio, probe_audio
+from whisper_service.config import Settings
+from whisper_service.errors import ServiceError
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.settings import Settings
-from whisper_service.storage import GcsStorage, GcsUri, StorageError
+from whisper_service.storage import GcsStorage, GcsUri
 
 
 def check_upload_size(upload: UploadFile, settings: Settings) -> None:
     """413 for an upload over the limit (its size is known once received)."""
     if upload.size is not None and upload.size > settings.max_upload_bytes:
-        raise ApiError(
-            413,
-            "file_too_large",
+        raise ServiceError(
             f"the file is {upload.size} bytes; the limit is {settings.max_upload_bytes}",
+            code="file_too_large",
+            status=413,
             param="file",
         )
 
 
 async def decode_upload(upload: UploadFile, settings: Settings) -> DecodedAudio:
-    """Check the upload's size, then decode it off the event loop with the limits."""
+    """Check the upload's size, then decode it with the limits."""
     check_upload_size(upload, settings)
     upload.file.seek(0)
     return await _decode(upload.file, upload.size or 0, settings, "file")
@@ -39,8 +41,9 @@ async def probe_upload(upload: UploadFile, settings: Settings) -> None:
     upload.file.seek(0)
     try:
         await asyncio.to_thread(probe_audio, upload.file)
-    except AudioError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, param="file") from exc
+    except ServiceError as exc:
+        exc.about("file")
+        raise
 
 
 async def check_gcs_input(uri: str, storage: GcsStorage, settings: Settings) -> str:
@@ -48,8 +51,9 @@ async def check_gcs_input(uri: str, storage: GcsStorage, settings: Settings) -> 
     normalised URI."""
     try:
         await asyncio.to_thread(storage.check_input, uri, settings.max_upload_bytes)
-    except StorageError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, param="gcs_uri") from exc
+    except ServiceError as exc:
+        exc.about("gcs_uri")
+        raise
     return str(GcsUri.parse(uri))
 
 
@@ -58,8 +62,9 @@ async def decode_gcs(uri: str, storage: GcsStorage, settings: Settings) -> Decod
     with telemetry.span("gcs.download", **{"whisper.gcs.uri": uri}):
         try:
             fetched = await asyncio.to_thread(storage.download, uri, settings.max_upload_bytes)
-        except StorageError as exc:
-            raise ApiError(exc.status, exc.code, exc.message, param="gcs_uri") from exc
+        except ServiceError as exc:
+            exc.about("gcs_uri")
+            raise
     with fetched:
         return await _decode(fetched, 0, settings, "gcs_uri")
 
@@ -70,9 +75,10 @@ async def _decode(source: IO[bytes], size: int, settings: Settings, param: str) 
             audio = await asyncio.to_thread(
                 decode_audio, source, max_seconds=settings.max_audio_seconds
             )
-        except AudioError as exc:
+        except ServiceError as exc:
             span.set_attribute("error.type", exc.code)
-            raise ApiError(exc.status, exc.code, exc.message, param=param) from exc
+            exc.about(param)
+            raise
         span.set_attribute("whisper.audio.duration_seconds", round(audio.duration, 3))
         span.set_attribute("whisper.audio.codec", audio.source_codec)
     return audio

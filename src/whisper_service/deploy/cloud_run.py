@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from whisper_service.config_validation import cloud_run_timeout
-from whisper_service.settings import AppEnv, Settings, env_var_name
+from whisper_service.config import AppEnv, Settings, env_var_name
+from whisper_service.deploy.rules import cloud_run_timeout
 
 IMAGE_PLACEHOLDER = "__IMAGE__"
 PROJECT_PLACEHOLDER = "__PROJECT_ID__"

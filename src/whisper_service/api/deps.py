@@ -1,0 +1,71 @@
+"""FastAPI dependencies: how a handler gets the process's runtime, a ready engine, the
+job runner and the caller's identity. Tests may override any of them
+(``app.dependency_overrides``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from whisper_service.config import Settings
+from whisper_service.engines import Engine
+from whisper_service.errors import ServiceError
+from whisper_service.jobs.runner import JobRunner
+from whisper_service.serving.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The process's Runtime (created with the app)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    """The process's settings."""
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_ready_engine(runtime: RuntimeDep) -> Engine:
+    """The loaded engine, or 503 while the model is still loading."""
+    if runtime.engine is None:
+        raise ServiceError(
+            "the model is still loading",
+            code="model_loading",
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+    return runtime.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_ready_engine)]
+
+
+def get_job_runner(runtime: RuntimeDep) -> JobRunner:
+    """This instance's job runner, or 501 when no job store is configured."""
+    if runtime.jobs is None:
+        raise ServiceError(
+            "async jobs need a job store: set WHISPER_JOBS_STORE on the server",
+            code="jobs_not_configured",
+            status=501,
+        )
+    return runtime.jobs
+
+
+JobRunnerDep = Annotated[JobRunner, Depends(get_job_runner)]
+
+
+def get_client(request: Request) -> str | None:
+    """The caller's key id when API keys are on (set by the auth middleware), else
+    None: jobs are visible to their submitter only."""
+    client: str | None = getattr(request.state, "client_id", None)
+    return client
+
+
+ClientDep = Annotated[str | None, Depends(get_client)]

@@ -1,0 +1,334 @@
+"""Response shapes of every route, as pydantic models: the OpenAPI document (``/docs``)
+describes each answer from these, and handlers build their JSON through them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from whisper_service.engines import Segment
+from whisper_service.formats import segment_dict
+
+
+def json_response(
+    model: BaseModel, status: int = 200, *, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """``model`` as a JSON response (for routes whose status or headers vary)."""
+    return JSONResponse(model.model_dump(mode="json"), status, headers=headers)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_when_none(description: str | None = None) -> Any:
+    """A field that is left out of the answer, rather than null, when there is nothing
+    to say (words nobody asked for, a result that does not exist yet)."""
+    return Field(None, exclude_if=_is_none, description=description)
+
+
+# --- errors ---
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, OpenAI's error shape plus the request id."""
+
+    message: str
+    type: str = Field(description="invalid_request_error, rate_limit_error, server_error...")
+    param: str | None = Field(description="The request parameter at fault, if one is")
+    code: str = Field(description="Stable machine-readable code (docs/api.md lists them)")
+    request_id: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+# --- transcripts ---
+
+
+class WordOut(BaseModel):
+    """One word with its timing (seconds) and probability."""
+
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+class SegmentOut(BaseModel):
+    """One segment in openai-whisper's field names; ``words`` when word timestamps were
+    asked for."""
+
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[WordOut] | None = omitted_when_none("With word_timestamps")
+
+    @classmethod
+    def of(cls, segment: Segment, *, with_words: bool) -> SegmentOut:
+        """A segment as the API shows it (the same fields as a saved transcript)."""
+        return cls.model_validate(segment_dict(segment, with_words=with_words))
+
+
+class TranscriptionOut(BaseModel):
+    """/transcribe with response_format=json."""
+
+    text: str
+    language: str
+    language_probability: float
+    duration: float = Field(description="Seconds of audio")
+    model: str
+    engine: str
+    processing_seconds: float
+    output_uri: str | None = omitted_when_none("Where save_to_gcs wrote the transcript")
+
+
+class VerboseTranscriptionOut(TranscriptionOut):
+    """/transcribe with response_format=verbose_json: the segments too."""
+
+    task: str
+    segments: list[SegmentOut]
+
+
+class LanguageCandidate(BaseModel):
+    """A language and its probability."""
+
+    language: str
+    language_name: str
+    probability: float
+
+
+class LanguageDetectionOut(LanguageCandidate):
+    """/detect-language: the most likely language and the top candidates."""
+
+    top: list[LanguageCandidate]
+    duration: float
+    model: str
+
+
+# --- OpenAI-compatible ---
+
+
+class OpenAITranscription(BaseModel):
+    """OpenAI's json response."""
+
+    text: str
+
+
+class OpenAIWord(BaseModel):
+    """OpenAI's word (no probability)."""
+
+    word: str
+    start: float
+    end: float
+
+
+class OpenAIVerboseTranscription(BaseModel):
+    """OpenAI's verbose_json response; ``words`` with timestamp_granularities[]=word."""
+
+    task: str
+    language: str = Field(description="Whisper's English name of the language")
+    duration: float
+    text: str
+    segments: list[SegmentOut]
+    words: list[OpenAIWord] | None = omitted_when_none("With timestamp_granularities[]=word")
+
+
+class ModelCard(BaseModel):
+    """A model this instance serves."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    root: str
+    engine: str
+    loaded: bool
+    multilingual: bool | None
+
+
+class ModelList(BaseModel):
+    """GET /v1/models."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# --- health ---
+
+
+class Live(BaseModel):
+    """The process answers."""
+
+    status: Literal["alive"] = "alive"
+
+
+class Startup(BaseModel):
+    """Whether the model has loaded (503 while ``loading``)."""
+
+    status: Literal["started", "loading"]
+    load_seconds: float | None = omitted_when_none()
+
+
+class QueueState(BaseModel):
+    """Inference workers and the queue in front of them."""
+
+    workers: int
+    running: int
+    waiting: int
+    capacity: int
+
+
+ReadyStatus = Literal["ready", "loading", "draining", "overloaded"]
+
+
+class Readiness(BaseModel):
+    """Whether this instance should get traffic (503 unless ``ready``)."""
+
+    status: ReadyStatus
+    model_loaded: bool
+    queue: QueueState
+
+
+class ModelReadiness(BaseModel):
+    """KServe v2 model readiness."""
+
+    name: str
+    ready: bool
+    status: str
+
+
+class Threshold(BaseModel):
+    """Where a check turns degraded and unhealthy (None: never)."""
+
+    degraded: float | None
+    unhealthy: float | None
+
+
+class Trend(BaseModel):
+    """A figure over the health window."""
+
+    mean: float
+    p95: float
+    max: float
+    samples: int
+
+
+class HealthCheckOut(BaseModel):
+    """One check's verdict on its latest figure, with its trend over the window."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    value: float | None
+    unit: str
+    threshold: Threshold
+    message: str
+    trend: Trend | None = omitted_when_none("For figures sampled over the window")
+
+
+class InFlightOut(BaseModel):
+    """A request being served."""
+
+    request_id: str
+    method: str
+    path: str
+    started_at: float
+    age_seconds: float
+
+
+class HealthReport(BaseModel):
+    """GET /health: every check and the process's state (503 when unhealthy)."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    sampled_at: float | None
+    window_seconds: float
+    checks: dict[str, HealthCheckOut]
+    version: str
+    pid: int
+    engine: str
+    model: str
+    model_loaded: bool
+    uptime_seconds: float
+    started_at: float
+    draining: bool
+    in_flight_count: int
+    in_flight: list[InFlightOut]
+    queue: QueueState
+    jobs: dict[str, Any] | None = Field(description="What this instance holds; null without /jobs")
+
+
+# --- jobs ---
+
+
+class JobProgressOut(BaseModel):
+    """Audio transcribed so far; windows are the <= 30 s pieces the audio is cut into."""
+
+    audio_seconds_done: float
+    audio_seconds_total: float | None
+    windows_done: int
+    windows_total: int | None
+    percent: float
+
+
+class JobErrorOut(BaseModel):
+    """Why a job failed or was cancelled."""
+
+    code: str
+    message: str
+
+
+class JobTranscript(BaseModel):
+    """A finished job's transcript: ``text``, and with verbose_json the rest."""
+
+    text: str
+    task: str | None = omitted_when_none()
+    language: str | None = omitted_when_none()
+    language_probability: float | None = omitted_when_none()
+    duration: float | None = omitted_when_none()
+    segments: list[SegmentOut] | None = omitted_when_none()
+
+
+class JobView(BaseModel):
+    """A job: status, progress, and once it succeeded, where its result is."""
+
+    id: str
+    object: Literal["transcription.job"] = "transcription.job"
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status_url: str
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    progress: JobProgressOut
+    source: dict[str, Any]
+    options: dict[str, Any]
+    language: str | None
+    cancel_requested: bool
+    attempts: int
+    interruptions: int
+    error: JobErrorOut | None
+    result_url: str | None = omitted_when_none("Once the job succeeded")
+    output_uri: str | None = omitted_when_none("Where save_to_gcs wrote the transcript")
+    result: JobTranscript | None = omitted_when_none("GET /jobs/{id} of a succeeded job")
+
+
+class JobList(BaseModel):
+    """GET /jobs: the caller's jobs, newest first."""
+
+    object: Literal["list"] = "list"
+    data: list[JobView]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, all in the error shape."""
+    return {status: {"model": ErrorResponse} for status in statuses}

@@ -1,0 +1,367 @@
+"""The settings' fields, in groups by what they configure.
+
+Each group is a plain pydantic model; ``Settings`` combines them with the sources
+(environment, preset) and the rules that span groups. Every field is bounded and
+described: the description is the documentation (``whisper-service config docs``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from whisper_service.config.presets import AppEnv
+
+
+class EngineName(StrEnum):
+    """Inference backends."""
+
+    FASTER_WHISPER = "faster-whisper"
+    OPENAI_WHISPER = "openai-whisper"
+
+
+def split_commas(value: Any) -> Any:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; anything else as it is."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def lowercase(value: Any) -> Any:
+    """Strings lower-cased (enum values are lower-case; environments are not)."""
+    return value.lower() if isinstance(value, str) else value
+
+
+def uppercase(value: Any) -> Any:
+    """Strings upper-cased (log levels)."""
+    return value.upper() if isinstance(value, str) else value
+
+
+# Lists come from the environment as "a,b,c" (NoDecode: not as JSON).
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(split_commas)]
+LowerEngine = Annotated[EngineName, BeforeValidator(lowercase)]
+GCS_PREFIX_PATTERN = r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?"
+
+
+class EnvironmentFields(BaseModel):
+    """Which preset the rest starts from."""
+
+    app_env: Annotated[AppEnv, BeforeValidator(lowercase)] = Field(
+        AppEnv.PRODUCTION,
+        validation_alias=AliasChoices("app_env", "APP_ENV"),
+        description="Preset of defaults: production, staging or development.",
+    )
+
+
+class ServingFields(BaseModel):
+    """Where and how the HTTP server listens."""
+
+    host: str = Field("0.0.0.0", description="Address to listen on (`make run` uses 127.0.0.1).")
+    port: int = Field(
+        8080,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("port", "PORT"),
+        description="TCP port (Cloud Run sets PORT).",
+    )
+    web_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="gunicorn worker processes; each loads its own model copy, so memory "
+        "grows with it.",
+    )
+
+
+class ModelFields(BaseModel):
+    """Which model, on which engine, at which precision."""
+
+    engine: LowerEngine = Field(EngineName.FASTER_WHISPER, description="Inference backend.")
+    model: str = Field(
+        "tiny.en",
+        min_length=1,
+        description="Model spec: embedded name (tiny.en, base), openai-whisper name, "
+        "path to a .pt file or CTranslate2 folder, or gs://bucket/prefix.",
+    )
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "whisper-service",
+        description="Converted, assembled and downloaded models (the image uses /opt/models).",
+    )
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Inference device.")
+    compute_type: Literal["default", "int8", "int8_float32", "float32", "float16"] = Field(
+        "default",
+        description="Precision. default = each engine's fastest that keeps the word error "
+        "rate (faster-whisper float32, openai-whisper int8). faster-whisper: CTranslate2 "
+        "compute type. openai-whisper: int8 = the quantized torch path, else float32.",
+    )
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Intra-op threads per inference worker; 0 = usable CPUs (cgroup quota, "
+        "affinity) / inference workers.",
+    )
+    warmup: bool = Field(
+        True, description="One inference on a second of low noise before readiness turns 200."
+    )
+
+
+class LimitsFields(BaseModel):
+    """Scheduling and the limits every request is held to."""
+
+    inference_workers: int = Field(
+        1, ge=1, le=32, description="Inferences running at once per process."
+    )
+    queue_size: int = Field(
+        7,
+        ge=0,
+        le=10_000,
+        description="Requests allowed to wait for an inference worker; beyond it: 429 at once.",
+    )
+    queue_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for an inference worker, then 503 queue_timeout.",
+    )
+    request_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Deadline of the whole request, queue wait included, then 504.",
+    )
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        le=2 * 1024**3,
+        description="Largest accepted upload, in bytes.",
+    )
+    max_audio_seconds: float = Field(
+        1800.0, gt=0, le=4 * 3600, description="Longest accepted audio after decoding."
+    )
+    default_beam_size: int = Field(5, ge=1, le=16, description="Beam size when not given.")
+
+
+class LifecycleFields(BaseModel):
+    """Drain, shutdown and worker recycling."""
+
+    drain_timeout_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=3600,
+        description="After SIGTERM, how long in-flight and queued requests may take.",
+    )
+    platform_grace_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Time the platform allows between SIGTERM and SIGKILL (Cloud Run: 10).",
+    )
+    max_requests: int = Field(
+        10_000, ge=0, le=10_000_000, description="Recycle a worker after this many; 0 = never."
+    )
+    max_requests_jitter: int = Field(
+        1_000, ge=0, le=1_000_000, description="Random spread of max_requests across workers."
+    )
+
+
+class HealthFields(BaseModel):
+    """The health monitor's sampling and thresholds."""
+
+    health_sample_interval_seconds: float = Field(
+        2.0, gt=0, le=300, description="How often the health monitor samples."
+    )
+    health_window_seconds: float = Field(
+        300.0, ge=10, le=86_400, description="Rolling window for health trends."
+    )
+    health_cpu_degraded_percent: float = Field(
+        90.0, ge=0, le=100, description="CPU use (of the CPU limit) reported as degraded."
+    )
+    health_cpu_unhealthy_percent: float | None = Field(
+        None, ge=0, le=100, description="CPU use reported as unhealthy; unset = never."
+    )
+    health_memory_degraded_percent: float = Field(
+        80.0, ge=0, le=100, description="Memory use (of the container limit): degraded."
+    )
+    health_memory_unhealthy_percent: float = Field(
+        92.0,
+        ge=0,
+        le=100,
+        description="Memory use: unhealthy; new transcriptions get 503 above it.",
+    )
+    health_loop_lag_degraded_seconds: float = Field(
+        0.1, gt=0, le=60, description="Event-loop lag reported as degraded."
+    )
+    health_loop_lag_unhealthy_seconds: float = Field(
+        1.0, gt=0, le=600, description="Event-loop lag reported as unhealthy."
+    )
+    health_disk_free_degraded_mib: float = Field(
+        1024.0, ge=0, description="Free space in the temp directory below which: degraded."
+    )
+    health_disk_free_unhealthy_mib: float = Field(
+        256.0, ge=0, description="Free space in the temp directory below which: unhealthy."
+    )
+
+
+class SecurityFields(BaseModel):
+    """API keys, CORS, rate limits and trusted proxies."""
+
+    api_keys: SecretList = Field(
+        default_factory=list,
+        description="Accepted API keys, comma-separated (a secret: shown redacted).",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File with one API key per line (a mounted secret)."
+    )
+    auth_required: bool = Field(
+        False,
+        description="Require an API key on every route but the health endpoints; serve "
+        "refuses to start without one.",
+    )
+    health_public: bool = Field(
+        True, description="Health and metrics endpoints answer without an API key."
+    )
+    cors_origins: CommaList = Field(
+        default_factory=list, description="Origins allowed by CORS, comma-separated."
+    )
+    rate_limit_per_minute: float = Field(
+        0.0, ge=0, le=1_000_000, description="Requests per minute per client; 0 = no limit."
+    )
+    rate_limit_burst: int = Field(
+        10, ge=1, le=100_000, description="Requests a client may send at once."
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies trusted for X-Forwarded-For (gunicorn/uvicorn)."
+    )
+
+
+class StorageFields(BaseModel):
+    """Google Cloud Storage inputs and outputs."""
+
+    gcs_allowed_buckets: CommaList = Field(
+        default_factory=list,
+        description="Buckets gcs_uri inputs may come from, comma-separated; none = no gs:// input.",
+    )
+    gcs_output_uri: str | None = Field(
+        None,
+        pattern=f"^{GCS_PREFIX_PATTERN}$",
+        description="gs://bucket/prefix where transcripts are written when a request asks.",
+    )
+    gcs_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Deadline of one GCS call, retries included."
+    )
+
+
+class JobsFields(BaseModel):
+    """Async jobs for long audio."""
+
+    jobs_store: str | None = Field(
+        None,
+        description="Where job state, inputs and results live: gs://bucket/prefix (shared by "
+        "every instance) or an absolute local directory (one machine); unset = no /jobs.",
+    )
+    jobs_max_active: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Jobs one instance holds at once (queued + running); beyond it POST /jobs "
+        "gets 429.",
+    )
+    jobs_concurrency: int = Field(
+        1, ge=1, le=32, description="Jobs one instance transcribes at once."
+    )
+    jobs_batch_size: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Windows decoded together in one pass (faster-whisper's batched "
+        "pipeline); progress and checkpoints advance per batch.",
+    )
+    jobs_chunking: Literal["vad", "fixed"] = Field(
+        "vad",
+        description="How long audio is cut into windows of at most 30 s: vad = at pauses "
+        "(silence skipped), fixed = back-to-back 30 s windows.",
+    )
+    jobs_max_audio_seconds: float = Field(
+        7200.0,
+        gt=0,
+        le=24 * 3600,
+        description="Longest audio a job accepts (decoded audio takes 230 MB per hour).",
+    )
+    jobs_retention_seconds: float = Field(
+        7 * 86_400.0,
+        ge=60,
+        le=365 * 86_400,
+        description="How long finished jobs and their results are kept, then deleted.",
+    )
+    jobs_lease_seconds: float = Field(
+        60.0,
+        ge=2,
+        le=3600,
+        description="A job whose instance has not renewed its lease for this long is taken "
+        "over (resumed from its last checkpoint) by another instance or a restart.",
+    )
+    jobs_sweep_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="How often an instance looks for abandoned and expired jobs.",
+    )
+    jobs_max_interruptions: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Times a job may lose its instance without a hand-over (crash, OOM "
+        "kill) and still be resumed; one more and it fails. A draining instance hands its "
+        "jobs over, which does not count.",
+    )
+
+    @field_validator("jobs_store")
+    @classmethod
+    def _store_location(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("gs://"):
+            if not re.fullmatch(GCS_PREFIX_PATTERN, value):
+                raise ValueError("must be gs://bucket[/prefix] with a valid bucket name")
+        elif not Path(value).is_absolute():
+            raise ValueError("must be gs://bucket[/prefix] or an absolute directory path")
+        return value
+
+
+class LoggingFields(BaseModel):
+    """Logs and the Google Cloud project they point traces at."""
+
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(uppercase)
+    ] = Field("INFO", description="Minimum log severity.")
+    log_format: Literal["json", "console"] = Field(
+        "json", description="json: one Cloud Logging object per line; console: for people."
+    )
+    log_transcripts: bool = Field(
+        False, description="Include transcript text in logs (off: it is user content)."
+    )
+    gcp_project: str | None = Field(
+        None,
+        validation_alias=AliasChoices("gcp_project", "WHISPER_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+        description="Project for Cloud Logging's trace field (projects/<p>/traces/<id>).",
+    )
+
+
+class PlatformFields(BaseModel):
+    """The deployment's shape, rendered into the Cloud Run manifests."""
+
+    memory_limit_mib: int = Field(2048, ge=256, le=32768, description="Container memory.")
+    cpu_limit: int = Field(2, ge=1, le=8, description="Container CPUs.")
+    min_instances: int = Field(1, ge=0, le=100, description="Cloud Run minimum instances.")
+    max_instances: int = Field(10, ge=1, le=100, description="Cloud Run maximum instances.")
+    container_concurrency: int = Field(
+        8, ge=1, le=1000, description="Cloud Run requests per instance."
+    )

@@ -1,0 +1,180 @@
+"""The service's whole configuration: one pydantic-settings model.
+
+Precedence, highest first: explicit keyword arguments, environment variables, the
+preset chosen by ``APP_ENV``, the field defaults. Every field is bounded; an invalid
+value fails at startup with :class:`SettingsError`, whose message names the
+environment variable, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Self
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from whisper_service.config.fields import (
+    EnvironmentFields,
+    HealthFields,
+    JobsFields,
+    LifecycleFields,
+    LimitsFields,
+    LoggingFields,
+    ModelFields,
+    PlatformFields,
+    SecurityFields,
+    ServingFields,
+    StorageFields,
+)
+from whisper_service.config.presets import PresetSource
+
+ENV_PREFIX = "WHISPER_"
+# Time between the end of the drain and the platform's SIGKILL: cancelled requests
+# are answered and the process exits in it.
+SHUTDOWN_MARGIN_SECONDS = 1.5
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration is invalid; the message lists every problem."""
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    if field_name in ("app_env", "port"):
+        return field_name.upper()
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+# pydantic orders the fields of several bases from the last base to the first: the
+# groups are listed bottom-up so that settings read top-down (serving first).
+class Settings(
+    PlatformFields,
+    LoggingFields,
+    JobsFields,
+    StorageFields,
+    SecurityFields,
+    HealthFields,
+    LifecycleFields,
+    LimitsFields,
+    ModelFields,
+    ServingFields,
+    EnvironmentFields,
+    BaseSettings,
+):
+    """Configuration of one service instance. Environment variables use the prefix
+    ``WHISPER_`` (``WHISPER_ENGINE``), except ``APP_ENV`` and ``PORT``, which follow the
+    platform's conventions."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = []
+        if self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS > self.platform_grace_seconds:
+            problems.append(
+                f"{env_var_name('drain_timeout_seconds')}={self.drain_timeout_seconds:g} "
+                f"leaves less than {SHUTDOWN_MARGIN_SECONDS:g} s before the platform's SIGKILL "
+                f"({env_var_name('platform_grace_seconds')}={self.platform_grace_seconds:g})"
+            )
+        for low, high in (
+            ("health_memory_degraded_percent", "health_memory_unhealthy_percent"),
+            ("health_loop_lag_degraded_seconds", "health_loop_lag_unhealthy_seconds"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                problems.append(f"{env_var_name(low)} must not exceed {env_var_name(high)}")
+        if self.health_disk_free_unhealthy_mib > self.health_disk_free_degraded_mib:
+            problems.append(
+                f"{env_var_name('health_disk_free_unhealthy_mib')} must not exceed "
+                f"{env_var_name('health_disk_free_degraded_mib')}"
+            )
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    def check_servable(self) -> None:
+        """Rules that only matter to a process about to serve traffic (secrets are
+        deployed separately from configuration, so `config show` or `models prepare`
+        must work without them). Raises SettingsError."""
+        try:
+            keys = self.all_api_keys()
+        except ValueError as exc:
+            raise SettingsError(f"invalid configuration:\n  {exc}") from None
+        if self.auth_required and not keys:
+            raise SettingsError(
+                f"invalid configuration:\n  {env_var_name('auth_required')}=true but no API "
+                f"key is configured: set {env_var_name('api_keys')} or "
+                f"{env_var_name('api_keys_file')}"
+            )
+
+    def all_api_keys(self) -> list[str]:
+        """Keys from WHISPER_API_KEYS and from the key file (blank lines and # comments
+        ignored). An unreadable key file is a configuration error."""
+        keys = [k.get_secret_value() for k in self.api_keys]
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(
+                    f"{env_var_name('api_keys_file')}: cannot read {self.api_keys_file}: "
+                    f"{exc.strerror}"
+                ) from None
+            keys += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        return keys
+
+    def environment(self, exclude: Collection[str] = ()) -> dict[str, str]:
+        """The environment variables that reproduce these settings: unset and empty
+        values left out, lists comma-separated, booleans lower-case, secrets redacted."""
+        env = {}
+        for field, value in self.model_dump(mode="json").items():
+            if field in exclude or value is None or value == []:
+                continue
+            if isinstance(value, list):
+                text = ",".join(map(str, value))
+            elif isinstance(value, bool):
+                text = str(value).lower()
+            else:
+                text = str(value)
+            env[env_var_name(field)] = text
+        return env
+
+    @property
+    def gunicorn_timeout_seconds(self) -> int:
+        """gunicorn's worker timeout: the request deadline plus a margin. Inference runs
+        off the event loop, so a worker silent for this long is truly stuck."""
+        return int(self.request_timeout_seconds) + 30
+
+    @property
+    def graceful_timeout_seconds(self) -> int:
+        """How long gunicorn lets a worker finish after SIGTERM, in whole seconds: the
+        platform's own grace. The drain ends well before (validation keeps drain + margin
+        inside the grace); gunicorn killing earlier than the platform would only cut off
+        the answers of what the drain cancelled on a busy machine."""
+        return max(
+            math.ceil(self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS),
+            int(self.platform_grace_seconds),
+        )
+
+    def threads_per_worker(self, cpus: int) -> int:
+        """Intra-op threads for each inference worker given ``cpus`` usable CPUs."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        return max(1, cpus // self.inference_workers)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, PresetSource(settings_cls))

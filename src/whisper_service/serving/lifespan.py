@@ -1,0 +1,78 @@
+"""The app's lifespan: start the model load, the health monitor, the drain handler and
+(when a store is configured) the job runner; stop them in reverse on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import structlog
+from fastapi import FastAPI
+
+from whisper_service.serving.drain import Drainer
+from whisper_service.serving.health import HealthMonitor
+from whisper_service.serving.runtime import Runtime
+from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE, load_in_background
+
+if TYPE_CHECKING:
+    from whisper_service.jobs.runner import JobRunner
+
+log = structlog.get_logger(__name__)
+
+
+def _start_jobs(runtime: Runtime) -> JobRunner:
+    """The job runner on the configured store, started; a store that cannot be opened
+    is a boot error naming the setting: a service that accepted jobs it cannot keep
+    would lose them. (Imported here: a process without a job store never loads jobs.)"""
+    from whisper_service.jobs.objects import open_objects
+    from whisper_service.jobs.runner import JobRunner
+    from whisper_service.jobs.store import JobStore
+
+    settings, monitor = runtime.settings, runtime.monitor
+    location = str(settings.jobs_store)
+    try:
+        objects = open_objects(location, runtime.storage)
+    except Exception as exc:
+        log.critical(
+            "job_store_unusable", setting="WHISPER_JOBS_STORE", store=location, error=str(exc)
+        )
+        os._exit(BOOT_ERROR_EXIT_CODE)
+    runner = JobRunner(
+        settings,
+        JobStore(objects),
+        runtime.scheduler,
+        runtime.storage,
+        lambda: runtime.engine,
+        memory_critical=lambda: monitor is not None and monitor.memory_critical,
+    )
+    runner.start()
+    return runner
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the health monitor, the drain handler, the model load and the jobs."""
+    runtime: Runtime = app.state.runtime
+    monitor = runtime.monitor = HealthMonitor(runtime.settings, runtime.model_state)
+    monitor.start()
+    drainer = Drainer(runtime)
+    drainer.install()
+    loader = asyncio.create_task(load_in_background(runtime))
+    if runtime.settings.jobs_store:
+        runtime.jobs = _start_jobs(runtime)
+    try:
+        yield
+    finally:
+        loader.cancel()
+        if runtime.jobs is not None:
+            # A shutdown without the drain (gunicorn recycling the worker after
+            # max_requests, an exception in the server) must hand jobs over too, or
+            # they would wait out their lease and count as interrupted.
+            await runtime.jobs.hand_over_all()
+            await runtime.jobs.close()
+        await monitor.stop()
+        drainer.uninstall()
+        runtime.scheduler.close()

@@ -1,0 +1,83 @@
+"""What one process serves with: settings, scheduler, model, monitor, jobs, drain state.
+
+One ``Runtime`` lives on ``app.state.runtime``; the API reaches it through FastAPI
+dependencies (``api/deps.py``), the lifespan fills it in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from whisper_service.config import Settings
+from whisper_service.engines.base import Engine
+from whisper_service.models import ModelArtifact
+from whisper_service.serving.health import HealthMonitor
+from whisper_service.serving.inflight import InFlightTracker
+from whisper_service.serving.scheduler import Scheduler
+from whisper_service.serving.startup import EngineLoader, LoadedModel, load_model
+from whisper_service.storage import GcsStorage
+
+if TYPE_CHECKING:
+    from whisper_service.jobs.runner import JobRunner
+
+# The model id OpenAI's clients send; it names whatever model this instance serves.
+OPENAI_MODEL_ALIAS = "whisper-1"
+
+
+@dataclass
+class Runtime:
+    """The state of one serving process."""
+
+    settings: Settings
+    scheduler: Scheduler
+    load: EngineLoader = load_model
+    started_at: float = field(default_factory=time.time)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    engine: Engine | None = None
+    artifact: ModelArtifact | None = None
+    load_seconds: float | None = None
+    last_inference_monotonic: float | None = None
+    draining: bool = False
+    drain_started_monotonic: float | None = None
+    in_flight: InFlightTracker = field(default_factory=InFlightTracker)
+    monitor: HealthMonitor | None = None
+    storage: GcsStorage = field(init=False)
+    jobs: JobRunner | None = None
+
+    def __post_init__(self) -> None:
+        self.storage = GcsStorage(self.settings)
+
+    @property
+    def ready(self) -> bool:
+        """Model loaded and warmed up."""
+        return self.engine is not None
+
+    @property
+    def model_name(self) -> str:
+        """The served model's name (the configured spec until it has loaded)."""
+        return self.artifact.name if self.artifact else self.settings.model
+
+    def served_model_ids(self) -> list[str]:
+        """Model ids a client may ask for: the served model and OpenAI's alias."""
+        return [self.model_name, OPENAI_MODEL_ALIAS]
+
+    def model_ready(self, loaded: LoadedModel) -> None:
+        """The model has loaded: serve with it."""
+        self.artifact, self.engine, self.load_seconds = (
+            loaded.artifact,
+            loaded.engine,
+            loaded.seconds,
+        )
+        if self.monitor is not None:
+            self.monitor.sample()  # the model check must not say "not loaded" until the next tick
+
+    def model_state(self) -> tuple[bool, float | None]:
+        """(loaded, seconds since the last successful inference) for the monitor."""
+        last = self.last_inference_monotonic
+        return self.engine is not None, None if last is None else time.monotonic() - last
+
+    def inference_succeeded(self) -> None:
+        """Record a successful inference (its age is a health figure)."""
+        self.last_inference_monotonic = time.monotonic()

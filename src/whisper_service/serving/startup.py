@@ -1,0 +1,124 @@
+"""Startup: the configured model resolved, loaded into its engine and warmed up.
+
+The HTTP server answers (``/health/live``) while this runs in a thread; readiness
+waits for it. A model that cannot be loaded ends the process with exit code 3, which
+gunicorn treats as a boot error (it stops instead of restarting the worker in a loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import structlog
+
+from whisper_service.audio import SAMPLE_RATE
+from whisper_service.config import EngineName, Settings
+from whisper_service.engines.base import Engine, TranscribeOptions
+from whisper_service.models import ModelArtifact, ModelFormat, resolve_model
+from whisper_service.observability import metrics
+from whisper_service.serving.resources import available_cpus
+
+if TYPE_CHECKING:
+    from whisper_service.serving.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+BOOT_ERROR_EXIT_CODE = 3
+# The format each engine loads.
+MODEL_FORMATS = {
+    EngineName.FASTER_WHISPER: ModelFormat.CTRANSLATE2,
+    EngineName.OPENAI_WHISPER: ModelFormat.OPENAI_WHISPER,
+}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to serve: where it came from, the engine holding it, and how long
+    resolving, loading and warming up took."""
+
+    artifact: ModelArtifact
+    engine: Engine
+    seconds: float
+
+
+EngineLoader = Callable[[Settings], LoadedModel]
+
+
+def resolve_configured_model(
+    settings: Settings, engine: EngineName | None = None, *, allow_download: bool = False
+) -> ModelArtifact:
+    """The configured model, in the format ``engine`` (default: the configured one) loads."""
+    engine = engine or settings.engine
+    return resolve_model(
+        settings.model,
+        MODEL_FORMATS[engine],
+        settings.model_cache_dir,
+        allow_download=allow_download,
+    )
+
+
+def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
+    """Load ``artifact`` into the engine ``settings.engine`` names, sized for the CPUs
+    this process may really use. Each engine module is imported only when chosen: one
+    pulls in torch, the other CTranslate2."""
+    threads = settings.threads_per_worker(available_cpus())
+    if settings.engine is EngineName.OPENAI_WHISPER:
+        from whisper_service.engines.openai_whisper_engine import OpenAIWhisperEngine
+
+        return OpenAIWhisperEngine(
+            artifact,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            threads=threads,
+            workers=settings.inference_workers,
+        )
+    from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
+
+    return FasterWhisperEngine(
+        artifact,
+        device=settings.device,
+        compute_type=settings.compute_type,
+        threads=threads,
+        workers=settings.inference_workers,
+    )
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Resolve, load and warm up the configured model (blocking)."""
+    started = time.monotonic()
+    artifact = resolve_configured_model(settings)
+    engine = load_engine(settings, artifact)
+    if settings.warmup:
+        # One pass over a second of low noise: pays for lazy allocations and kernel
+        # selection before the first real request does.
+        noise = np.random.default_rng(0).normal(0, 1e-3, SAMPLE_RATE).astype(np.float32)
+        engine.transcribe(noise, TranscribeOptions(beam_size=1, temperature=0.0))
+    return LoadedModel(artifact, engine, time.monotonic() - started)
+
+
+async def load_in_background(runtime: Runtime) -> None:
+    """Load the model off the event loop and make the runtime ready; exit the process
+    with BOOT_ERROR_EXIT_CODE if it cannot be loaded."""
+    settings = runtime.settings
+    log.info("model_loading", model=settings.model, engine=settings.engine.value)
+    try:
+        loaded = await asyncio.to_thread(runtime.load, settings)
+    except Exception as exc:
+        log.critical("model_load_failed", model=settings.model, error=str(exc))
+        os._exit(BOOT_ERROR_EXIT_CODE)
+    runtime.model_ready(loaded)
+    metrics.MODEL_LOADED.labels(settings.engine.value, settings.model).set(1)
+    metrics.MODEL_LOAD_SECONDS.labels(settings.engine.value, settings.model).set(loaded.seconds)
+    log.info(
+        "model_ready",
+        model=loaded.artifact.name,
+        source=loaded.artifact.source,
+        engine=loaded.engine.name,
+        load_seconds=round(loaded.seconds, 3),
+    )
