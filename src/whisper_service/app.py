@@ -13,7 +13,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from whisper_service import __version__
-from whisper_service.api import ROUTERS, install_error_handlers
+from whisper_service.api import ROUTERS, install_error_handlers, openapi
 from whisper_service.api.auth import ApiKeyMiddleware
 from whisper_service.api.middleware import (
     FORM_OVERHEAD_BYTES,
@@ -92,6 +92,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)
     # Added innermost first. None of these reads the body, so every refusal (size,
     # rate, auth, drain) happens before an upload is received.
     app.add_middleware(

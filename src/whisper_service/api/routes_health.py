@@ -67,6 +67,7 @@ async def live() -> Live:
 @router.get(
     "/health/startup",
     summary="Startup: the model is loaded",
+    response_model=Startup,
     responses={503: {"model": Startup, "description": "still loading"}},
 )
 async def startup(runtime: RuntimeDep) -> JSONResponse:

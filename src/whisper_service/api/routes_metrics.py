@@ -10,7 +10,17 @@ from whisper_service.observability.metrics import exposition
 router = APIRouter(tags=["observability"])
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def scrape() -> Response:
     """Every metric of every live worker in the Prometheus text format."""
     body, content_type = exposition()

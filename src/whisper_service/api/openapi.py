@@ -1,0 +1,72 @@
+"""The OpenAPI document, true to what the service answers.
+
+FastAPI documents each route from its signature and ``responses``; two things it
+cannot see are added here:
+
+- a malformed parameter is answered 400 ``invalid_parameter`` in the error shape,
+  not FastAPI's default 422 ``HTTPValidationError``;
+- the middleware refuses requests before any route runs: 401 (API key), 429 (rate
+  limit) and 503 (draining) on every route but the probes, which only need a key
+  when health endpoints are not public.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from whisper_service.api.middleware import is_probe
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+_MIDDLEWARE_REFUSALS = {
+    "401": "missing or invalid API key",
+    "429": "rate limited",
+    "503": "the instance is draining, or short of memory",
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
+
+
+def _is_fastapi_validation(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref") == _VALIDATION_REF)
+
+
+def document(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document with the service's real error answers."""
+    spec = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation["responses"]
+            if _is_fastapi_validation(responses.get("422", {})):
+                del responses["422"]
+                responses.setdefault("400", _error("invalid parameter"))
+            refusals = ["401"] if is_probe(path) else list(_MIDDLEWARE_REFUSALS)
+            for status in refusals:
+                responses.setdefault(status, _error(_MIDDLEWARE_REFUSALS[status]))
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return spec
+
+
+def install(app: FastAPI) -> None:
+    """Serve ``document(app)`` at /openapi.json (built once, on first request)."""
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not cache:
+            cache.update(document(app))
+        return cache
+
+    app.openapi = openapi  # type: ignore[method-assign]
