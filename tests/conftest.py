@@ -1,4 +1,5 @@
-"""Session fixtures: shared audio, live servers, the raw engines called in-process."""
+"""Fixtures: shared audio, live servers (each stopped when its scope ends), the raw
+engines called in-process, and the event-loop backend for in-process HTTP tests."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ from typing import Any
 
 import pytest
 
-from tests.support import AUDIO, MODEL_CACHE, TEST_THREADS, LiveServer
+from tests.gcs_emulator import Emulator
+from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, TEST_THREADS, LiveServer, running
 
 # Without credentials google-auth would probe the GCE metadata server, an address off
 # this machine; tests (and the servers they start, which inherit this) never may.
 os.environ.setdefault("NO_GCE_CHECK", "True")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """In-process HTTP tests (``@pytest.mark.anyio``) run on asyncio, as uvicorn does."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")
@@ -24,22 +32,34 @@ def audio_dir() -> Path:
     return AUDIO
 
 
-@pytest.fixture(scope="session")
-def server_factory(
-    tmp_path_factory: pytest.TempPathFactory, audio_dir: Path
-) -> Iterator[Callable[..., LiveServer]]:
-    """Start live servers with extra environment; all are stopped at session end."""
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start live servers (gunicorn, or plain uvicorn with ``uvicorn=True``) with extra
+    environment; each is stopped when the test ends, whatever happened to it."""
     started: list[LiveServer] = []
-    log_dir = tmp_path_factory.mktemp("server-logs")
 
-    def start(**env: str) -> LiveServer:
-        server = LiveServer(log_dir, **env).start()
+    def start(*, uvicorn: bool = False, **env: str) -> LiveServer:
+        server = LiveServer(tmp_path, **env)
         started.append(server)
-        return server
+        return server.start(uvicorn=uvicorn)
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The service as `make run` starts it: faster-whisper on the embedded tiny.en."""
+    with running(tmp_path_factory.mktemp("default-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def multilingual_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """faster-whisper on the embedded multilingual base model."""
+    with running(tmp_path_factory.mktemp("multilingual-server"), WHISPER_MODEL="base") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -75,12 +95,22 @@ def raw_openai_whisper(converted_tiny_en: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def default_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    """The service as `make run` starts it: faster-whisper on the embedded tiny.en."""
-    return server_factory()
-
-
-@pytest.fixture(scope="session")
-def multilingual_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    """faster-whisper on the embedded multilingual base model."""
-    return server_factory(WHISPER_MODEL="base")
+def emulator(tmp_path_factory: pytest.TempPathFactory, audio_dir: Path) -> Iterator[Emulator]:
+    """One emulator for the session, with buckets audio-in (jfk.flac and an object over
+    the tests' upload limit under calls/), private and transcripts."""
+    emu = Emulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
+    try:
+        client = emu.client()
+        for name in ("audio-in", "private", "transcripts"):
+            client.create_bucket(name)
+        client.bucket("audio-in").blob("calls/jfk.flac").upload_from_filename(
+            str(audio_dir / "jfk.flac")
+        )
+        client.bucket("audio-in").blob("calls/big.wav").upload_from_filename(
+            str(audio_dir / LONG_AUDIO)
+        )
+        client.bucket("private").blob("jfk.flac").upload_from_filename(str(audio_dir / "jfk.flac"))
+        yield emu
+    finally:
+        emu.process.terminate()
+        emu.process.wait(timeout=10)

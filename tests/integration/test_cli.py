@@ -8,8 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.test_formats_http import parse_srt_strict
-from tests.support import JFK_REFERENCE, MODEL_CACHE, normalize
+from tests.subtitles import parse_srt_strict, parse_vtt_strict
+from tests.support import (
+    HOTWORDS_REFERENCE,
+    MODEL_CACHE,
+    MULTILINGUAL_START,
+    assert_begins_like,
+    assert_jfk,
+    assert_transcript,
+)
 
 CLI = str(Path(sys.executable).with_name("whisper-service"))
 
@@ -26,7 +33,7 @@ def test_transcribe_to_srt(audio_dir: Path) -> None:
     result = run("transcribe", str(audio_dir / "jfk.flac"), "--format", "srt")
     assert result.returncode == 0, result.stderr
     cues = parse_srt_strict(result.stdout)
-    assert normalize(" ".join(c[2] for c in cues)) == normalize(JFK_REFERENCE)
+    assert_jfk(" ".join(c[2] for c in cues))
 
 
 def test_transcribe_several_files_to_a_folder_with_the_torch_engine(
@@ -44,8 +51,12 @@ def test_transcribe_several_files_to_a_folder_with_the_torch_engine(
         str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "jfk.vtt").read_text().startswith("WEBVTT\n")
-    assert "comfy" in (tmp_path / "hotwords.vtt").read_text().lower()
+    jfk = (tmp_path / "jfk.vtt").read_text()
+    assert jfk.startswith("WEBVTT\n")
+    assert_jfk(" ".join(c[2] for c in parse_vtt_strict(jfk)))
+    hotwords = parse_vtt_strict((tmp_path / "hotwords.vtt").read_text())
+    # tiny models hear "comfy eye" for ComfyUI: 4 of 11 words off.
+    assert_transcript(" ".join(c[2] for c in hotwords), HOTWORDS_REFERENCE, 0.5)
 
 
 def test_transcribe_shows_progress_on_long_files(audio_dir: Path) -> None:
@@ -53,7 +64,7 @@ def test_transcribe_shows_progress_on_long_files(audio_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "multilingual.mp3" in result.stderr
     assert "100%" in result.stderr
-    assert "permission" in json.loads(result.stdout)["text"].lower()
+    assert_begins_like(json.loads(result.stdout)["text"], MULTILINGUAL_START, 0.3)
 
 
 def test_bad_file_fails_with_its_reason(tmp_path: Path) -> None:

@@ -16,8 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_formats_http import parse_srt_strict
-from tests.support import LONG_AUDIO, LiveServer, normalize, pooled_wer
+from tests.subtitles import parse_srt_strict
+from tests.support import (
+    LONG_AUDIO,
+    LONG_AUDIO_MAX_WER,
+    LONG_AUDIO_SILVER,
+    LiveServer,
+    assert_transcript,
+    pooled_wer,
+    running,
+)
 from whisper_service.jobs.objects import LocalObjects
 from whisper_service.jobs.records import Job
 from whisper_service.jobs.store import JobStore
@@ -36,9 +44,10 @@ def long_audio(audio_dir: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def job_server(server_factory: Callable[..., LiveServer], tmp_path_factory: Any) -> LiveServer:
-    store = tmp_path_factory.mktemp("jobs") / "store"
-    return server_factory(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
+def job_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    logs = tmp_path_factory.mktemp("jobs")
+    with running(logs, WHISPER_JOBS_STORE=str(logs / "store"), **FAST_RECOVERY) as server:
+        yield server
 
 
 @pytest.fixture
@@ -123,7 +132,7 @@ def test_long_job_progress_grows_and_the_result_matches_transcribe(
     difference = pooled_wer([sync], [result["text"]])
     print(f"\njob vs /transcribe word difference on {LONG_AUDIO}: {difference:.3f}")
     assert difference < 0.1
-    assert "election day" in normalize(result["text"])
+    assert_transcript(result["text"], LONG_AUDIO_SILVER, LONG_AUDIO_MAX_WER)
 
     # Timestamps run on across windows: ordered, within the audio, reaching its end.
     segments = result["segments"]
@@ -159,32 +168,6 @@ def test_cancel_a_running_job(job_server: LiveServer, long_audio: bytes) -> None
     again = httpx.delete(accepted["status_url"], timeout=10)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "job_finished"
-
-
-def test_cancel_a_queued_job_and_the_instance_limit(
-    server_factory: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
-) -> None:
-    server = server_factory(WHISPER_JOBS_STORE=str(tmp_path / "store"), WHISPER_JOBS_MAX_ACTIVE="2")
-    first = submit(server, long_audio)
-    second = submit(server, long_audio)
-    third = httpx.post(f"{server.url}/jobs", files={"file": ("a.wav", long_audio)}, timeout=60)
-    assert third.status_code == 429
-    assert third.json()["error"]["code"] == "jobs_full"
-    assert third.headers["retry-after"]
-
-    jobs = httpx.get(f"{server.url}/health", timeout=10).json()["jobs"]
-    assert jobs["held"] == 2
-    assert jobs["max_active"] == 2
-    assert jobs["store"] == str(tmp_path / "store")
-
-    cancelled = httpx.delete(second["status_url"], timeout=10)
-    assert cancelled.status_code == 200
-    assert cancelled.json()["status"] == "cancelled"
-    httpx.delete(first["status_url"], timeout=10)
-    wait_for(server, first["id"], finished, timeout=60)
-    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-    assert 'whisper_jobs_finished_total{status="cancelled"} 2.0' in metrics
-    assert httpx.get(f"{server.url}/health", timeout=10).json()["jobs"]["held"] == 0
 
 
 def test_sigkill_mid_job_then_restart_resumes_it(
@@ -233,10 +216,10 @@ def test_a_job_that_keeps_killing_instances_fails_with_the_reason(
 
 
 def test_sigterm_hands_running_jobs_over_and_a_restart_finishes_them(
-    server_factory: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
+    live_server: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
     store = tmp_path / "store"
-    server = server_factory(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
+    server = live_server(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
     accepted = submit(server, long_audio)
     wait_for(server, accepted["id"], mid_job)
     assert server.process is not None
@@ -251,45 +234,17 @@ def test_sigterm_hands_running_jobs_over_and_a_restart_finishes_them(
     assert record.instance is None  # handed over: claimable at once, not after a lease
     assert record.progress.windows_done >= 1
 
-    restarted = server_factory(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
+    restarted = live_server(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
     job, _ = wait_for(restarted, accepted["id"], finished)
     assert job["status"] == "succeeded", job["error"]
     assert job["interruptions"] == 0
     assert job["attempts"] == 2
 
 
-def test_job_errors(job_server: LiveServer, audio_dir: Path) -> None:
-    url = f"{job_server.url}/jobs"
-    not_audio = httpx.post(url, files={"file": ("a.wav", b"not audio at all" * 100)}, timeout=30)
-    assert not_audio.status_code == 415
-    assert not_audio.json()["error"]["code"] == "undecodable_audio"
-    empty = httpx.post(url, files={"file": ("a.wav", b"")}, timeout=30)
-    assert empty.status_code == 422
-    neither = httpx.post(url, data={"language": "en"}, timeout=30)
-    assert neither.status_code == 400
-    with (audio_dir / "jfk.flac").open("rb") as fp:
-        translate = httpx.post(url, files={"file": fp}, data={"task": "translate"}, timeout=30)
-    assert translate.status_code == 400
-    assert translate.json()["error"]["code"] == "unsupported_option"
-    no_gcs = httpx.post(url, data={"gcs_uri": "gs://somewhere/x.wav"}, timeout=30)
-    assert no_gcs.status_code == 400
-    assert no_gcs.json()["error"]["code"] == "gcs_bucket_not_allowed"
-    for path in ("/jobs/job_0123", "/jobs/job_..%2F..%2Fjob", "/jobs/job_01a2067bc6e3000000000000"):
-        missing = httpx.get(f"{job_server.url}{path}", timeout=10)
-        assert missing.status_code == 404, path
-
-
-def test_jobs_need_a_store(default_server: LiveServer) -> None:
-    # The test servers run the development preset with its store unset (tests/support.py).
-    response = httpx.get(f"{default_server.url}/jobs", timeout=10)
-    assert response.status_code == 501
-    assert response.json()["error"]["code"] == "jobs_not_configured"
-
-
 def test_openai_whisper_runs_jobs_in_fixed_windows(
-    server_factory: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
+    live_server: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
-    server = server_factory(
+    server = live_server(
         WHISPER_ENGINE="openai-whisper",
         WHISPER_JOBS_STORE=str(tmp_path / "store"),
         WHISPER_JOBS_CHUNKING="fixed",
@@ -299,8 +254,8 @@ def test_openai_whisper_runs_jobs_in_fixed_windows(
     job, _ = wait_for(server, accepted["id"], finished, timeout=240)
     assert job["status"] == "succeeded", job["error"]
     assert job["progress"]["windows_total"] == 5  # 127 s in 30 s windows
-    text = normalize(job["result"]["text"])
-    assert "election day" in text
+    # Fixed windows may cut a word at each of the 4 boundaries; the rest must be there.
+    assert_transcript(job["result"]["text"], LONG_AUDIO_SILVER, 0.3)
     segments = job["result"]["segments"]
     starts = [s["start"] for s in segments]
     assert starts == sorted(starts)
@@ -315,8 +270,11 @@ def test_an_unusable_store_stops_the_service_at_boot(tmp_path: Path) -> None:
     shared.mkdir()
     shared.chmod(0o777)  # anyone could plant job records here
     server = LiveServer(tmp_path, WHISPER_JOBS_STORE=str(shared))
-    with pytest.raises(RuntimeError, match="server exited"):
-        server.start(timeout=60)
+    try:
+        with pytest.raises(RuntimeError, match="server exited"):
+            server.start(timeout=60)
+    finally:
+        server.stop()
     assert server.process is not None
     assert server.process.returncode != 0
     unusable = [e for e in server.log_events() if e.get("message") == "job_store_unusable"]
@@ -324,60 +282,12 @@ def test_an_unusable_store_stops_the_service_at_boot(tmp_path: Path) -> None:
     assert "writable only by it" in str(unusable[0]["error"])
 
 
-def test_a_job_is_visible_to_its_own_api_key_only(
-    server_factory: Callable[..., LiveServer], tmp_path: Path, audio_dir: Path
-) -> None:
-    alice, bob = "alice-" + "a" * 32, "bob-" + "b" * 32
-    server = server_factory(
-        WHISPER_JOBS_STORE=str(tmp_path / "store"), WHISPER_API_KEYS=f"{alice},{bob}"
-    )
-    as_alice, as_bob = {"X-API-Key": alice}, {"X-API-Key": bob}
-    accepted = httpx.post(
-        f"{server.url}/jobs",
-        files={"file": ("jfk.flac", (audio_dir / "jfk.flac").read_bytes())},
-        headers=as_alice,
-        timeout=30,
-    )
-    assert accepted.status_code == 202
-    status_url = accepted.json()["status_url"]
-    assert httpx.get(status_url, headers=as_alice, timeout=10).status_code == 200
-    for method in ("GET", "DELETE"):
-        other = httpx.request(method, status_url, headers=as_bob, timeout=10)
-        assert other.status_code == 404, method
-        assert other.json()["error"]["code"] == "job_not_found"
-    assert httpx.get(f"{server.url}/jobs", headers=as_bob, timeout=10).json()["data"] == []
-    mine = httpx.get(f"{server.url}/jobs", headers=as_alice, timeout=10).json()["data"]
-    assert [j["id"] for j in mine] == [accepted.json()["id"]]
-    assert "client" not in mine[0]  # the key's id is never shown
-    assert httpx.get(status_url, timeout=10).status_code == 401
-
-
-def test_a_job_waits_while_the_memory_guard_is_on(
-    server_factory: Callable[..., LiveServer], tmp_path: Path, audio_dir: Path
-) -> None:
-    server = server_factory(
-        WHISPER_JOBS_STORE=str(tmp_path / "store"),
-        WHISPER_HEALTH_MEMORY_DEGRADED_PERCENT="0",
-        WHISPER_HEALTH_MEMORY_UNHEALTHY_PERCENT="0.5",  # always "short of memory"
-        WHISPER_HEALTH_SAMPLE_INTERVAL_SECONDS="0.5",
-    )
-    accepted = submit(server, (audio_dir / "jfk.flac").read_bytes())
-    wait_for(server, accepted["id"], lambda j: j["progress"]["windows_total"] is not None)
-    time.sleep(2)
-    job = get(server, accepted["id"])
-    assert job["status"] == "running"
-    assert job["progress"]["windows_done"] == 0  # no batch started under memory pressure
-    assert any(e.get("message") == "job_waiting_for_memory" for e in server.log_events())
-    assert httpx.delete(accepted["status_url"], timeout=10).status_code == 200
-    assert get(server, accepted["id"])["status"] == "cancelled"
-
-
 def test_a_worker_recycled_mid_job_hands_it_over(
-    server_factory: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
+    live_server: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
     # gunicorn replaces a worker after WHISPER_MAX_REQUESTS (polls count): no signal,
     # no drain, just a shutdown. The job must not count that as an interruption.
-    server = server_factory(
+    server = live_server(
         WHISPER_JOBS_STORE=str(tmp_path / "store"),
         WHISPER_MAX_REQUESTS="40",
         WHISPER_MAX_REQUESTS_JITTER="0",

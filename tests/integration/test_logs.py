@@ -4,23 +4,27 @@ request's trace; secrets never appear."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import LiveServer
+from tests.support import LiveServer, running
 
 KEY = "s3cret-key-that-must-not-leak"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
 @pytest.fixture(scope="module")
-def logged_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    return server_factory(
-        WHISPER_API_KEYS=KEY, WHISPER_GCP_PROJECT="my-project", WHISPER_LOG_LEVEL="DEBUG"
-    )
+def logged_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with running(
+        tmp_path_factory.mktemp("logged-server"),
+        WHISPER_API_KEYS=KEY,
+        WHISPER_GCP_PROJECT="my-project",
+        WHISPER_LOG_LEVEL="DEBUG",
+    ) as server:
+        yield server
 
 
 def test_request_lines_are_json_with_trace_and_no_secrets(

@@ -6,20 +6,21 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import LiveServer, free_port
+from tests.support import LiveServer, free_port, running
 
 ROUTE = "/v1/models"
 
 
 @pytest.fixture(scope="module")
-def two_workers(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    return server_factory(WHISPER_WEB_WORKERS="2")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with running(tmp_path_factory.mktemp("two-workers"), WHISPER_WEB_WORKERS="2") as server:
+        yield server
 
 
 def sample(scrape: str, name: str, **labels: str) -> float:

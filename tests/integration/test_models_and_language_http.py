@@ -1,29 +1,12 @@
-"""/v1/models, /detect-language and the probes on live servers."""
+"""Language detection and multilingual transcription with the real base model on a
+live server (the routes' own checks are in tests/http/test_models.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import LiveServer, manifest
-
-
-def test_models_lists_the_loaded_model_and_its_alias(default_server: LiveServer) -> None:
-    body = httpx.get(f"{default_server.url}/v1/models", timeout=10).json()
-    assert body["object"] == "list"
-    ids = [m["id"] for m in body["data"]]
-    assert ids == ["tiny.en", "whisper-1"]
-    assert all(m["loaded"] and m["engine"] == "faster-whisper" for m in body["data"])
-    assert body["data"][0]["multilingual"] is False
-
-
-def test_probes(default_server: LiveServer) -> None:
-    assert httpx.get(f"{default_server.url}/health/live").json() == {"status": "alive"}
-    ready = httpx.get(f"{default_server.url}/health/ready").json()
-    assert ready["status"] == "ready"
-    assert ready["model_loaded"] is True
+from tests.support import LiveServer, assert_transcript, manifest
 
 
 @pytest.mark.parametrize("language", ["de", "es", "fr"])
@@ -46,20 +29,7 @@ def test_detect_language_on_real_speech(multilingual_server: LiveServer, languag
     assert 0.5 < body["probability"] <= 1.0
 
 
-def test_detect_language_needs_a_multilingual_model(
-    default_server: LiveServer, audio_dir: Path
-) -> None:
-    with (audio_dir / "jfk.flac").open("rb") as fp:
-        response = httpx.post(
-            f"{default_server.url}/detect-language", files={"file": ("jfk.flac", fp)}, timeout=60
-        )
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "unsupported_option"
-
-
-def test_multilingual_transcription_detects_the_language(
-    multilingual_server: LiveServer, audio_dir: Path
-) -> None:
+def test_multilingual_transcription_detects_the_language(multilingual_server: LiveServer) -> None:
     entry = next(e for e in manifest() if e.language == "fr")
     with entry.path.open("rb") as fp:
         response = httpx.post(
@@ -70,4 +40,5 @@ def test_multilingual_transcription_detects_the_language(
     body = response.json()
     assert body["language"] == "fr"
     assert body["language_probability"] > 0.5
-    assert "consul" in body["text"].lower()
+    # base scores 0.15 here; twice that still tells French from anything else.
+    assert_transcript(body["text"], entry.reference, 0.3, language="fr")

@@ -8,9 +8,20 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.support import AUDIO, JFK_REFERENCE, LiveServer, normalize
+from tests.support import (
+    AUDIO,
+    JFK_MAX_WER,
+    JFK_REFERENCE,
+    LiveServer,
+    assert_jfk,
+    assert_transcript,
+    manifest,
+    normalize,
+)
 
 JFK = AUDIO / "jfk.flac"
+ENGLISH_WORDS = {"the", "a", "of", "and", "to", "in", "is", "was", "this", "it", "as", "for"}
+GERMAN_WORDS = {"der", "die", "das", "diesem", "wurde", "als", "und", "ist"}
 
 
 # The SDK marks translations deprecated; the endpoint is still part of its contract.
@@ -30,7 +41,7 @@ def multilingual_client(multilingual_server: LiveServer) -> OpenAI:
 def test_json(client: OpenAI, audio_dir: Path) -> None:
     with JFK.open("rb") as fp:
         result = client.audio.transcriptions.create(model="whisper-1", file=fp)
-    assert normalize(result.text) == normalize(JFK_REFERENCE)
+    assert_jfk(result.text)
 
 
 def test_text(client: OpenAI, audio_dir: Path) -> None:
@@ -39,7 +50,7 @@ def test_text(client: OpenAI, audio_dir: Path) -> None:
             model="whisper-1", file=fp, response_format="text"
         )
     assert isinstance(result, str)
-    assert normalize(result) == normalize(JFK_REFERENCE)
+    assert_jfk(result)
 
 
 def test_srt(client: OpenAI, audio_dir: Path) -> None:
@@ -65,9 +76,8 @@ def test_verbose_json_with_word_timestamps(client: OpenAI, audio_dir: Path) -> N
     assert result.segments[0].start == 0.0
     assert result.words is not None
     assert len(result.words) >= 20
-    assert result.words[0].word == "And"
     assert all(w.start <= w.end for w in result.words)
-    assert normalize(" ".join(w.word for w in result.words)) == normalize(JFK_REFERENCE)
+    assert_transcript(" ".join(w.word for w in result.words), JFK_REFERENCE, JFK_MAX_WER)
 
 
 def test_unknown_model_is_a_404_the_sdk_does_not_retry(client: OpenAI, audio_dir: Path) -> None:
@@ -90,9 +100,10 @@ def test_translation_reaches_its_endpoint_and_answers_in_english(
 ) -> None:
     with (audio_dir / "non_en" / "picovoice_test_de.wav").open("rb") as fp:
         result = multilingual_client.audio.translations.create(model="whisper-1", file=fp)
-    words = set(normalize(result.text).split())
-    assert words & {"the", "room", "portal", "was", "used"}, result.text
-    assert not words & {"der", "diesem", "wurde", "als"}, result.text
+    words = normalize(result.text).split()
+    # English, not German: common English words appear, German ones do not.
+    assert sum(w in ENGLISH_WORDS for w in words) >= 2, result.text
+    assert not set(words) & GERMAN_WORDS, result.text
 
 
 def test_german_transcription_with_the_multilingual_model(
@@ -103,4 +114,6 @@ def test_german_transcription_with_the_multilingual_model(
             model="whisper-1", file=fp, response_format="verbose_json"
         )
     assert result.language == "german"
-    assert "portal" in result.text.lower()
+    reference = next(e for e in manifest() if e.language == "de").reference
+    # base scores 0.2 here; the bound tells German from anything else.
+    assert_transcript(result.text, reference, 0.4, language="de")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, LiveServer
+from tests.support import REPO, LiveServer, assert_transcript
+
+SMOKE_CLIP_REFERENCE = "And so my fellow Americans, ask not"
 
 
 def run_script(name: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
@@ -48,8 +50,11 @@ def test_measure_rtf_reports_a_plausible_real_time_factor(
 def test_smoke_passes_against_a_live_server(default_server: LiveServer) -> None:
     result = run_script("smoke.py", default_server.url, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok: transcription: 'And so my fellow Americans" in result.stdout
-    assert "smoke test passed" in result.stdout
+    lines = result.stdout.splitlines()
+    said = next(line for line in lines if line.startswith("ok: transcription: "))
+    # The bundled clip is JFK's first words; what the model makes of them varies.
+    assert_transcript(said.removeprefix("ok: transcription: "), SMOKE_CLIP_REFERENCE, 0.3)
+    assert lines[-1] == "smoke test passed"
 
 
 def test_smoke_fails_clearly_without_a_service() -> None:

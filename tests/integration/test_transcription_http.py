@@ -1,16 +1,29 @@
 """Transcription over real HTTP with a real model on real speech, on both engines,
-checked against the reference and against the raw engine called in-process."""
+checked against the reference and against the raw engine called in-process (word
+error rates with bounds: model output differs between machines)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import JFK_REFERENCE, LiveServer, ljspeech, normalize, pooled_wer
+from tests.subtitles import parse_srt_strict, parse_vtt_strict
+from tests.support import (
+    JFK_MAX_WER,
+    JFK_REFERENCE,
+    LiveServer,
+    assert_jfk,
+    assert_transcript,
+    ljspeech,
+    pooled_wer,
+    running,
+)
 from whisper_service.audio import decode_audio
 
 ENGINES = ["faster-whisper", "openai-whisper"]
@@ -24,10 +37,12 @@ PRECISION = {"faster-whisper": "int8", "openai-whisper": "float32"}
 
 @pytest.fixture(scope="module", params=ENGINES)
 def engine_server(
-    request: pytest.FixtureRequest, server_factory: Callable[..., LiveServer]
-) -> tuple[str, LiveServer]:
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, LiveServer]]:
     engine = str(request.param)
-    return engine, server_factory(WHISPER_ENGINE=engine, WHISPER_COMPUTE_TYPE=PRECISION[engine])
+    logs = tmp_path_factory.mktemp(f"server-{engine}")
+    with running(logs, WHISPER_ENGINE=engine, WHISPER_COMPUTE_TYPE=PRECISION[engine]) as server:
+        yield engine, server
 
 
 def transcribe_http(server: LiveServer, path: Path, **fields: str) -> httpx.Response:
@@ -40,8 +55,19 @@ def transcribe_http(server: LiveServer, path: Path, **fields: str) -> httpx.Resp
         )
 
 
+# (engine, file) -> what the engine library itself wrote: deterministic, and the
+# LJSpeech set is needed by two tests.
+_RAW_TEXTS: dict[tuple[str, Path], str] = {}
+
+
 def raw_transcribe(engine: str, path: Path, raw: dict[str, Any]) -> str:
     """The engine library itself, same audio samples and options as the service."""
+    if (engine, path) not in _RAW_TEXTS:
+        _RAW_TEXTS[engine, path] = _raw_transcribe(engine, path, raw)
+    return _RAW_TEXTS[engine, path]
+
+
+def _raw_transcribe(engine: str, path: Path, raw: dict[str, Any]) -> str:
     samples = decode_audio(path, max_seconds=600).samples
     temperatures = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     if engine == "faster-whisper":
@@ -74,8 +100,9 @@ def test_jfk_gives_the_reference_and_the_raw_engines_text(
     assert body["model"] == "tiny.en"
     assert body["language"] == "en"
     assert body["duration"] == pytest.approx(11.0, abs=0.05)
-    assert normalize(body["text"]) == normalize(JFK_REFERENCE)
-    assert body["text"] == raw_transcribe(engine, audio_dir / "jfk.flac", raw)
+    assert_jfk(body["text"])
+    # The service adds nothing to the engine: same samples, same options, same words.
+    assert_transcript(body["text"], raw_transcribe(engine, audio_dir / "jfk.flac", raw), 0.05)
     assert response.headers["x-request-id"]
 
 
@@ -96,23 +123,22 @@ def test_ljspeech_wer_through_http_equals_raw_engine(
     record_property(f"wer_http_{engine}", wer_http)
     record_property(f"wer_raw_{engine}", wer_raw)
     print(f"\n{engine}: pooled WER http={wer_http:.4f} raw={wer_raw:.4f}")
-    assert wer_http == wer_raw
-    assert served == direct
+    assert abs(wer_http - wer_raw) <= 0.01
+    assert pooled_wer(direct, served) <= 0.02
     # tiny.en is a small model, but far from random on clean read speech.
     assert wer_http < 0.2
 
 
 def test_stereo_input_is_mixed_down_and_transcribed(
-    engine_server: tuple[str, LiveServer], audio_dir: Path
+    engine_server: tuple[str, LiveServer], audio_dir: Path, raw: dict[str, Any]
 ) -> None:
-    _, server = engine_server
-    response = transcribe_http(server, audio_dir / "stereo_diarization.wav")
+    engine, server = engine_server
+    path = audio_dir / "stereo_diarization.wav"
+    response = transcribe_http(server, path, language="en")
     assert response.status_code == 200, response.text
-    text = normalize(response.json()["text"])
-    # The speakers overlap, which tiny.en cannot untangle; the left channel's clause
-    # ending comes through. That each channel contributes is checked sample by sample
-    # in tests/unit/test_audio.py.
-    assert "curtain on the left" in text
+    # What the engine itself hears in the average of both channels (that each channel
+    # contributes is checked sample by sample in tests/unit/test_audio.py).
+    assert_transcript(response.json()["text"], raw_transcribe(engine, path, raw), 0.1)
 
 
 def test_word_timestamps_are_ordered_and_inside_the_audio(
@@ -129,7 +155,7 @@ def test_word_timestamps_are_ordered_and_inside_the_audio(
     starts = [w["start"] for w in words]
     assert starts == sorted(starts)
     assert all(0 <= w["start"] <= w["end"] <= body["duration"] + 0.01 for w in words)
-    assert normalize("".join(w["word"] for w in words)) == normalize(JFK_REFERENCE)
+    assert_transcript("".join(w["word"] for w in words), JFK_REFERENCE, JFK_MAX_WER)
 
 
 def test_vad_filter_keeps_the_speech(
@@ -138,15 +164,15 @@ def test_vad_filter_keeps_the_speech(
     _, server = engine_server
     response = transcribe_http(server, audio_dir / "jfk.flac", vad_filter="true")
     assert response.status_code == 200, response.text
-    assert normalize(response.json()["text"]) == normalize(JFK_REFERENCE)
+    assert_jfk(response.json()["text"])
 
 
 def test_openai_whisper_int8_path_keeps_the_word_error_rate(
-    server_factory: Callable[..., LiveServer], raw: dict[str, Any], audio_dir: Path
+    live_server: Callable[..., LiveServer], raw: dict[str, Any], audio_dir: Path
 ) -> None:
     """The quantized torch path (the openai-whisper default) loses no words against
     stock openai-whisper on the LJSpeech set, and still gives the JFK reference."""
-    server = server_factory(WHISPER_ENGINE="openai-whisper", WHISPER_COMPUTE_TYPE="int8")
+    server = live_server(WHISPER_ENGINE="openai-whisper", WHISPER_COMPUTE_TYPE="int8")
     entries = ljspeech()
     served = []
     for entry in entries:
@@ -158,5 +184,27 @@ def test_openai_whisper_int8_path_keeps_the_word_error_rate(
     wer_int8, wer_stock = pooled_wer(references, served), pooled_wer(references, stock)
     print(f"\nopenai-whisper: pooled WER int8={wer_int8:.4f} stock float32={wer_stock:.4f}")
     assert wer_int8 <= wer_stock + 0.005
-    jfk = transcribe_http(server, audio_dir / "jfk.flac").json()["text"]
-    assert normalize(jfk) == normalize(JFK_REFERENCE)
+    assert_jfk(transcribe_http(server, audio_dir / "jfk.flac").json()["text"])
+
+
+@pytest.mark.parametrize("response_format", ["srt", "vtt", "tsv", "text"])
+def test_every_format_carries_the_transcript(
+    engine_server: tuple[str, LiveServer], audio_dir: Path, response_format: str
+) -> None:
+    """The words arrive in each format (that each parses by its spec, whatever the
+    text, is in tests/http/test_formats.py)."""
+    _, server = engine_server
+    response = transcribe_http(server, audio_dir / "jfk.flac", response_format=response_format)
+    assert response.status_code == 200, response.text
+    if response_format == "srt":
+        cues = parse_srt_strict(response.text)
+        text = " ".join(c[2] for c in cues)
+        assert cues[-1][1] <= 11.0
+    elif response_format == "vtt":
+        text = " ".join(c[2] for c in parse_vtt_strict(response.text))
+    elif response_format == "tsv":
+        rows = list(csv.reader(io.StringIO(response.text), delimiter="\t"))[1:]
+        text = " ".join(r[2] for r in rows)
+    else:
+        text = response.text
+    assert_jfk(text)

@@ -13,7 +13,8 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import is_probe, send_json_error
+from whisper_service.api.middleware import is_probe, send_error
+from whisper_service.errors import ServiceError
 
 REALM = "whisper-service"
 
@@ -73,12 +74,14 @@ class ApiKeyMiddleware:
             if key is not None:
                 challenge += ', error="invalid_token"'
                 message = "the API key is not valid"
-            await send_json_error(
+            await send_error(
                 send,
-                401,
-                "invalid_api_key" if key is not None else "missing_api_key",
-                message,
-                {"www-authenticate": challenge},
+                ServiceError(
+                    message,
+                    code="invalid_api_key" if key is not None else "missing_api_key",
+                    status=401,
+                    headers={"WWW-Authenticate": challenge},
+                ),
             )
             return
         scope.setdefault("state", {})["client_id"] = client_key_id(key)

@@ -76,7 +76,9 @@ class UploadTooLarge(ServiceError, StarletteHTTPException):  # type: ignore[misc
     code = "file_too_large"
 
     def __init__(self, limit: int) -> None:
-        ServiceError.__init__(self, f"the upload is larger than the {limit} byte limit")
+        ServiceError.__init__(
+            self, f"the upload is larger than the {limit} byte limit", param="file"
+        )
         self.status_code, self.detail = self.status, self.message
 
 
@@ -99,7 +101,8 @@ class BodySizeLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             error = self._too_large()
             # Close: the client may still be sending the body we will never read.
-            await send_json_error(send, 413, error.code, error.message, {"connection": "close"})
+            error.headers["Connection"] = "close"
+            await send_error(send, error)
             return
         received = 0
 
@@ -126,17 +129,16 @@ def is_probe(path: str) -> bool:
     )
 
 
-async def send_json_error(
-    send: Send, status: int, code: str, message: str, headers: dict[str, str]
-) -> None:
-    """Answer from middleware with the API's JSON error shape."""
-    telemetry.rejected(code)
-    body = json.dumps(error_body(status, code, message)).encode()
+async def send_error(send: Send, error: ServiceError) -> None:
+    """Answer from middleware (before any route runs) in the API's JSON error shape."""
+    telemetry.rejected(error.code)
+    body = json.dumps(error_body(error.status, error.code, error.message, error.param)).encode()
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    status = error.status
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -155,12 +157,14 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         if not is_probe(scope["path"]):
-            await send_json_error(
+            await send_error(
                 send,
-                503,
-                "shutting_down",
-                "the instance is shutting down; retry on another",
-                {"retry-after": "1", "connection": "close"},
+                ServiceError(
+                    "the instance is shutting down; retry on another",
+                    code="shutting_down",
+                    status=503,
+                    headers={"Retry-After": "1", "Connection": "close"},
+                ),
             )
             return
 

@@ -11,7 +11,8 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import is_probe, send_json_error
+from whisper_service.api.middleware import is_probe, send_error
+from whisper_service.errors import ServiceError
 
 MAX_TRACKED_CLIENTS = 10_000
 
@@ -68,13 +69,15 @@ class RateLimitMiddleware:
             return
         wait = self.wait_for(self._client(scope), time.monotonic())
         if wait > 0:
-            await send_json_error(
+            await send_error(
                 send,
-                429,
-                "rate_limited",
-                f"too many requests from this client; at most {self.burst} at once and "
-                f"{self.rate * 60:g} per minute",
-                {"retry-after": str(max(1, math.ceil(wait)))},
+                ServiceError(
+                    f"too many requests from this client; at most {self.burst} at once and "
+                    f"{self.rate * 60:g} per minute",
+                    code="rate_limited",
+                    status=429,
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                ),
             )
             return
         await self.app(scope, receive, send)

@@ -234,7 +234,7 @@ class HealthCheckOut(BaseModel):
     unit: str
     threshold: Threshold
     message: str
-    trend: Trend | None = omitted_when_none("For figures sampled over the window")
+    trend: Trend | None = Field(None, description="Over the window, for sampled figures")
 
 
 class InFlightOut(BaseModel):

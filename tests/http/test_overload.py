@@ -1,0 +1,52 @@
+"""Admission control: one worker, a queue of one; what does not fit is refused at
+once, what was admitted runs (in-process, a stand-in engine held busy)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeEngine
+from tests.in_process import serve
+
+pytestmark = pytest.mark.anyio
+
+CONCURRENT = 5
+
+
+async def test_requests_beyond_capacity_are_refused_at_once_and_admitted_ones_succeed(
+    audio_dir: Path,
+) -> None:
+    release = threading.Event()
+    engine = FakeEngine(hold=release)
+    audio = (audio_dir / "jfk.flac").read_bytes()
+    async with serve(engine, inference_workers=1, queue_size=1) as service:
+        finished: dict[int, float] = {}
+        refusals_back = asyncio.Event()
+
+        async def call(i: int) -> int:
+            response = await service.client.post("/transcribe", files={"file": ("jfk.flac", audio)})
+            finished[i] = time.monotonic()
+            if len(finished) == CONCURRENT - 2:
+                refusals_back.set()
+            if response.status_code == 429:
+                assert int(response.headers["retry-after"]) >= 1
+                assert response.json()["error"]["code"] == "queue_full"
+            return response.status_code
+
+        calls = [asyncio.create_task(call(i)) for i in range(CONCURRENT)]
+        # Every refusal comes back while the admitted ones are still held.
+        await asyncio.wait_for(refusals_back.wait(), 30)
+        assert service.runtime.scheduler.stats.running == 1
+        assert service.runtime.scheduler.stats.waiting == 1
+        ready = await service.client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "overloaded"
+        release.set()
+        statuses = await asyncio.gather(*calls)
+    assert sorted(statuses) == [200, 200, 429, 429, 429]
+    assert engine.calls == 2

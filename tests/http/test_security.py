@@ -1,0 +1,107 @@
+"""API keys, rate limits and CORS (in-process: the middleware and routes as served)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai import AsyncOpenAI, AuthenticationError
+
+from tests.fakes import FakeEngine
+from tests.in_process import BASE_URL, InProcess, serve
+
+pytestmark = pytest.mark.anyio
+
+KEYS = ("alpha-key-1", "beta-key-2")
+FILE_KEY = "gamma-key-from-file"
+
+
+@pytest.fixture
+async def secured(tmp_path: Path) -> AsyncIterator[InProcess]:
+    key_file = tmp_path / "keys"
+    key_file.write_text(f"# mounted secret\n{FILE_KEY}\n\n")
+    async with serve(
+        FakeEngine(),
+        auth_required=True,
+        api_keys=",".join(KEYS),
+        api_keys_file=key_file,
+        rate_limit_per_minute=6,
+        rate_limit_burst=3,
+        cors_origins="https://console.example",
+    ) as service:
+        yield service
+
+
+def jfk(audio_dir: Path) -> dict[str, Any]:
+    return {"file": ("a.flac", (audio_dir / "jfk.flac").read_bytes())}
+
+
+async def test_no_key_wrong_key_right_key(secured: InProcess, audio_dir: Path) -> None:
+    client = secured.client
+    missing = await client.post("/transcribe", files=jfk(audio_dir))
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="whisper-service"'
+    assert missing.json()["error"]["code"] == "missing_api_key"
+    wrong = await client.post(
+        "/transcribe", files=jfk(audio_dir), headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+    ok = await client.post(
+        "/transcribe", files=jfk(audio_dir), headers={"Authorization": f"Bearer {KEYS[1]}"}
+    )
+    assert ok.status_code == 200
+
+
+async def test_key_from_the_mounted_file_and_x_api_key_header(secured: InProcess) -> None:
+    response = await secured.client.get("/v1/models", headers={"X-API-Key": FILE_KEY})
+    assert response.status_code == 200
+
+
+async def test_health_is_open_without_a_key(secured: InProcess) -> None:
+    for path in ("/health/live", "/health/ready", "/health", "/v2/health/live", "/metrics"):
+        assert (await secured.client.get(path)).status_code in (200, 503), path
+
+
+async def test_openai_sdk_sends_its_key(secured: InProcess, audio_dir: Path) -> None:
+    def sdk(key: str) -> AsyncOpenAI:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=secured.app))
+        return AsyncOpenAI(base_url=f"{BASE_URL}/v1", api_key=key, max_retries=0, http_client=http)
+
+    with (audio_dir / "jfk.flac").open("rb") as fp:
+        result = await sdk(KEYS[0]).audio.transcriptions.create(model="whisper-1", file=fp)
+    assert result.text
+    with (audio_dir / "jfk.flac").open("rb") as fp, pytest.raises(AuthenticationError):
+        await sdk("stolen").audio.transcriptions.create(model="whisper-1", file=fp)
+
+
+async def test_burst_beyond_the_bucket_is_429_per_client(secured: InProcess) -> None:
+    key = {"Authorization": f"Bearer {FILE_KEY}"}
+    codes = [await secured.client.get("/v1/models", headers=key) for _ in range(5)]
+    assert [r.status_code for r in codes][:3] == [200, 200, 200]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited, [r.status_code for r in codes]
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert limited[0].json()["error"]["code"] == "rate_limited"
+    # another client is not affected, and probes are never limited
+    other = await secured.client.get("/v1/models", headers={"X-API-Key": KEYS[0]})
+    assert other.status_code == 200
+    assert (await secured.client.get("/health/live")).status_code == 200
+
+
+async def test_cors_preflight(secured: InProcess) -> None:
+    allowed = await secured.client.options(
+        "/transcribe",
+        headers={"Origin": "https://console.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://console.example"
+    denied = await secured.client.options(
+        "/transcribe",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in denied.headers
