@@ -12,10 +12,7 @@ change is a compare-and-swap on the record, so two instances never both own a jo
   instance's next sweep takes them); running ones at the end of their batch, or when
   the drain runs out of time, whichever comes first.
 - The sweep, every ``jobs_sweep_interval_seconds`` (and at startup), claims unfinished
-  jobs nobody holds: handed over, or whose lease expired because their instance died.
-  The latter count as interruptions; past ``jobs_max_interruptions`` the job fails
-  with that reason instead of being retried forever (a job that OOM-kills every
-  instance it lands on). It also deletes jobs past their retention.
+  jobs nobody holds and deletes expired ones (``takeover``).
 - Cancelling (DELETE) sets ``cancel_requested`` on the record; the holder sees it on
   its next record write (at most a third of the lease later) or at once when it is
   this instance.
@@ -27,65 +24,45 @@ import asyncio
 import os
 import secrets
 import socket
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import IO
 
-import numpy as np
 import structlog
 
-from whisper_service.audio import AudioError, decode_audio
 from whisper_service.config import Settings
 from whisper_service.engines.base import (
-    Cancelled,
     CancelToken,
     Engine,
-    Segment,
-    TranscribeOptions,
-    Transcription,
 )
 from whisper_service.formats import MEDIA_TYPES, transcript_file
-from whisper_service.jobs.chunking import plan_windows
+from whisper_service.jobs.execution import (
+    CANCELLED,
+    JobExecution,
+    JobFailed,
+    Lost,
+    Stop,
+    ended,
+    finished,
+    started,
+)
 from whisper_service.jobs.objects import Conflict
-from whisper_service.jobs.records import Checkpoint, Job, JobError, JobStatus, created_at_of
+from whisper_service.jobs.records import Job, JobError, JobStatus, created_at_of
 from whisper_service.jobs.store import JobNotFound, JobStore
+from whisper_service.jobs.takeover import claim, expire_finished, released, renewed
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.serving.scheduler import Rejected, Scheduler
+from whisper_service.serving.scheduler import Scheduler
 from whisper_service.storage import GcsStorage, StorageError
 
 log = structlog.get_logger(__name__)
 
 # Expired jobs are looked for on every this-many-th sweep: it lists every job.
 EXPIRY_EVERY_SWEEPS = 10
-# How often a job held back by the memory guard looks again.
-MEMORY_RECHECK_SECONDS = 1.0
 # An active marker with no record this long after the id's time is left-over debris.
 ORPHAN_MARKER_SECONDS = 600
-
-
-class _Stop(Exception):
-    """The job must stop here: ``status`` None means hand it over, else end it so."""
-
-    def __init__(self, status: JobStatus | None, error: JobError | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.error = error
-
-
-class _Lost(Exception):
-    """Another instance holds the job now (this one was presumed dead): stop quietly."""
-
-
-class JobFailed(Exception):
-    """The job cannot succeed: bad input, missing object, audio too long."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.error = JobError(code=code, message=message)
 
 
 @dataclass
@@ -122,6 +99,16 @@ class JobRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self.draining = False
+        self._execution = JobExecution(
+            settings,
+            store,
+            scheduler,
+            storage,
+            instance=self.instance,
+            lease_until=self._lease,
+            draining=lambda: self.draining,
+            memory_critical=memory_critical,
+        )
 
     # --- what the API calls ---
 
@@ -149,7 +136,7 @@ class JobRunner:
             if job.status.terminal:
                 return None
             if job.status is JobStatus.QUEUED and not self._running_here(job.id):
-                return _ended(job, JobStatus.CANCELLED, _CANCELLED)
+                return ended(job, JobStatus.CANCELLED, CANCELLED)
             job.cancel_requested = True
             return job
 
@@ -236,15 +223,8 @@ class JobRunner:
             self._idle.set()
 
     async def _hand_over(self, job_id: str) -> None:
-        def change(job: Job) -> Job | None:
-            if job.status.terminal or job.instance != self.instance:
-                return None
-            job.status = JobStatus.QUEUED
-            job.instance, job.lease_expires_at = None, None
-            return job
-
         try:
-            await asyncio.to_thread(self.store.update, job_id, change)
+            await asyncio.to_thread(self.store.update, job_id, lambda j: released(j, self.instance))
         except (JobNotFound, Conflict, StorageError) as exc:
             log.error("job_hand_over_failed", job_id=job_id, error=str(exc))
         self._release_slot(job_id)
@@ -273,10 +253,7 @@ class JobRunner:
                     held.token.cancel("cancelled")
 
     def _renew(self, job: Job) -> Job | None:
-        if job.status.terminal or job.instance != self.instance:
-            return None
-        job.lease_expires_at = self._lease()
-        return job
+        return renewed(job, self.instance, self._lease())
 
     # --- taking over ---
 
@@ -299,7 +276,7 @@ class JobRunner:
             if job_id not in self._held:
                 await self._try_claim(job_id)
         if expire:
-            await self._expire()
+            await expire_finished(self.store, self.settings.jobs_retention_seconds)
 
     async def _try_claim(self, job_id: str) -> None:
         now = time.time()
@@ -307,23 +284,16 @@ class JobRunner:
 
         def change(job: Job) -> Job | None:
             how.clear()
-            if job.status.terminal:
+            taken = claim(
+                job,
+                instance=self.instance,
+                lease_until=self._lease(),
+                now=now,
+                max_interruptions=self.settings.jobs_max_interruptions,
+            )
+            if taken is None:
                 return None
-            abandoned = job.instance is not None and (job.lease_expires_at or 0) < now
-            if job.instance is not None and not abandoned:
-                return None  # someone holds it
-            how.append("abandoned" if abandoned else "handed_over")
-            if abandoned:
-                job.interruptions += 1
-                if job.interruptions > self.settings.jobs_max_interruptions:
-                    return _ended(job, JobStatus.FAILED, JobError(
-                        code="interrupted",
-                        message=f"the instance running this job stopped without handing it "
-                        f"over {job.interruptions} times (last: {job.instance}); it is not "
-                        "retried again",
-                    ))  # fmt: skip
-            job.instance, job.lease_expires_at = self.instance, self._lease()
-            job.status = JobStatus.QUEUED
+            how.append(taken)
             return job
 
         try:
@@ -346,16 +316,6 @@ class JobRunner:
             return
         log.info("job_taken_over", job_id=job_id, how=how[0], interruptions=job.interruptions)
         self._hold(job_id)
-
-    async def _expire(self) -> None:
-        retention = self.settings.jobs_retention_seconds
-        now = time.time()
-        candidates = await asyncio.to_thread(self.store.expired_candidates, retention, now)
-        for job_id in candidates:
-            job = await asyncio.to_thread(self.store.get, job_id)
-            if job is None or (job.status.terminal and (job.finished_at or 0) + retention < now):
-                await asyncio.to_thread(self.store.delete, job_id)
-                log.info("job_expired", job_id=job_id)
 
     # --- running ---
 
@@ -387,7 +347,10 @@ class JobRunner:
             if job.status is not JobStatus.RUNNING or job.instance != self.instance:
                 return  # cancelled while queued, or lost to another instance
             with telemetry.span("job", **{"whisper.job.id": job_id}):
-                result = await self._transcribe(job, held)
+                engine = self._engine()
+                if engine is None:
+                    raise Stop(None)  # not ready: let it wait for an instance that is
+                result = await self._execution.transcribe(job, held.token, engine)
             output_uri = None
             if job.options.save_to_gcs:
                 fmt = job.options.response_format
@@ -403,9 +366,9 @@ class JobRunner:
                 segments=len(result.segments),
                 seconds=round(time.time() - (job.started_at or job.created_at), 3),
             )
-        except _Lost:
+        except Lost:
             log.warning("job_lost")
-        except _Stop as stop:
+        except Stop as stop:
             if stop.status is None:
                 await self._hand_over(job_id)
             else:
@@ -418,15 +381,7 @@ class JobRunner:
             await self._hand_over(job_id)
 
     def _start(self, job: Job) -> Job | None:
-        if job.status.terminal or job.instance != self.instance:
-            return None
-        if job.cancel_requested:
-            return _ended(job, JobStatus.CANCELLED, _CANCELLED)
-        job.status = JobStatus.RUNNING
-        job.started_at = job.started_at or time.time()
-        job.attempts += 1
-        job.lease_expires_at = self._lease()
-        return job
+        return started(job, instance=self.instance, lease_until=self._lease())
 
     async def _finish(
         self,
@@ -436,168 +391,9 @@ class JobRunner:
         output_uri: str | None = None,
     ) -> None:
         def change(job: Job) -> Job | None:
-            if job.status.terminal or job.instance != self.instance:
-                return None
-            job.output_uri = output_uri
-            if status is JobStatus.SUCCEEDED and job.progress.audio_seconds_total is not None:
-                job.progress.audio_seconds_done = job.progress.audio_seconds_total
-            return _ended(job, status, error)
+            return finished(job, self.instance, status, error, output_uri)
 
         await asyncio.to_thread(self.store.update, job_id, change)
         metrics.JOBS_FINISHED.labels(status.value).inc()
         if error is not None:
             log.warning(f"job_{status.value}", code=error.code, reason=error.message)
-
-    async def _transcribe(self, job: Job, held: _Held) -> Transcription:
-        """Decode, plan (or resume) the windows, and run them batch by batch."""
-        engine = self._engine()
-        if engine is None:
-            raise _Stop(None)  # not ready: let it wait for an instance that is
-        audio = await self._audio(job)
-        checkpoint = await asyncio.to_thread(self.store.read_checkpoint, job.id)
-        if checkpoint is None:
-            mode = "vad" if job.options.vad_filter else self.settings.jobs_chunking
-            windows = await asyncio.to_thread(plan_windows, audio, mode)
-            checkpoint = Checkpoint(duration=len(audio) / 16_000, windows=windows)
-            await asyncio.to_thread(self.store.write_checkpoint, job.id, checkpoint)
-        else:
-            log.info("job_resumed", windows_done=checkpoint.windows_done,
-                     windows_total=len(checkpoint.windows))  # fmt: skip
-        await self._progress(job.id, checkpoint, held)
-        batch_size = self.settings.jobs_batch_size
-        waited_for_memory = False
-        while checkpoint.windows_done < len(checkpoint.windows):
-            if self.draining:
-                raise _Stop(None)
-            if held.token.cancelled:
-                raise _stop_for(held.token.reason)
-            if self._memory_critical():
-                # The memory guard refuses new requests here; a batch would add its
-                # decoder state on top. Wait (the heartbeat keeps the lease).
-                if not waited_for_memory:
-                    log.warning("job_waiting_for_memory")
-                waited_for_memory = True
-                await asyncio.sleep(MEMORY_RECHECK_SECONDS)
-                continue
-            waited_for_memory = False
-            batch = checkpoint.windows[
-                checkpoint.windows_done : checkpoint.windows_done + batch_size
-            ]
-            spans = [(w.start, w.end) for w in batch]
-            options = job.options.transcribe_options(checkpoint.language)
-            part = await self._infer(engine, audio, spans, options, held.token)
-            if checkpoint.language is None:
-                checkpoint.language = part.language
-                checkpoint.language_probability = part.language_probability
-            checkpoint.segments.extend(part.segments)
-            checkpoint.windows_done += len(batch)
-            await asyncio.to_thread(self.store.write_checkpoint, job.id, checkpoint)
-            await self._progress(job.id, checkpoint, held)
-        segments = [_renumbered(s, i) for i, s in enumerate(checkpoint.segments)]
-        return Transcription(
-            "".join(s.text for s in segments).strip(),
-            checkpoint.language or job.options.language or "en",
-            checkpoint.language_probability,
-            checkpoint.duration,
-            segments,
-        )
-
-    async def _infer(
-        self,
-        engine: Engine,
-        audio: np.ndarray,
-        spans: list[tuple[float, float]],
-        options: TranscribeOptions,
-        token: CancelToken,
-    ) -> Transcription:
-        seconds = sum(end - start for start, end in spans)
-        settings = self.settings
-
-        def work(t: CancelToken) -> Transcription:
-            with telemetry.inference(settings.engine.value, settings.model, options.task,
-                                     seconds, **{"whisper.windows": len(spans)}):  # fmt: skip
-                return engine.transcribe_windows(audio, spans, options, t)
-
-        try:
-            return await self.scheduler.run_background(work, token)
-        except (Cancelled, Rejected) as exc:
-            raise _stop_for(exc.reason) from exc
-
-    async def _progress(self, job_id: str, checkpoint: Checkpoint, held: _Held) -> None:
-        """Write progress and renew the lease; stop if cancelled or lost meanwhile."""
-        done = checkpoint.windows_done
-        seconds_done = checkpoint.windows[done - 1].end if done else 0.0
-        if done == len(checkpoint.windows):
-            seconds_done = checkpoint.duration
-
-        def change(job: Job) -> Job | None:
-            if job.status.terminal or job.instance != self.instance:
-                return None
-            job.progress.audio_seconds_total = round(checkpoint.duration, 3)
-            job.progress.audio_seconds_done = round(seconds_done, 3)
-            job.progress.windows_total = len(checkpoint.windows)
-            job.progress.windows_done = done
-            job.language = checkpoint.language
-            job.lease_expires_at = self._lease()
-            return job
-
-        job = await asyncio.to_thread(self.store.update, job_id, change)
-        if job.instance != self.instance or job.status.terminal:
-            held.token.cancel("lost")
-            raise _Lost
-        if job.cancel_requested:
-            raise _Stop(JobStatus.CANCELLED, _CANCELLED)
-
-    async def _audio(self, job: Job) -> np.ndarray:
-        """The job's audio, fetched from the store or GCS and decoded."""
-        source = await self._fetch(job)
-        try:
-            with source:
-                decoded = await asyncio.to_thread(
-                    decode_audio, source, max_seconds=self.settings.jobs_max_audio_seconds
-                )
-        except AudioError as exc:
-            raise JobFailed(exc.code, exc.message) from exc
-        return decoded.samples
-
-    async def _fetch(self, job: Job) -> IO[bytes]:
-        """The input's bytes in a temporary file at position 0."""
-        if job.source.kind == "gcs":
-            try:
-                return await asyncio.to_thread(
-                    self.storage.download, str(job.source.uri), self.settings.max_upload_bytes
-                )
-            except StorageError as exc:
-                if exc.status >= 500:
-                    raise  # GCS trouble, not the input's: hand over and retry
-                raise JobFailed(exc.code, exc.message) from exc
-        local = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
-        if not await asyncio.to_thread(self.store.open_input, job.id, local):
-            local.close()
-            raise JobFailed("input_missing", "the uploaded file is no longer in the store")
-        local.seek(0)
-        return local
-
-
-def _stop_for(reason: str | None) -> Exception:
-    """What a cancelled token means for the job: cancelled by its client, lost to
-    another instance, or (drain, shutdown) to be handed over."""
-    if reason == "cancelled":
-        return _Stop(JobStatus.CANCELLED, _CANCELLED)
-    if reason == "lost":
-        return _Lost()
-    return _Stop(None)
-
-
-_CANCELLED = JobError(code="cancelled", message="cancelled by a DELETE /jobs/{id} request")
-
-
-def _ended(job: Job, status: JobStatus, error: JobError | None) -> Job:
-    job.status, job.error = status, error
-    job.finished_at = time.time()
-    job.instance, job.lease_expires_at = None, None
-    return job
-
-
-def _renumbered(segment: Segment, index: int) -> Segment:
-    return replace(segment, id=index)
