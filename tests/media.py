@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import av
@@ -52,3 +53,64 @@ def stereo_wav(path: Path, left: np.ndarray, right: np.ndarray, rate: int = 16_0
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def encode(
+    samples: np.ndarray, rate: int, layout: str, *, fmt: str, codec: str, sample_format: str
+) -> bytes:
+    """``samples`` (float in [-1, 1], one row per channel) in a container of its own."""
+    channels = samples.shape[0]
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        block = 1152
+        for start in range(0, samples.shape[1], block):
+            chunk = samples[:, start : start + block]
+            if sample_format == "s16":
+                data = (np.clip(chunk, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1)
+            else:  # s32
+                data = (np.clip(chunk, -1, 1) * (2**31 - 1)).astype(np.int32).T.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data), format=sample_format, layout=layout
+            )
+            frame.sample_rate = rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert channels == len(av.AudioLayout(layout).channels)
+    return buffer.getvalue()
+
+
+def mp3(samples: np.ndarray, rate: int, layout: str = "mono") -> bytes:
+    """An MP3 file (with its ID3 tag and Xing frame, as encoders write them)."""
+    return encode(samples, rate, layout, fmt="mp3", codec="libmp3lame", sample_format="s16")
+
+
+def tone(seconds: float, rate: int, hz: float = 440.0, channels: int = 1) -> np.ndarray:
+    """A sine tone, one row per channel."""
+    t = np.arange(int(seconds * rate)) / rate
+    return np.tile(0.3 * np.sin(2 * np.pi * hz * t), (channels, 1))
+
+
+def resampled(samples: np.ndarray, rate: int, channels: int) -> np.ndarray:
+    """16 kHz mono samples at another rate, copied onto ``channels`` channels."""
+    positions = np.arange(int(len(samples) * rate / 16_000)) * 16_000 / rate
+    mono = np.interp(positions, np.arange(len(samples)), samples)
+    return np.tile(mono, (channels, 1))
+
+
+def joined_episodes(speech: np.ndarray) -> bytes:
+    """Two MP3 files joined end to end, as podcast tools do: a 22.05 kHz mono tone,
+    then ``speech`` (16 kHz mono samples) at 48 kHz stereo."""
+    first = mp3(tone(3.0, 22_050), 22_050, "mono")
+    second = mp3(resampled(speech, 48_000, 2), 48_000, "stereo")
+    return first + second
+
+
+def surround_flac(seconds: float, rate: int = 192_000) -> bytes:
+    """A 7.1 FLAC at 192 kHz, 24-bit: valid, and far more to decode than its length says."""
+    return encode(
+        tone(seconds, rate, channels=8), rate, "7.1", fmt="flac", codec="flac", sample_format="s32"
+    )
