@@ -18,6 +18,7 @@ from whisper_service.engines.base import (
     check_options,
     require_multilingual,
 )
+from whisper_service.engines.features import use_blockwise_features
 from whisper_service.models import ModelArtifact
 
 # A window's undecoded tail shorter than this holds no sentence worth a second pass.
@@ -48,6 +49,7 @@ class FasterWhisperEngine:
             num_workers=workers,
             local_files_only=True,
         )
+        use_blockwise_features(self._model)
         self._batched = BatchedInferencePipeline(self._model)
 
     @property
