@@ -18,6 +18,9 @@ from whisper_service.audio import SAMPLE_RATE
 from whisper_service.jobs.records import Window
 
 WINDOW_SECONDS = 30.0
+# Silero VAD over the whole of a long recording holds several arrays its size at once
+# (measured: 1.2 GB more for 2 h); over 2-minute slices, 120 MB more.
+VAD_SLICE_SECONDS = 120.0
 # Shorter than this carries no word worth a decoder pass.
 MIN_WINDOW_SECONDS = 0.2
 
@@ -42,12 +45,17 @@ def _speech_windows(audio: np.ndarray, max_seconds: float) -> list[Window]:
 
     # The same VAD settings faster-whisper's batched pipeline uses: no speech region
     # longer than a window, pauses of 160 ms are enough to cut at.
-    regions = get_speech_timestamps(
-        audio, VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=160)
-    )
+    options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=160)
+    step = int(VAD_SLICE_SECONDS * SAMPLE_RATE)
+    regions = []
+    for offset in range(0, len(audio), step):
+        # A region cut by a slice boundary comes back as two touching ones; the windows
+        # below join them again unless a window is full there.
+        for region in get_speech_timestamps(audio[offset : offset + step], options):
+            regions.append((offset + region["start"], offset + region["end"]))
     windows: list[Window] = []
-    for region in regions:
-        start, end = region["start"] / SAMPLE_RATE, region["end"] / SAMPLE_RATE
+    for first, last in regions:
+        start, end = first / SAMPLE_RATE, last / SAMPLE_RATE
         if windows and end - windows[-1].start <= max_seconds:
             windows[-1] = Window(start=windows[-1].start, end=end)
         else:
