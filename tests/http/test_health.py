@@ -46,7 +46,8 @@ async def test_probes_and_kserve_aliases() -> None:
         assert (await client.get("/v2/health/live")).status_code == 200
         ready = (await client.get("/health/ready")).json()
         assert ready["status"] == "ready"
-        assert ready["queue"] == {"workers": 1, "running": 0, "waiting": 0, "capacity": 3}
+        queue = {"workers": 1, "running": 0, "waiting": 0, "decoding": 0, "capacity": 3}
+        assert ready["queue"] == queue
         assert (await client.get("/v2/health/ready")).json()["status"] == "ready"
         assert (await client.get("/v2/models/fake.en/ready")).json()["ready"] is True
         assert (await client.get("/v2/models/whisper-1/ready")).status_code == 200

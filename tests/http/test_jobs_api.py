@@ -177,3 +177,34 @@ async def test_a_job_waits_while_the_memory_guard_is_on(tmp_path: Path, audio_di
         assert (await service.client.delete(accepted["status_url"])).status_code == 200
         job = await wait_for_status(service, accepted["id"], "cancelled")
         assert job["status"] == "cancelled"
+
+
+class BrokenEngine(FakeEngine):
+    """An engine that fails in a way nothing expects."""
+
+    def transcribe_windows(self, *args: object, **kwargs: object) -> Any:
+        raise RuntimeError("an engine bug")
+
+
+async def test_a_job_that_breaks_unexpectedly_ends_failed(tmp_path: Path, audio_dir: Path) -> None:
+    async with serve(BrokenEngine(), jobs_store=str(tmp_path / "store")) as service:
+        accepted = await submit(service.client, (audio_dir / "jfk.flac").read_bytes())
+        job = await wait_for_status(service, accepted["id"], "failed", "succeeded")
+        # Not left running until its lease ran out, to be retried on every instance.
+        assert job["status"] == "failed"
+        assert job["error"]["code"] == "internal_error"
+        assert "an engine bug" not in job["error"]["message"]
+        assert job["attempts"] == 1
+        assert (await service.client.get("/health")).json()["jobs"]["held"] == 0
+
+
+async def test_a_job_too_long_for_the_audio_budget_fails_with_the_reason(
+    tmp_path: Path, audio_dir: Path
+) -> None:
+    long = (audio_dir / "long" / "gwbush_radio_address_2008-11-01.wav").read_bytes()
+    async with serve(jobs_store=str(tmp_path / "store"), audio_memory_mib=1) as service:
+        accepted = await submit(service.client, long)
+        job = await wait_for_status(service, accepted["id"], "failed", "succeeded")
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "audio_too_long"
+    assert "holds at most 1 MiB" in job["error"]["message"]

@@ -101,7 +101,7 @@ def test_production_refuses_to_serve_without_api_keys(tmp_path: Path) -> None:
 def test_config_show_and_models_list() -> None:
     shown = run("config", "show", "--env", "staging")
     assert shown.returncode == 0
-    assert json.loads(shown.stdout)["memory_limit_mib"] == 1024
+    assert json.loads(shown.stdout)["cpu_limit"] == 1
     as_env = run("config", "show", "--format", "env")
     assert "WHISPER_ENGINE=faster-whisper" in as_env.stdout.splitlines()
     models = run("models", "list", "--json")

@@ -83,7 +83,11 @@ def get(server: LiveServer, job_id: str) -> dict[str, Any]:
 
 
 def wait_for(
-    server: LiveServer, job_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120
+    server: LiveServer,
+    job_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float = 120,
+    interval: float = 0.1,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Poll until ``done(job)``; return the last view and every progress seen."""
     seen: list[dict[str, Any]] = []
@@ -93,7 +97,7 @@ def wait_for(
         seen.append(job["progress"])
         if done(job):
             return job, seen
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"job {job_id} never got there: {seen[-1:]}\n{server.logs()[-3000:]}")
 
 
@@ -294,7 +298,10 @@ def test_a_worker_recycled_mid_job_hands_it_over(
         **FAST_RECOVERY,
     )
     accepted = submit(server, long_audio)
-    job, _ = wait_for(server, accepted["id"], finished, timeout=180)
+    wait_for(server, accepted["id"], lambda j: j["status"] == "running")
+    for _ in range(40):  # the worker's last requests: it is replaced mid-job
+        httpx.get(f"{server.url}/health/live", timeout=10)
+    job, _ = wait_for(server, accepted["id"], finished, timeout=180, interval=0.5)
     assert job["status"] == "succeeded", job["error"]
     assert job["interruptions"] == 0
     assert job["attempts"] >= 2, "the worker was not recycled during the job"

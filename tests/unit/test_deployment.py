@@ -103,6 +103,12 @@ def test_impossible_values_fail_at_load(overrides: dict[str, object], expected: 
             {"app_env": "production", "platform_grace_seconds": 60, "drain_timeout_seconds": 30},
             "WHISPER_PLATFORM_GRACE_SECONDS=60",
         ),
+        # 512 MiB holds the int8 model and one running inference: no 30 minutes of audio.
+        ({"app_env": "development", "memory_limit_mib": 512}, "WHISPER_MAX_AUDIO_SECONDS=1800"),
+        (
+            {"app_env": "production", "audio_memory_mib": 300},
+            "WHISPER_JOBS_MAX_AUDIO_SECONDS=7200 decodes to 439 MiB",
+        ),
     ],
 )
 def test_deployment_rules_name_the_problem(overrides: dict[str, object], expected: str) -> None:

@@ -29,6 +29,7 @@ from whisper_service.jobs.records import (
 )
 from whisper_service.jobs.runner import JobRunner
 from whisper_service.jobs.store import JobStore
+from whisper_service.serving.memory import AudioMemory
 from whisper_service.serving.scheduler import Scheduler
 from whisper_service.storage import GcsStorage
 
@@ -167,6 +168,8 @@ def sweep_once(settings: Settings, store: JobStore) -> JobRunner:
             Scheduler(workers=1, queue_size=0, queue_timeout=1),
             GcsStorage(settings),
             lambda: None,
+            memory_critical=lambda: False,
+            audio_memory=AudioMemory(2**30),
         )
         await runner.sweep(expire=True)
         return runner

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from whisper_service.engines.base import Cancelled, CancelToken
-from whisper_service.serving.scheduler import Rejected, Scheduler
+from whisper_service.serving.scheduler import Rejected, Scheduler, SchedulerStats
 
 
 def blocking_work(release: threading.Event, calls: list[str], name: str):  # type: ignore[no-untyped-def]
@@ -151,3 +151,26 @@ def test_cancel_token_deadline() -> None:
     assert token.cancelled
     with pytest.raises(Cancelled, match="client_disconnected"):
         token.check()
+
+
+def test_a_place_taken_before_decoding_counts_and_is_given_back() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=1, queue_timeout=30)
+        first, second = scheduler.admit(), scheduler.admit()
+        assert scheduler.full
+        assert scheduler.stats.admitted == 2
+        with pytest.raises(Rejected, match="queue_full"):
+            scheduler.admit()
+        with second:  # a decode that failed: the place comes back
+            pass
+        assert scheduler.stats.admitted == 1
+        assert not scheduler.full
+        # The place turns into the wait for a worker, never counted twice.
+        assert await scheduler.run(lambda _t: "ok", CancelToken(), admission=first) == "ok"
+        assert scheduler.stats == SchedulerStats(1, 1, 0, 0, 0)
+        with first:  # leaving the block after running gives nothing back twice
+            pass
+        assert scheduler.stats.admitted == 0
+        scheduler.close()
+
+    asyncio.run(scenario())

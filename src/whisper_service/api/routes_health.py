@@ -43,6 +43,7 @@ def _queue(runtime: Runtime) -> QueueState:
         workers=stats.workers,
         running=stats.running,
         waiting=stats.waiting,
+        decoding=stats.admitted,
         capacity=stats.queue_size,
     )
 

@@ -25,7 +25,7 @@ from whisper_service.api.schemas import (
     SegmentOut,
     error_responses,
 )
-from whisper_service.api.sources import decode_upload
+from whisper_service.api.sources import Upload
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
 from whisper_service.engines import Engine, Task, TranscribeOptions, Transcription
 from whisper_service.engines.languages import language_name
@@ -102,9 +102,7 @@ async def _handle(
         prompt=prompt or None,
         word_timestamps=words,
     )
-    result = await transcribe(
-        request, runtime, engine, options, lambda: decode_upload(file, runtime.settings)
-    )
+    result = await transcribe(request, runtime, engine, options, Upload(file))
     body: BaseModel
     if response_format is ResponseFormat.VERBOSE_JSON:
         body = _verbose(result, task, words)

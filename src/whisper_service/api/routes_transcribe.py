@@ -19,15 +19,8 @@ from whisper_service.api.schemas import (
     VerboseTranscriptionOut,
     error_responses,
 )
-from whisper_service.api.sources import decode_gcs, decode_upload
-from whisper_service.api.transcription import (
-    TEXT_FORMAT_CONTENT,
-    admit,
-    deadline_token,
-    render,
-    run_inference,
-    transcribe,
-)
+from whisper_service.api.sources import AudioSource, GcsObject, Upload
+from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, infer, render, transcribe
 from whisper_service.engines import Transcription
 from whisper_service.engines.base import require_multilingual
 from whisper_service.engines.languages import language_name
@@ -64,16 +57,8 @@ async def transcribe_route(
     form.check_source(settings)
     options = form.options(settings)
     started = time.monotonic()
-    if form.file is not None:
-        upload = form.file
-        result = await transcribe(
-            request, runtime, engine, options, lambda: decode_upload(upload, settings)
-        )
-    else:
-        uri = str(form.gcs_uri)
-        result = await transcribe(
-            request, runtime, engine, options, lambda: decode_gcs(uri, runtime.storage, settings)
-        )
+    source: AudioSource = Upload(form.file) if form.file else GcsObject(str(form.gcs_uri))
+    result = await transcribe(request, runtime, engine, options, source)
     output_uri = None
     if form.save_to_gcs:
         output_uri = await save_transcript(runtime, result, form.response_format)
@@ -127,16 +112,13 @@ async def detect_language(
 ) -> LanguageDetectionOut:
     """The most likely language and the ``top`` candidates with probabilities."""
     require_multilingual(engine)
-    token = deadline_token(runtime)
-    admit(runtime)
-    audio = await decode_upload(file, runtime.settings)
-    probs = await run_inference(
+    probs, duration = await infer(
         request,
         runtime,
-        token,
-        lambda _t: engine.detect_language(audio.samples),
+        Upload(file),
+        lambda samples, _t: engine.detect_language(samples),
         task="detect_language",
-        audio_seconds=min(audio.duration, 30.0),
+        max_seconds=30.0,
     )
     best, probability = probs[0]
     candidates = [
@@ -148,6 +130,6 @@ async def detect_language(
         language_name=language_name(best),
         probability=round(probability, 4),
         top=candidates,
-        duration=round(audio.duration, 3),
+        duration=round(duration, 3),
         model=engine.model_name,
     )

@@ -183,11 +183,13 @@ class Startup(BaseModel):
 
 
 class QueueState(BaseModel):
-    """Inference workers and the queue in front of them."""
+    """Inference workers and the queue in front of them (``decoding``: admitted
+    requests still decoding their audio, counted against the capacity)."""
 
     workers: int
     running: int
     waiting: int
+    decoding: int
     capacity: int
 
 

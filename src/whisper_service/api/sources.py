@@ -5,15 +5,41 @@ the parameter at fault (``file`` or ``gcs_uri``)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import IO
 
 from fastapi import UploadFile
 
-from whisper_service.audio import DecodedAudio, decode_audio, probe_audio
+from whisper_service.audio import (
+    AudioError,
+    AudioInfo,
+    Check,
+    DecodedAudio,
+    Reserve,
+    decode_audio,
+    probe_audio,
+)
 from whisper_service.config import Settings
 from whisper_service.errors import ServiceError
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.storage import GcsStorage, GcsUri
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Audio sent in the request (the ``file`` field)."""
+
+    file: UploadFile
+
+
+@dataclass(frozen=True)
+class GcsObject:
+    """Audio in Google Cloud Storage (the ``gcs_uri`` field)."""
+
+    uri: str
+
+
+AudioSource = Upload | GcsObject
 
 
 def check_upload_size(upload: UploadFile, settings: Settings) -> None:
@@ -27,20 +53,41 @@ def check_upload_size(upload: UploadFile, settings: Settings) -> None:
         )
 
 
-async def decode_upload(upload: UploadFile, settings: Settings) -> DecodedAudio:
-    """Check the upload's size, then decode it with the limits."""
-    check_upload_size(upload, settings)
-    upload.file.seek(0)
-    return await _decode(upload.file, upload.size or 0, settings, "file")
+async def decode_source(
+    source: AudioSource,
+    settings: Settings,
+    storage: GcsStorage,
+    *,
+    check: Check | None = None,
+    reserve: Reserve | None = None,
+) -> DecodedAudio:
+    """The source's audio, decoded with the limits; ``check`` and ``reserve`` as for
+    ``audio.decode_audio`` (a deadline, a departed client, the memory budget)."""
+    if isinstance(source, Upload):
+        check_upload_size(source.file, settings)
+        source.file.file.seek(0)
+        return await _decode(
+            source.file.file, source.file.size or 0, settings, "file", check, reserve
+        )
+    with telemetry.span("gcs.download", **{"whisper.gcs.uri": source.uri}):
+        try:
+            fetched = await asyncio.to_thread(
+                storage.download, source.uri, settings.max_upload_bytes
+            )
+        except ServiceError as exc:
+            exc.about("gcs_uri")
+            raise
+    with fetched:
+        return await _decode(fetched, 0, settings, "gcs_uri", check, reserve)
 
 
-async def probe_upload(upload: UploadFile, settings: Settings) -> None:
+async def probe_upload(upload: UploadFile, settings: Settings) -> AudioInfo:
     """The upload's size, and that its header says audio: the checks that cost no
     decoding (for work that decodes later, such as a job)."""
     check_upload_size(upload, settings)
     upload.file.seek(0)
     try:
-        await asyncio.to_thread(probe_audio, upload.file)
+        return await asyncio.to_thread(probe_audio, upload.file)
     except ServiceError as exc:
         exc.about("file")
         raise
@@ -57,27 +104,27 @@ async def check_gcs_input(uri: str, storage: GcsStorage, settings: Settings) -> 
     return str(GcsUri.parse(uri))
 
 
-async def decode_gcs(uri: str, storage: GcsStorage, settings: Settings) -> DecodedAudio:
-    """Fetch a gs:// object (allow-list, existence and size checked first) and decode it."""
-    with telemetry.span("gcs.download", **{"whisper.gcs.uri": uri}):
-        try:
-            fetched = await asyncio.to_thread(storage.download, uri, settings.max_upload_bytes)
-        except ServiceError as exc:
-            exc.about("gcs_uri")
-            raise
-    with fetched:
-        return await _decode(fetched, 0, settings, "gcs_uri")
-
-
-async def _decode(source: IO[bytes], size: int, settings: Settings, param: str) -> DecodedAudio:
+async def _decode(
+    source: IO[bytes],
+    size: int,
+    settings: Settings,
+    param: str,
+    check: Check | None,
+    reserve: Reserve | None,
+) -> DecodedAudio:
     with telemetry.span("audio.decode", **{"whisper.upload.bytes": size}) as span:
         try:
             audio = await asyncio.to_thread(
-                decode_audio, source, max_seconds=settings.max_audio_seconds
+                decode_audio,
+                source,
+                max_seconds=settings.max_audio_seconds,
+                check=check,
+                reserve=reserve,
             )
         except ServiceError as exc:
             span.set_attribute("error.type", exc.code)
-            exc.about(param)
+            if isinstance(exc, AudioError):  # the input's fault, not a deadline's
+                exc.about(param)
             raise
         span.set_attribute("whisper.audio.duration_seconds", round(audio.duration, 3))
         span.set_attribute("whisper.audio.codec", audio.source_codec)

@@ -4,9 +4,11 @@ A request is parsed by its route (``routes_*``, ``forms``), then here:
 
 1. checked: options the model cannot honour are 400 before any work;
 2. admitted: refused at once (503 memory, 429 queue full) before a byte is decoded;
-3. decoded: the upload or gs:// object, off the event loop, with limits (``sources``);
+   the request holds its place in the queue and the memory of its decoded audio;
+3. decoded: the upload or gs:// object, off the event loop, with limits (``sources``),
+   under the request's deadline, stopped if the client leaves;
 4. queued and transcribed: the scheduler runs the engine on an inference thread,
-   under the request's deadline, dropping it if the client has left;
+   under the same deadline, dropping it if the client has left;
 5. answered: ``render`` writes the response format.
 
 Every failure on the way is a ServiceError that ``api/errors.py`` renders.
@@ -14,17 +16,19 @@ Every failure on the way is a ServiceError that ``api/errors.py`` renders.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import numpy as np
 import structlog
 from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from whisper_service.api.schemas import json_response
-from whisper_service.audio import DecodedAudio
+from whisper_service.api.sources import AudioSource, decode_source
 from whisper_service.config import Settings
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.engines.base import check_options
@@ -33,7 +37,7 @@ from whisper_service.formats import MEDIA_TYPES, TEXT_WRITERS, ResponseFormat
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import Rejected
+from whisper_service.serving.scheduler import DISCONNECT_POLL_SECONDS
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -47,10 +51,10 @@ def deadline_token(runtime: Runtime) -> CancelToken:
     return token
 
 
-def admit(runtime: Runtime) -> None:
-    """Refuse at once, before spending CPU on decoding, when the container is short of
-    memory (new work would risk an OOM kill) or the queue is full."""
-    monitor, scheduler = runtime.monitor, runtime.scheduler
+def refuse_under_memory_pressure(runtime: Runtime) -> None:
+    """503 at once when the container is short of memory: new work would risk an OOM
+    kill (the health monitor's memory check)."""
+    monitor = runtime.monitor
     if monitor is not None and monitor.memory_critical:
         memory = monitor.checks["memory"]
         raise ServiceError(
@@ -59,35 +63,63 @@ def admit(runtime: Runtime) -> None:
             status=503,
             headers={"Retry-After": "5"},
         )
-    if scheduler.full:
-        raise Rejected("queue_full", scheduler.retry_after())
 
 
-async def run_inference(
+async def while_connected(request: Request, token: CancelToken, work: Awaitable[T]) -> T:
+    """Await ``work`` (which checks ``token``); cancel the token if the client leaves."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            token.cancel("client_disconnected")
+
+
+async def infer(
     request: Request,
     runtime: Runtime,
-    token: CancelToken,
-    work: Callable[[CancelToken], T],
+    source: AudioSource,
+    work: Callable[[np.ndarray, CancelToken], T],
     *,
     task: str,
-    audio_seconds: float,
-) -> T:
-    """Run ``work`` on an inference worker, traced and measured. Raises Rejected when
-    it was not run or was stopped (queue, deadline, drain, client gone)."""
+    max_seconds: float | None = None,
+) -> tuple[T, float]:
+    """Admit, decode and run ``work(samples, token)`` on an inference worker, traced
+    and measured; (its result, the audio's duration). Refusals are ServiceErrors:
+    memory (503), a full queue (429), a deadline (504), a drain (503), a client gone.
+
+    The request takes its place in the queue and reserves the memory of its decoded
+    audio before a byte is decoded; both are given back when it is done. Decoding, like
+    inference, stops at the deadline or when the client leaves.
+    """
     settings = runtime.settings
-    engine, model = settings.engine.value, settings.model
+    token = deadline_token(runtime)
+    refuse_under_memory_pressure(runtime)
+    with runtime.scheduler.admit() as admission, runtime.audio_memory.reservation() as memory:
+        audio = await while_connected(
+            request,
+            token,
+            decode_source(
+                source, settings, runtime.storage, check=token.check, reserve=memory.ensure
+            ),
+        )
+        seconds = audio.duration if max_seconds is None else min(audio.duration, max_seconds)
+        engine_name, model = settings.engine.value, settings.model
 
-    def measured(t: CancelToken) -> T:
-        with telemetry.inference(engine, model, task, audio_seconds) as span:
-            output = work(t)
-            language = getattr(output, "language", None)
-            if language:
-                span.set_attribute("whisper.language", language)
-        return output
+        def measured(t: CancelToken) -> T:
+            with telemetry.inference(engine_name, model, task, seconds) as span:
+                output = work(audio.samples, t)
+                language = getattr(output, "language", None)
+                if language:
+                    span.set_attribute("whisper.language", language)
+            return output
 
-    result = await runtime.scheduler.run(measured, token, request.is_disconnected)
+        result = await runtime.scheduler.run(
+            measured, token, request.is_disconnected, admission=admission
+        )
     runtime.inference_succeeded()
-    return result
+    return result, audio.duration
 
 
 async def transcribe(
@@ -95,20 +127,17 @@ async def transcribe(
     runtime: Runtime,
     engine: Engine,
     options: TranscribeOptions,
-    fetch_audio: Callable[[], Awaitable[DecodedAudio]],
+    source: AudioSource,
 ) -> Transcription:
-    """Check, admit, decode, queue and transcribe; log the outcome."""
+    """Check the options against the model, then admit, decode, queue and transcribe;
+    log the outcome."""
     check_options(engine, options)
-    token = deadline_token(runtime)
-    admit(runtime)
-    audio = await fetch_audio()
-    result = await run_inference(
+    result, _ = await infer(
         request,
         runtime,
-        token,
-        lambda t: engine.transcribe(audio.samples, options, t),
+        source,
+        lambda samples, t: engine.transcribe(samples, options, t),
         task=options.task,
-        audio_seconds=audio.duration,
     )
     log_transcription(runtime.settings, result)
     return result

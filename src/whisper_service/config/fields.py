@@ -146,6 +146,14 @@ class LimitsFields(BaseModel):
         1800.0, gt=0, le=4 * 3600, description="Longest accepted audio after decoding."
     )
     default_beam_size: int = Field(5, ge=1, le=16, description="Beam size when not given.")
+    audio_memory_mib: int = Field(
+        0,
+        ge=0,
+        le=1_048_576,
+        description="Decoded audio one process may hold at once (requests and jobs, 64 kB "
+        "per second of audio); beyond it new work gets 503 memory_pressure. 0 = what the "
+        "container's memory limit leaves after the model and the running inferences.",
+    )
 
 
 class LifecycleFields(BaseModel):

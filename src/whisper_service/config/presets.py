@@ -49,7 +49,9 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
     AppEnv.STAGING: {
         "log_level": "DEBUG",
         "log_format": "json",
-        "memory_limit_mib": 1024,
+        # Production's memory: staging must hold what production accepts (a 2-hour
+        # job's 440 MiB of audio); 1 GiB left 156 MiB of audio after the model.
+        "memory_limit_mib": 2048,
         "cpu_limit": 1,
         "min_instances": 0,
         "max_instances": 5,
@@ -65,7 +67,9 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "compute_type": "int8",
         "log_level": "DEBUG",
         "log_format": "console",
-        "memory_limit_mib": 512,
+        # 512 MiB held the int8 model and nothing else: one running inference adds up
+        # to 200 MiB, 30 minutes of audio 110 MiB (docs/configuration.md).
+        "memory_limit_mib": 1024,
         "cpu_limit": 1,
         "min_instances": 0,
         "max_instances": 2,
@@ -76,6 +80,7 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         # is what a read-only container can write. The store refuses a directory that
         # another user owns or can write.
         "jobs_store": "/tmp/whisper-service/jobs",  # noqa: S108
+        "jobs_max_audio_seconds": 3600.0,
     },
 }
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from whisper_service.config import Settings
+from whisper_service.serving.memory import MIN_BUDGET_MIB, RUNNING_INFERENCE_MIB
+
 SERVICE_OVERHEAD_MIB = 100
 
 
@@ -22,7 +25,11 @@ class ModelFootprint:
 
 
 # (engine, precision) -> MiB, measured with scripts in docs/benchmarks.md.
-_TINY = {("faster-whisper", "int8"): 268, ("openai-whisper", "float32"): 660}
+_TINY = {
+    ("faster-whisper", "int8"): 268,
+    ("faster-whisper", "float32"): 413,
+    ("openai-whisper", "float32"): 660,
+}
 _BASE = {("faster-whisper", "int8"): 363, ("openai-whisper", "float32"): 853}
 
 FOOTPRINTS: dict[str, ModelFootprint] = {
@@ -84,3 +91,23 @@ def process_need_mib(
     else:
         per_worker = one + 50 * (inference_workers - 1)  # activations; weights are shared
     return round(web_workers * (per_worker + SERVICE_OVERHEAD_MIB))
+
+
+def audio_budget_mib(settings: Settings) -> int | None:
+    """The decoded-audio budget a deployment of ``settings`` gets (see serving.memory):
+    WHISPER_AUDIO_MEMORY_MIB, or estimated from this table as the process would derive
+    it from its own size; None for a model the table does not know."""
+    if settings.audio_memory_mib:
+        return settings.audio_memory_mib
+    need = process_need_mib(
+        settings.model,
+        settings.engine.value,
+        settings.compute_type,
+        settings.inference_workers,
+        settings.web_workers,
+    )
+    if need is None:
+        return None
+    ceiling = settings.memory_limit_mib * settings.health_memory_degraded_percent / 100
+    running = settings.inference_workers * RUNNING_INFERENCE_MIB
+    return max(round((ceiling - need) / settings.web_workers - running), MIN_BUDGET_MIB)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 
+from whisper_service.audio import decoded_bytes
 from whisper_service.config import Settings, env_var_name
-from whisper_service.deploy.model_memory import process_need_mib
+from whisper_service.deploy.model_memory import audio_budget_mib, process_need_mib
 
 # Cloud Run: SIGKILL 10 s after SIGTERM; at most 60 minutes per request.
 CLOUD_RUN_GRACE_SECONDS = 10.0
@@ -73,4 +74,15 @@ def problems(settings: Settings) -> list[str]:
             f"more than {MEMORY_HEADROOM:.0%} of {name('memory_limit_mib')}="
             f"{settings.memory_limit_mib}"
         )
+    audio_budget = audio_budget_mib(settings)
+    for field in ("max_audio_seconds", "jobs_max_audio_seconds"):
+        seconds = getattr(settings, field)
+        audio_mib = decoded_bytes(seconds) / 2**20
+        if audio_budget is not None and audio_mib > audio_budget:
+            found.append(
+                f"{name(field)}={seconds:g} decodes to {audio_mib:.0f} MiB, more than the "
+                f"{audio_budget} MiB of audio an instance may hold ({name('audio_memory_mib')}, or "
+                f"what {name('memory_limit_mib')}={settings.memory_limit_mib} leaves after "
+                f"the model and {settings.inference_workers} running inferences)"
+            )
     return found

@@ -32,6 +32,7 @@ from whisper_service.jobs.chunking import plan_windows
 from whisper_service.jobs.records import Checkpoint, Job, JobError, JobStatus
 from whisper_service.jobs.store import JobStore
 from whisper_service.observability.telemetry import telemetry
+from whisper_service.serving.memory import AudioMemory, AudioTooBig, MemoryRefused, Reservation
 from whisper_service.serving.scheduler import Rejected, Scheduler
 from whisper_service.storage import GcsStorage, StorageError
 
@@ -65,7 +66,7 @@ class JobFailed(Exception):
 class JobExecution:
     """Transcribes jobs for the instance ``instance``; ``lease_until`` is the lease a
     progress write renews, ``draining`` and ``memory_critical`` are asked between
-    batches."""
+    batches, ``audio_memory`` holds the decoded audio."""
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class JobExecution:
         lease_until: Callable[[], float],
         draining: Callable[[], bool],
         memory_critical: Callable[[], bool],
+        audio_memory: AudioMemory,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -87,11 +89,19 @@ class JobExecution:
         self._lease_until = lease_until
         self._draining = draining
         self._memory_critical = memory_critical
+        self.audio_memory = audio_memory
 
     async def transcribe(self, job: Job, token: CancelToken, engine: Engine) -> Transcription:
         """Decode, plan (or resume) the windows, and run them batch by batch. Raises
         Stop (hand over, or end the job so), Lost or JobFailed."""
-        audio = await self._audio(job)
+        # The decoded audio is held until the last batch: it stays reserved as long.
+        with self.audio_memory.reservation() as memory:
+            audio = await self._audio(job, token, memory)
+            return await self._windows(job, token, engine, audio)
+
+    async def _windows(
+        self, job: Job, token: CancelToken, engine: Engine, audio: np.ndarray
+    ) -> Transcription:
         checkpoint = await asyncio.to_thread(self.store.read_checkpoint, job.id)
         if checkpoint is None:
             mode = "vad" if job.options.vad_filter else self.settings.jobs_chunking
@@ -186,17 +196,39 @@ class JobExecution:
         if job.cancel_requested:
             raise Stop(JobStatus.CANCELLED, CANCELLED)
 
-    async def _audio(self, job: Job) -> np.ndarray:
-        """The job's audio, fetched from the store or GCS and decoded."""
-        source = await self._fetch(job)
-        try:
-            with source:
-                decoded = await asyncio.to_thread(
-                    decode_audio, source, max_seconds=self.settings.jobs_max_audio_seconds
-                )
-        except AudioError as exc:
-            raise JobFailed(exc.code, exc.message) from exc
-        return decoded.samples
+    async def _audio(self, job: Job, token: CancelToken, memory: Reservation) -> np.ndarray:
+        """The job's audio, fetched from the store or GCS and decoded into ``memory``;
+        while the budget has no room for it, wait (like the memory guard)."""
+        waited = False
+        while True:
+            source = await self._fetch(job)
+            try:
+                with source:
+                    decoded = await asyncio.to_thread(
+                        decode_audio,
+                        source,
+                        max_seconds=self.settings.jobs_max_audio_seconds,
+                        check=token.check,
+                        reserve=memory.ensure,
+                    )
+                return decoded.samples
+            except MemoryRefused:
+                if not waited:
+                    log.warning("job_waiting_for_memory", reason="audio budget")
+                waited = True
+            except (AudioError, AudioTooBig) as exc:
+                raise JobFailed(exc.code, exc.message) from exc
+            except Cancelled as exc:
+                raise stop_for(exc.reason) from exc
+            await self._pause(token)
+
+    async def _pause(self, token: CancelToken) -> None:
+        """Wait before looking for memory again; stop if the job must."""
+        await asyncio.sleep(MEMORY_RECHECK_SECONDS)
+        if self._draining():
+            raise Stop(None)
+        if token.cancelled:
+            raise stop_for(token.reason)
 
     async def _fetch(self, job: Job) -> IO[bytes]:
         """The input's bytes in a temporary file at position 0."""
@@ -227,6 +259,10 @@ def stop_for(reason: str | None) -> Exception:
     return Stop(None)
 
 
+UNEXPECTED = JobError(
+    code="internal_error",
+    message="the job failed on an unexpected error; the service logs have the details under its id",
+)
 CANCELLED = JobError(code="cancelled", message="cancelled by a DELETE /jobs/{id} request")
 
 
@@ -262,3 +298,14 @@ def finished(
     if status is JobStatus.SUCCEEDED and job.progress.audio_seconds_total is not None:
         job.progress.audio_seconds_done = job.progress.audio_seconds_total
     return ended(job, status, error)
+
+
+def cancelled(job: Job, *, running_here: bool) -> Job | None:
+    """``job`` as a cancel request leaves it: ended at once if it waits in a queue (not
+    this instance's running one), else marked so that its holder stops it."""
+    if job.status.terminal:
+        return None
+    if job.status is JobStatus.QUEUED and not running_here:
+        return ended(job, JobStatus.CANCELLED, CANCELLED)
+    job.cancel_requested = True
+    return job

@@ -13,9 +13,8 @@ change is a compare-and-swap on the record, so two instances never both own a jo
   the drain runs out of time, whichever comes first.
 - The sweep, every ``jobs_sweep_interval_seconds`` (and at startup), claims unfinished
   jobs nobody holds and deletes expired ones (``takeover``).
-- Cancelling (DELETE) sets ``cancel_requested`` on the record; the holder sees it on
-  its next record write (at most a third of the lease later) or at once when it is
-  this instance.
+- Cancelling (DELETE) sets ``cancel_requested``; the holder sees it at its next record
+  write (at most a third of the lease later), or at once when it is this instance.
 """
 
 from __future__ import annotations
@@ -38,12 +37,12 @@ from whisper_service.engines.base import (
 )
 from whisper_service.formats import MEDIA_TYPES, transcript_file
 from whisper_service.jobs.execution import (
-    CANCELLED,
+    UNEXPECTED,
     JobExecution,
     JobFailed,
     Lost,
     Stop,
-    ended,
+    cancelled,
     finished,
     started,
 )
@@ -54,6 +53,7 @@ from whisper_service.jobs.takeover import claim, expire_finished, released, rene
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
+from whisper_service.serving.memory import AudioMemory
 from whisper_service.serving.scheduler import Scheduler
 from whisper_service.storage import GcsStorage, StorageError
 
@@ -84,10 +84,10 @@ class JobRunner:
         scheduler: Scheduler,
         storage: GcsStorage,
         engine: Callable[[], Engine | None],
-        memory_critical: Callable[[], bool] = lambda: False,
+        memory_critical: Callable[[], bool],
+        audio_memory: AudioMemory,
     ) -> None:
         self.settings = settings
-        self._memory_critical = memory_critical
         self.store = store
         self.scheduler = scheduler
         self.storage = storage
@@ -108,6 +108,7 @@ class JobRunner:
             lease_until=self._lease,
             draining=lambda: self.draining,
             memory_critical=memory_critical,
+            audio_memory=audio_memory,
         )
 
     # --- what the API calls ---
@@ -132,15 +133,10 @@ class JobRunner:
         """Cancel a queued job at once; ask the holder of a running one to stop.
         Raises JobNotFound."""
 
-        def change(job: Job) -> Job | None:
-            if job.status.terminal:
-                return None
-            if job.status is JobStatus.QUEUED and not self._running_here(job.id):
-                return ended(job, JobStatus.CANCELLED, CANCELLED)
-            job.cancel_requested = True
-            return job
-
-        job = await asyncio.to_thread(self.store.update, job_id, change)
+        running_here = self._running_here(job_id)
+        job = await asyncio.to_thread(
+            self.store.update, job_id, lambda j: cancelled(j, running_here=running_here)
+        )
         held = self._held.get(job_id)
         if held is not None and job.cancel_requested:
             held.token.cancel("cancelled")
@@ -379,6 +375,11 @@ class JobRunner:
             # The store or GCS kept failing: hand over, the lease decides who goes on.
             log.error("job_storage_error", error=str(exc))
             await self._hand_over(job_id)
+        except Exception:
+            # A bug, or an input that breaks something unforeseen: retrying it on every
+            # instance would only repeat it. End it, with the details in the log.
+            log.exception("job_internal_error")
+            await self._finish(job_id, JobStatus.FAILED, UNEXPECTED)
 
     def _start(self, job: Job) -> Job | None:
         return started(job, instance=self.instance, lease_until=self._lease())

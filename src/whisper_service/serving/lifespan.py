@@ -47,6 +47,7 @@ def _start_jobs(runtime: Runtime) -> JobRunner:
         runtime.storage,
         lambda: runtime.engine,
         memory_critical=lambda: monitor is not None and monitor.memory_critical,
+        audio_memory=runtime.audio_memory,
     )
     runner.start()
     return runner

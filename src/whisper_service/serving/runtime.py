@@ -10,11 +10,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import psutil
+
 from whisper_service.config import Settings
 from whisper_service.engines.base import Engine
 from whisper_service.models import ModelArtifact
 from whisper_service.serving.health import HealthMonitor
 from whisper_service.serving.inflight import InFlightTracker
+from whisper_service.serving.memory import AudioMemory, audio_budget_bytes
+from whisper_service.serving.resources import memory_limit_bytes
 from whisper_service.serving.scheduler import Scheduler
 from whisper_service.serving.startup import EngineLoader, LoadedModel, load_model
 from whisper_service.storage import GcsStorage
@@ -44,10 +48,17 @@ class Runtime:
     in_flight: InFlightTracker = field(default_factory=InFlightTracker)
     monitor: HealthMonitor | None = None
     storage: GcsStorage = field(init=False)
+    audio_memory: AudioMemory = field(init=False)
     jobs: JobRunner | None = None
 
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)
+        self.audio_memory = AudioMemory(self.audio_budget())
+
+    def audio_budget(self) -> int:
+        """The decoded-audio budget for this process as it is now (see serving.memory)."""
+        rss = psutil.Process().memory_info().rss
+        return audio_budget_bytes(self.settings, memory_limit_bytes(), rss)
 
     @property
     def ready(self) -> bool:
@@ -70,6 +81,8 @@ class Runtime:
             loaded.engine,
             loaded.seconds,
         )
+        # Derived from what the process holds now that its model is loaded.
+        self.audio_memory.limit = self.audio_budget()
         if self.monitor is not None:
             self.monitor.sample()  # the model check must not say "not loaded" until the next tick
 

@@ -3,8 +3,10 @@
 A fixed number of worker threads run inference; at most ``queue_size`` more
 requests may wait for one. Anything beyond is rejected at once (the API answers 429
 with ``Retry-After``) so callers and Cloud Run's autoscaler see back-pressure
-instead of timeouts. A waiting request gives up when its queue timeout or deadline
-passes, or when its client disconnects; either way no inference runs for it.
+instead of timeouts. A request takes its place (``admit``) before its audio is
+decoded, so a burst cannot decode more at once than the queue could ever hold. A
+waiting request gives up when its queue timeout or deadline passes, or when its
+client disconnects; either way no inference runs for it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,28 @@ class SchedulerStats:
     queue_size: int
     running: int
     waiting: int
+    admitted: int  # took a place, still decoding
+
+
+class Admission:
+    """A place taken in the queue before decoding; ``Scheduler.run`` uses it, and
+    leaving the ``with`` block without running gives it back."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self.held = True
+
+    def use(self) -> None:
+        """Turn the place into a wait for a worker (the scheduler's own call)."""
+        if self.held:
+            self.held = False
+            self._scheduler._admitted -= 1
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.use()
 
 
 class Scheduler:
@@ -61,6 +85,7 @@ class Scheduler:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
         self._running = 0
         self._waiting = 0
+        self._admitted = 0
         self._closed = False
         # Recent inference durations, to tell rejected callers when to come back.
         self._recent_seconds = 5.0
@@ -68,16 +93,29 @@ class Scheduler:
     @property
     def stats(self) -> SchedulerStats:
         """Current occupancy."""
-        return SchedulerStats(self.workers, self.queue_size, self._running, self._waiting)
+        return SchedulerStats(
+            self.workers, self.queue_size, self._running, self._waiting, self._admitted
+        )
 
     @property
     def full(self) -> bool:
         """Whether a new request would be rejected now."""
-        return self._running + self._waiting >= self.workers + self.queue_size
+        taken = self._running + self._waiting + self._admitted
+        return taken >= self.workers + self.queue_size
+
+    def admit(self) -> Admission:
+        """Take a place for a request about to decode its audio; Rejected at once when
+        there is none (or the process is stopping)."""
+        if self._closed:
+            raise Rejected("shutting_down", self.retry_after())
+        if self.full:
+            raise Rejected("queue_full", self.retry_after())
+        self._admitted += 1
+        return Admission(self)
 
     def retry_after(self) -> float:
         """Seconds a rejected caller should wait: the queue ahead of it, drained."""
-        backlog = (self._waiting + self._running) / self.workers
+        backlog = (self._waiting + self._running + self._admitted) / self.workers
         return max(1.0, round(backlog * self._recent_seconds))
 
     async def _wait_for_slot(
@@ -123,12 +161,16 @@ class Scheduler:
         fn: Callable[[CancelToken], T],
         token: CancelToken,
         is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+        admission: Admission | None = None,
     ) -> T:
-        """Run ``fn(token)`` on a worker thread once admitted; raise Rejected if it was
-        not run, or was stopped mid-way (deadline, drain)."""
+        """Run ``fn(token)`` on a worker thread, in the place ``admission`` took (or
+        one taken now); raise Rejected if it was not run, or was stopped mid-way
+        (deadline, drain)."""
         if self._closed:
             raise Rejected("shutting_down", self.retry_after())
-        if self.full:
+        if admission is not None and admission.held:
+            admission.use()
+        elif self.full:
             raise Rejected("queue_full", self.retry_after())
         self._waiting += 1
         metrics.QUEUE_DEPTH.inc()

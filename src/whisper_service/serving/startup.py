@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import structlog
 
-from whisper_service.audio import SAMPLE_RATE
+from whisper_service.audio import SAMPLE_RATE, decoded_bytes
 from whisper_service.config import EngineName, Settings
 from whisper_service.engines.base import Engine, TranscribeOptions
 from whisper_service.models import ModelArtifact, ModelFormat, resolve_model
@@ -115,10 +115,14 @@ async def load_in_background(runtime: Runtime) -> None:
     runtime.model_ready(loaded)
     metrics.MODEL_LOADED.labels(settings.engine.value, settings.model).set(1)
     metrics.MODEL_LOAD_SECONDS.labels(settings.engine.value, settings.model).set(loaded.seconds)
+    budget = runtime.audio_memory.limit
     log.info(
         "model_ready",
         model=loaded.artifact.name,
         source=loaded.artifact.source,
         engine=loaded.engine.name,
         load_seconds=round(loaded.seconds, 3),
+        audio_memory_mib=round(budget / 2**20),
+        # How many requests of the longest accepted audio it holds at once.
+        longest_requests_held=budget // decoded_bytes(settings.max_audio_seconds),
     )
