@@ -242,3 +242,94 @@ def test_folders_are_one_level(tmp_path: Path) -> None:
         objects.write(name, b"")
     assert objects.folders("jobs/") == ["a", "b"]
     assert objects.folders("nothing/") == []
+
+
+def test_reading_a_job_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    store = JobStore(LocalObjects(tmp_path / "store"))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for _ in range(3):
+        assert store.get(new_job_id()) is None
+        assert store.read_result(new_job_id()) is None
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_deleting_what_is_already_gone_is_not_an_error(tmp_path: Path) -> None:
+    objects = LocalObjects(tmp_path / "store")
+    objects.delete("jobs/job_none/job.json")  # neither the object nor its folder
+    store = JobStore(objects)
+    job = make_job()
+    store.create(job)
+    store.delete(job.id)
+    store.delete(job.id)  # twice
+    assert not (tmp_path / "store" / "jobs" / job.id).exists()  # the folder went too
+
+
+def test_retention_skips_a_job_it_cannot_delete_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = JobStore(LocalObjects(tmp_path / "store"))
+    old = [
+        make_job(old_id(3), status=JobStatus.SUCCEEDED, finished_at=time.time() - 2 * 86_400)
+        for _ in range(3)
+    ]
+    for job in old:
+        store.create(job)
+    stuck = sorted(j.id for j in old)[0]
+    delete = store.delete
+
+    def failing_delete(job_id: str) -> None:
+        if job_id == stuck:
+            raise PermissionError(13, "Permission denied")
+        delete(job_id)
+
+    monkeypatch.setattr(store, "delete", failing_delete)
+    sweep_once(load_settings(app_env="development", jobs_retention_seconds=86_400), store)
+    assert [store.get(j.id) is not None for j in sorted(old, key=lambda j: j.id)] == [
+        True,
+        False,
+        False,
+    ]
+
+
+def test_a_failed_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = LocalObjects(tmp_path / "store")
+    objects.write("jobs/a/job.json", b"{}", 0)
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        objects.write("jobs/a/job.json", b"{changed}", 1)
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "store" / "jobs" / "a").iterdir() if "tmp" in p.name] == []
+    assert objects.read("jobs/a/job.json") == (b"{}", 1)
+
+
+def test_stale_temporaries_of_a_crash_are_removed_at_open(tmp_path: Path) -> None:
+    LocalObjects(tmp_path / "store").write("jobs/a/job.json", b"{}", 0)
+    stale = tmp_path / "store" / "jobs" / "a" / ".tmp-crashed"
+    fresh = tmp_path / "store" / "jobs" / "a" / ".tmp-in-progress"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    LocalObjects(tmp_path / "store")
+    assert not stale.exists()
+    assert fresh.exists()  # another process may be writing it right now
+
+
+def test_the_generation_does_not_rest_on_the_modification_time(tmp_path: Path) -> None:
+    objects = LocalObjects(tmp_path / "store")
+    first = objects.write("jobs/a/job.json", b"first", 0)
+    stale = objects.read("jobs/a/job.json")
+    assert stale == (b"first", first)
+    path = tmp_path / "store" / "jobs" / "a" / "job.json"
+    mtime = path.stat().st_mtime_ns
+    second = objects.write("jobs/a/job.json", b"second", first)
+    # A restore that keeps modification times (cp -p, rsync -t) puts the old one back.
+    os.utime(path, ns=(mtime, mtime))
+    with pytest.raises(Conflict):
+        objects.write("jobs/a/job.json", b"stale writer", first)
+    assert objects.read("jobs/a/job.json") == (b"second", second)

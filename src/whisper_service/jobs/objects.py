@@ -4,8 +4,8 @@ interface with compare-and-swap writes.
 Every object has a generation that changes on each write. ``write(..., if_generation=g)``
 succeeds only if the object is still at ``g`` (0: only if it does not exist), which is
 how two instances (or a request and the runner) never overwrite each other's update.
-On GCS that is the ``ifGenerationMatch`` precondition; in a directory it is a file lock
-around compare-then-rename.
+On GCS that is the ``ifGenerationMatch`` precondition; in a directory it is a counter
+beside each object, compared and bumped under the folder's lock around the rename.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from whisper_service.storage import GcsStorage, GcsUri, StorageUnavailable, call_options
+
+# Temporary files of writes in progress; one this old was left by a crash.
+TEMPORARY_PREFIX = ".tmp-"
+STALE_TEMPORARY_SECONDS = 3600
 
 
 class Conflict(Exception):
@@ -62,7 +67,14 @@ class ObjectStore(Protocol):
 
 
 class LocalObjects:
-    """Objects as files under a directory (one machine; survives restarts)."""
+    """Objects as files under a directory (one machine; survives restarts).
+
+    Each object's generation is a counter kept beside it (``.<name>.gen``), not its
+    modification time: a coarse clock, a clock step or a restore that keeps mtimes
+    could otherwise bring back a generation a stale writer still holds. Reads create
+    nothing; a folder is locked through its own descriptor (``flock``), so no lock
+    files are left behind either.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -74,6 +86,15 @@ class LocalObjects:
             raise PermissionError(
                 f"job store {root} must be owned by this user and writable only by it"
             )
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporaries of writes a crash interrupted (live ones are seconds old)."""
+        cutoff = time.time() - STALE_TEMPORARY_SECONDS
+        for temporary in self.root.rglob(f"{TEMPORARY_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if temporary.stat().st_mtime < cutoff:
+                    temporary.unlink()
 
     def _path(self, name: str) -> Path:
         path = (self.root / name).resolve()
@@ -81,59 +102,57 @@ class LocalObjects:
             raise ValueError(f"object name {name!r} escapes the store")
         return path
 
-    @contextlib.contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with (path.parent / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     @staticmethod
-    def _generation(path: Path) -> int:
+    def _generation_file(path: Path) -> Path:
+        return path.with_name(f".{path.name}.gen")
+
+    @contextlib.contextmanager
+    def _locked(self, folder: Path) -> Iterator[None]:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return path.stat().st_mtime_ns
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
+    def _current(self, path: Path) -> tuple[bytes, int] | None:
+        """Bytes and generation, read under the folder's lock."""
+        try:
+            data = path.read_bytes()
         except FileNotFoundError:
-            return 0
+            return None
+        try:
+            generation = int(self._generation_file(path).read_text())
+        except (FileNotFoundError, ValueError):
+            generation = 1  # written before generations were kept beside objects
+        return data, generation
 
     def read(self, name: str) -> tuple[bytes, int] | None:
-        """The object's bytes and generation, or None."""
+        """The object's bytes and generation, or None; creates nothing."""
         path = self._path(name)
-        with self._locked(path):
-            try:
-                return path.read_bytes(), self._generation(path)
-            except FileNotFoundError:
-                return None
+        if not path.parent.is_dir():
+            return None
+        with self._locked(path.parent):
+            return self._current(path)
 
     def write(self, name: str, data: bytes, if_generation: int | None = None) -> int:
-        """Compare-and-swap under the directory's lock; atomic by rename."""
+        """Compare-and-swap under the folder's lock; atomic by rename."""
         path = self._path(name)
-        with self._locked(path):
-            current = self._generation(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._locked(path.parent):
+            found = self._current(path)
+            current = 0 if found is None else found[1]
             if if_generation is not None and current != if_generation:
                 raise Conflict(name)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-            generation = self._generation(path)
-            if generation == current:  # coarse clock: keep generations strictly moving
-                os.utime(path, ns=(generation + 1, generation + 1))
-                generation += 1
-            return generation
+            _replace(path, data)
+            _replace(self._generation_file(path), str(current + 1).encode())
+            return current + 1
 
     def upload(self, name: str, source: IO[bytes]) -> None:
-        """Copy a file in (temp file, then rename)."""
+        """Copy a file in (temporary file, then rename)."""
         path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, 1024 * 1024)
-        os.replace(temp, path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _replace(path, source)
 
     def download(self, name: str, target: IO[bytes]) -> bool:
         """Copy the file out; False if missing."""
@@ -163,12 +182,33 @@ class LocalObjects:
         return sorted(p.name for p in base.iterdir() if p.is_dir())
 
     def delete(self, name: str) -> None:
-        """Remove the file, and its folder once empty but for the lock."""
+        """Remove the object (and its generation), and its folder once empty; what is
+        already gone is not an error."""
         path = self._path(name)
         path.unlink(missing_ok=True)
-        leftovers = [p for p in path.parent.iterdir() if p.name != ".lock"]
-        if not leftovers and path.parent != self.root.resolve():
-            shutil.rmtree(path.parent, ignore_errors=True)
+        self._generation_file(path).unlink(missing_ok=True)
+        if path.parent != self.root.resolve():
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                path.parent.rmdir()
+
+
+def _replace(path: Path, content: bytes | IO[bytes]) -> None:
+    """Write ``content`` to ``path`` atomically: a temporary file beside it, synced,
+    then renamed over it; the temporary never outlives a failure."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if isinstance(content, bytes):
+                out.write(content)
+            else:
+                shutil.copyfileobj(content, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 class GcsObjects:

@@ -71,9 +71,12 @@ async def expire_finished(store: JobStore, retention_seconds: float) -> None:
     now = time.time()
     candidates = await asyncio.to_thread(store.expired_candidates, retention_seconds, now)
     for job_id in candidates:
-        job = await asyncio.to_thread(store.get, job_id)
-        if job is None or (
-            job.status.terminal and (job.finished_at or 0) + retention_seconds < now
-        ):
-            await asyncio.to_thread(store.delete, job_id)
-            log.info("job_expired", job_id=job_id)
+        try:
+            job = await asyncio.to_thread(store.get, job_id)
+            if job is None or (
+                job.status.terminal and (job.finished_at or 0) + retention_seconds < now
+            ):
+                await asyncio.to_thread(store.delete, job_id)
+                log.info("job_expired", job_id=job_id)
+        except Exception as exc:  # one job that cannot go must not keep the rest
+            log.warning("job_expiry_failed", job_id=job_id, error=str(exc))
