@@ -3,6 +3,7 @@ engines called in-process, and the event-loop backend for in-process HTTP tests.
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,8 +97,9 @@ def raw_openai_whisper(converted_tiny_en: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory, audio_dir: Path) -> Iterator[Emulator]:
-    """One emulator for the session, with buckets audio-in (jfk.flac and an object over
-    the tests' upload limit under calls/), private and transcripts."""
+    """One emulator for the session, with buckets audio-in (jfk.flac, a gzip-encoded
+    copy and an object over the tests' upload limit under calls/), private and
+    transcripts."""
     emu = Emulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
     try:
         client = emu.client()
@@ -110,6 +112,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, audio_dir: Path) -> Itera
             str(audio_dir / LONG_AUDIO)
         )
         client.bucket("private").blob("jfk.flac").upload_from_filename(str(audio_dir / "jfk.flac"))
+        # Stored gzip-compressed: Cloud Storage would serve it decompressed.
+        encoded = client.bucket("audio-in").blob("calls/jfk.flac.gz")
+        encoded.content_encoding = "gzip"
+        encoded.upload_from_string(gzip.compress((audio_dir / "jfk.flac").read_bytes()))
         yield emu
     finally:
         emu.process.terminate()

@@ -51,10 +51,10 @@ def known_env_vars() -> set[str]:
 
 def app_routes() -> set[str]:
     """Paths the app serves (the routers, without building or starting the app)."""
-    from whisper_service.api import ROUTERS
+    from whisper_service.api import METRICS_ROUTER, ROUTERS
 
     paths = set()
-    for router in ROUTERS:
+    for router in (*ROUTERS, METRICS_ROUTER):
         paths |= {getattr(route, "path", "") for route in router.routes}
     return paths
 

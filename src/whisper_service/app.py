@@ -13,8 +13,8 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from whisper_service import __version__
-from whisper_service.api import ROUTERS, install_error_handlers, openapi
-from whisper_service.api.auth import ApiKeyMiddleware
+from whisper_service.api import METRICS_ROUTER, ROUTERS, install_error_handlers, openapi
+from whisper_service.api.auth import ApiKeyMiddleware, KeyIds
 from whisper_service.api.middleware import (
     FORM_OVERHEAD_BYTES,
     AccessMiddleware,
@@ -92,6 +92,8 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if settings.metrics_access != "port":
+        app.include_router(METRICS_ROUTER)
     openapi.install(app)
     # Added innermost first. None of these reads the body, so every refusal (size,
     # rate, auth, drain) happens before an upload is received.
@@ -106,7 +108,15 @@ def create_app(
         )
     keys = settings.all_api_keys()
     if settings.auth_required or keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys, public_probes=settings.health_public)
+        secret = settings.key_id_secret
+        app.add_middleware(
+            ApiKeyMiddleware,
+            keys=keys,
+            admin_keys=settings.admin_keys(),
+            key_ids=KeyIds(secret.get_secret_value() if secret else None, keys),
+            public_probes=settings.health_public,
+            failures_per_minute=settings.auth_failures_per_minute,
+        )
     app.add_middleware(InFlightMiddleware, tracker=runtime.in_flight)
     app.add_middleware(DrainMiddleware, is_draining=lambda: runtime.draining)
     if settings.cors_origins:

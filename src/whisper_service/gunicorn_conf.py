@@ -90,6 +90,12 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    """Make SIGINT drain like SIGTERM. gunicorn's own SIGINT is a quick shutdown that
-    skips the drain; a Ctrl-C or a platform that sends SIGINT must not drop requests."""
+    """Make SIGINT drain like SIGTERM (gunicorn's own SIGINT is a quick shutdown that
+    skips the drain; a Ctrl-C or a platform that sends SIGINT must not drop requests),
+    and with WHISPER_METRICS_ACCESS=port serve every worker's metrics from here."""
     server.handle_int = server.handle_term
+    if _settings.metrics_access == "port":
+        # Imported only now: on_starting has set PROMETHEUS_MULTIPROC_DIR.
+        from whisper_service.observability.metrics import serve_on_port
+
+        serve_on_port(_settings.host, _settings.metrics_port)

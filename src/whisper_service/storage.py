@@ -61,10 +61,39 @@ class ObjectTooLarge(StorageError):
 
 
 class StorageUnavailable(StorageError):
-    """GCS kept failing (after retries) or refused access."""
+    """GCS kept failing (after retries) or refused the service's access."""
 
     status = 502
     code = "gcs_unavailable"
+
+
+class NoCredentials(StorageError):
+    """The process has no Google credentials (or they no longer work)."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
+class EncodedObject(StorageError):
+    """The object is stored with a Content-Encoding (gzip): its size in the metadata
+    says nothing of what it would decompress to."""
+
+    status = 415
+    code = "gcs_object_encoded"
+
+
+class ObjectGrew(StorageError):
+    """More bytes arrived than the object's metadata promised."""
+
+    status = 413
+    code = "file_too_large"
+
+
+class OutputExists(StorageError):
+    """An output of that name exists already; outputs are never overwritten."""
+
+    status = 409
+    code = "gcs_output_exists"
 
 
 @dataclass(frozen=True)
@@ -96,8 +125,37 @@ class GcsUri:
         return f"gs://{self.bucket}/{self.name}"
 
 
+class _CappedWriter:
+    """A file that refuses to grow past ``limit`` bytes (GCS may send more than the
+    metadata said: the object was replaced, or a proxy decompressed it)."""
+
+    def __init__(self, target: IO[bytes], limit: int) -> None:
+        self._target = target
+        self._limit = limit
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        if self.written > self._limit:
+            raise ObjectGrew(f"the object sent more than the {self._limit} byte limit")
+        return self._target.write(data)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # The library rewinds to 0 only to start over; the count starts over with it.
+        self.written = offset
+        return self._target.seek(offset, whence)
+
+
 class GcsStorage:
-    """GCS access for one process; the client is created on first use."""
+    """GCS access for one process; the client is created on first use.
+
+    Errors say what the caller can act on (its own URI, not found, too big, not
+    allowed); what only the operator needs (the allow-list, the service account, the
+    library's message) goes to the log.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -105,18 +163,19 @@ class GcsStorage:
 
     def client(self) -> Any:
         """The process's storage client (created on first use; shared by inputs,
-        outputs and the job store)."""
+        outputs and the job store). Raises NoCredentials without credentials."""
         if self._client is None:
-            self._client = model_client(self.settings.gcp_project)
+            try:
+                self._client = model_client(self.settings.gcp_project)
+            except _auth_errors() as exc:
+                raise _no_credentials(exc) from exc
         return self._client
 
     def check_allowed(self, uri: GcsUri) -> None:
         """Refuse buckets that are not on the allow-list (an empty list allows none)."""
         if uri.bucket not in self.settings.gcs_allowed_buckets:
-            raise BucketNotAllowed(
-                f"bucket {uri.bucket!r} is not allowed; allowed: "
-                f"{', '.join(self.settings.gcs_allowed_buckets) or 'none configured'}"
-            )
+            log.info("gcs_bucket_not_allowed", bucket=uri.bucket)
+            raise BucketNotAllowed(f"bucket {uri.bucket!r} is not one this service reads")
 
     def _blob(self, uri: GcsUri) -> Any:
         """The object's metadata (no content), or ObjectNotFound."""
@@ -130,29 +189,35 @@ class GcsStorage:
             )
         except exceptions.NotFound:
             blob = None
-        except exceptions.Forbidden as exc:
-            raise StorageUnavailable(f"access to {uri} was refused: {exc.message}") from exc
         except exceptions.GoogleAPIError as exc:
-            raise StorageUnavailable(f"reading {uri} failed: {exc}") from exc
+            raise _unavailable(f"reading {uri}", exc) from exc
+        except _auth_errors() as exc:
+            raise _no_credentials(exc) from exc
         if blob is None:
             raise ObjectNotFound(f"{uri} does not exist")
         return blob
 
     def check_input(self, uri_text: str, max_bytes: int) -> Any:
-        """The object's metadata, once the URI parses, its bucket is allowed, it exists
-        and it fits ``max_bytes``: every check an input gets before a byte is read.
-        Blocking: call from a thread."""
+        """The object's metadata, once the URI parses, its bucket is allowed, it exists,
+        it is stored as is (no Content-Encoding) and it fits ``max_bytes``: every check
+        an input gets before a byte is read. Blocking: call from a thread."""
         uri = GcsUri.parse(uri_text)
         self.check_allowed(uri)
         blob = self._blob(uri)
+        if blob.content_encoding:
+            raise EncodedObject(
+                f"{uri} is stored with Content-Encoding: {blob.content_encoding}; store the "
+                "audio as it is (audio formats are compressed already)"
+            )
         if blob.size is not None and blob.size > max_bytes:
             log.info("gcs_object_too_large", uri=str(uri), size=blob.size, limit=max_bytes)
             raise ObjectTooLarge(f"{uri} is {blob.size} bytes; the limit is {max_bytes}")
         return blob
 
     def download(self, uri_text: str, max_bytes: int) -> IO[bytes]:
-        """The object's bytes in a temporary file (positioned at 0), after
-        check_input. Blocking: call from a thread."""
+        """The object's bytes, exactly as stored, in a temporary file (positioned at 0),
+        after check_input: the generation checked is the one read, never decompressed,
+        never more than ``max_bytes``. Blocking: call from a thread."""
         from google.api_core import exceptions
 
         blob = self.check_input(uri_text, max_bytes)
@@ -160,32 +225,75 @@ class GcsStorage:
         timeout = self.settings.gcs_timeout_seconds
         target = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
         try:
-            blob.download_to_file(target, **call_options(timeout))
+            blob.download_to_file(
+                _CappedWriter(target, max_bytes),
+                raw_download=True,
+                if_generation_match=blob.generation,
+                **call_options(timeout),
+            )
+        except exceptions.PreconditionFailed as exc:
+            target.close()
+            raise ObjectGrew(f"{uri} changed while it was being read; send it again") from exc
         except exceptions.GoogleAPIError as exc:
             target.close()
-            raise StorageUnavailable(f"downloading {uri} failed: {exc}") from exc
+            raise _unavailable(f"downloading {uri}", exc) from exc
+        except _auth_errors() as exc:
+            target.close()
+            raise _no_credentials(exc) from exc
+        except BaseException:
+            target.close()
+            raise
         target.seek(0)
         log.info("gcs_downloaded", uri=str(uri), size=blob.size)
         return target
 
-    def upload_text(self, request_id: str, extension: str, content: str, media_type: str) -> str:
-        """Write a transcript to ``<WHISPER_GCS_OUTPUT_URI>/<request_id>.<extension>``."""
+    def upload_text(self, name: str, extension: str, content: str, media_type: str) -> str:
+        """Write a transcript to ``<WHISPER_GCS_OUTPUT_URI>/<name>.<extension>``, only if
+        no object has that name (``name`` is a server-made id: nobody chooses it)."""
         from google.api_core import exceptions
 
         if not self.settings.gcs_output_uri:
             raise StorageError("no output location: set WHISPER_GCS_OUTPUT_URI")
         base = GcsUri.parse_prefix(self.settings.gcs_output_uri)
-        uri = GcsUri(base.bucket, f"{base.name}{request_id}.{extension}")
+        uri = GcsUri(base.bucket, f"{base.name}{name}.{extension}")
         try:
             blob = self.client().bucket(uri.bucket).blob(uri.name)
             blob.upload_from_string(
                 content,
                 content_type=media_type,
+                if_generation_match=0,
                 **call_options(self.settings.gcs_timeout_seconds),
             )
+        except exceptions.PreconditionFailed as exc:
+            raise OutputExists(f"{uri} exists already; it is not overwritten") from exc
         except exceptions.GoogleAPIError as exc:
-            raise StorageUnavailable(f"writing {uri} failed: {exc}") from exc
+            raise _unavailable(f"writing {uri}", exc) from exc
+        except _auth_errors() as exc:
+            raise _no_credentials(exc) from exc
         return str(uri)
+
+
+def _unavailable(what: str, exc: Exception) -> StorageUnavailable:
+    """GCS failed: the library's words (service account, project) to the log only."""
+    log.warning("gcs_call_failed", what=what, error=str(exc), error_class=type(exc).__name__)
+    return StorageUnavailable(f"{what} failed: Cloud Storage refused or kept failing; retry later")
+
+
+def _auth_errors() -> type[Exception]:
+    """google-auth's errors: no credentials found, or ones that no longer refresh."""
+    from google.auth.exceptions import GoogleAuthError
+
+    error: type[Exception] = GoogleAuthError
+    return error
+
+
+def _no_credentials(exc: Exception) -> NoCredentials:
+    """Missing or broken credentials: the details to the log, a 503 to the caller."""
+    log.error("gcs_credentials_unusable", error=str(exc), error_class=type(exc).__name__)
+    return NoCredentials(
+        "this service has no working Google credentials for Cloud Storage; retry later "
+        "(the service logs say why)"
+    )
 
 
 def download_prefix(client: Any, uri_text: str, target: Path, timeout: float) -> list[Path]:

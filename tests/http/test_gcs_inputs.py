@@ -3,6 +3,7 @@ real google-cloud-storage client against gcp-storage-emulator)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,3 +96,62 @@ async def test_gcs_unreachable_is_502_within_the_gcs_deadline(
         )
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "gcs_unavailable"
+
+
+async def test_an_object_stored_gzip_encoded_is_refused_before_download(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    response = await client.post("/transcribe", data={"gcs_uri": "gs://audio-in/calls/jfk.flac.gz"})
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "gcs_object_encoded"
+    lines = emulator.requests_log().splitlines()
+    assert [line for line in lines if "jfk.flac.gz" in line and "alt=media" in line] == []
+
+
+async def test_outputs_are_named_by_the_server_not_the_caller(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    headers = {"X-Request-ID": "another-tenants-transcript"}
+    response = await client.post(
+        "/transcribe",
+        data={"gcs_uri": "gs://audio-in/calls/jfk.flac", "save_to_gcs": "true"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "another-tenants-transcript"
+    output = response.json()["output_uri"]
+    assert "another-tenants-transcript" not in output
+    name = output.removeprefix("gs://transcripts/")
+    assert emulator.client().bucket("transcripts").blob(name).exists()
+
+
+async def test_refusals_do_not_reveal_the_allow_list(client: httpx.AsyncClient) -> None:
+    response = await client.post("/transcribe", data={"gcs_uri": "gs://private/jfk.flac"})
+    message = response.json()["error"]["message"]
+    assert "audio-in" not in message
+    assert "transcripts" not in message
+
+
+async def test_no_credentials_is_a_503_with_the_reason_in_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No emulator, no key file, no gcloud login, no metadata server.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    async with serve(gcs_allowed_buckets="audio-in", log_format="json") as service:
+        for _ in range(100):  # the startup check runs in the background
+            if "gcs_credentials_missing" in capsys.readouterr().out:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("no startup warning about missing credentials")
+        response = await service.client.post(
+            "/transcribe", data={"gcs_uri": "gs://audio-in/calls/jfk.flac"}
+        )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    assert "DefaultCredentialsError" not in response.text

@@ -15,7 +15,7 @@ from tests.in_process import BASE_URL, InProcess, serve
 
 pytestmark = pytest.mark.anyio
 
-KEYS = ("alpha-key-1", "beta-key-2")
+KEYS = ("alpha-key-1-0123456789", "beta-key-2-0123456789")
 FILE_KEY = "gamma-key-from-file"
 
 

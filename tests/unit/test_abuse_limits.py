@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from whisper_service.api.auth import ApiKeyMiddleware, presented_key
+from whisper_service.api.auth import ApiKeyMiddleware, KeyIds, presented_key
 from whisper_service.api.rate_limit import MAX_TRACKED_CLIENTS, RateLimitMiddleware, TokenBucket
 from whisper_service.config import SettingsError, load_settings
 
@@ -50,7 +51,14 @@ def test_presented_key_forms() -> None:
 
 def test_health_can_be_closed_too() -> None:
     async def scenario() -> tuple[int, int, int]:
-        app = ApiKeyMiddleware(ok_app, keys=["k"], public_probes=False)
+        app = ApiKeyMiddleware(
+            ok_app,
+            keys=["k"],
+            admin_keys=[],
+            key_ids=KeyIds(None, ["k"]),
+            public_probes=False,
+            failures_per_minute=0,
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             closed = (await client.get("/health/live")).status_code
@@ -81,4 +89,34 @@ def test_auth_required_needs_a_key_only_to_serve(tmp_path: object) -> None:
     settings = load_settings(auth_required=True)
     with pytest.raises(SettingsError, match="no API key"):
         settings.check_servable()
-    load_settings(auth_required=True, api_keys="a,b").check_servable()
+    load_settings(auth_required=True, api_keys="a" * 16 + "," + "b" * 16).check_servable()
+
+
+def test_api_keys_have_a_minimum_length_and_are_never_printed() -> None:
+    settings = load_settings(api_keys="long-enough-key-1,shortkey")
+    with pytest.raises(SettingsError) as info:
+        settings.check_servable()
+    assert "1 API key(s) shorter than 16 characters (lengths 8)" in str(info.value)
+    assert "shortkey" not in str(info.value)
+    with pytest.raises(SettingsError, match="WHISPER_ADMIN_API_KEYS"):
+        load_settings(admin_api_keys="tiny").check_servable()
+
+
+def test_key_ids_are_keyed_hashes_stable_for_a_deployment() -> None:
+    keys = ["k" * 20, "m" * 20]
+    by_secret = KeyIds("deployment-secret", keys)
+    assert by_secret.of(keys[0]) == KeyIds("deployment-secret", keys[:1]).of(keys[0])
+    assert by_secret.of(keys[0]) != KeyIds("another-secret", keys).of(keys[0])
+    unsalted = "key:" + hashlib.sha256(keys[0].encode()).hexdigest()[:12]
+    assert by_secret.of(keys[0]) != unsalted  # nothing a key list can be checked against
+    derived = KeyIds(None, keys)
+    assert derived.of(keys[0]) == KeyIds(None, list(reversed(keys))).of(keys[0])
+    assert derived.of(keys[0]) != derived.of(keys[1])
+
+
+def test_forwarded_for_is_believed_only_from_listed_proxies() -> None:
+    with pytest.raises(SettingsError, match="would believe any X-Forwarded-For"):
+        load_settings(forwarded_allow_ips="*")
+    with pytest.raises(SettingsError, match="not an address or network"):
+        load_settings(forwarded_allow_ips="10.0.0.0/8,proxy.internal")
+    assert load_settings(app_env="production").forwarded_allow_ips == "169.254.0.0/16"

@@ -24,7 +24,8 @@ ROUTERS = (
     routes_jobs.router,
     routes_openai.router,
     routes_health.router,
-    routes_metrics.router,
 )
+# Not on the service's port when WHISPER_METRICS_ACCESS=port.
+METRICS_ROUTER = routes_metrics.router
 
-__all__ = ["ROUTERS", "install_error_handlers"]
+__all__ = ["METRICS_ROUTER", "ROUTERS", "install_error_handlers"]

@@ -4,16 +4,25 @@ Keys arrive as ``Authorization: Bearer <key>`` (what the openai SDK sends) or
 ``X-API-Key: <key>``. They are compared in constant time: both sides are hashed to a
 fixed length first, and every configured key is compared, so neither a key's length
 nor which key matched shows in the timing.
+
+A valid key names its caller by a key id (an HMAC of the key, so logs and job records
+never hold anything that could be turned back into the key or guessed offline) and
+says whether it is an admin key (admins see internals in /health and /metrics).
+Failed attempts are limited per address: past ``auth_failures_per_minute`` an address
+gets 429 whatever it sends, so keys cannot be guessed at the service's speed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from whisper_service.api.middleware import is_probe, send_error
+from whisper_service.api.rate_limit import ClientBuckets, client_address
 from whisper_service.errors import ServiceError
 
 REALM = "whisper-service"
@@ -23,9 +32,17 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def client_key_id(key: str) -> str:
-    """A stable, non-secret name for a key: for rate limiting and logs."""
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+class KeyIds:
+    """Key ids: ``key:`` and 12 hex digits of HMAC-SHA256(secret, key). The secret is
+    WHISPER_KEY_ID_SECRET, or, unset, derived from the configured keys themselves."""
+
+    def __init__(self, secret: str | None, keys: list[str]) -> None:
+        material = secret if secret else "\n".join(sorted(keys))
+        self._secret = hashlib.sha256(("key-id:" + material).encode()).digest()
+
+    def of(self, key: str) -> str:
+        """The id of ``key``."""
+        return "key:" + hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 def presented_key(scope: Scope) -> str | None:
@@ -46,17 +63,34 @@ def presented_key(scope: Scope) -> str | None:
 
 class ApiKeyMiddleware:
     """401 with ``WWW-Authenticate`` unless the request carries a configured key.
-    Probes (health, metrics) are open when ``public_probes`` is set."""
+    Probes (health) are open when ``public_probes`` is set; a valid key on them still
+    names its caller (and an admin). Sets ``state.client_id`` and ``state.admin``."""
 
-    def __init__(self, app: ASGIApp, *, keys: list[str], public_probes: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: list[str],
+        admin_keys: list[str],
+        key_ids: KeyIds,
+        public_probes: bool,
+        failures_per_minute: float,
+    ) -> None:
         self.app = app
         self._digests = [_digest(k) for k in keys]
+        self._admin_digests = [_digest(k) for k in admin_keys]
+        self._key_ids = key_ids
         self.public_probes = public_probes
+        self._failures = (
+            ClientBuckets(failures_per_minute, max(1, math.ceil(failures_per_minute)))
+            if failures_per_minute > 0
+            else None
+        )
 
-    def _valid(self, key: str) -> bool:
-        given = _digest(key)
+    @staticmethod
+    def _matches(given: bytes, digests: list[bytes]) -> bool:
         matched = False
-        for digest in self._digests:
+        for digest in digests:
             matched |= hmac.compare_digest(digest, given)
         return matched
 
@@ -64,25 +98,48 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        if self.public_probes and is_probe(scope["path"]):
-            await self.app(scope, receive, send)
+        public = self.public_probes and is_probe(scope["path"])
+        address = client_address(scope)
+        held_off = self._failures is not None and self._failures.exhausted(
+            address, time.monotonic()
+        )
+        if held_off and not public:
+            assert self._failures is not None
+            await send_error(send, _too_many_failures(self._failures.retry_after(address)))
             return
         key = presented_key(scope)
-        if key is None or not self._valid(key):
-            challenge = f'Bearer realm="{REALM}"'
-            message = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
-            if key is not None:
-                challenge += ', error="invalid_token"'
-                message = "the API key is not valid"
-            await send_error(
-                send,
-                ServiceError(
-                    message,
-                    code="invalid_api_key" if key is not None else "missing_api_key",
-                    status=401,
-                    headers={"WWW-Authenticate": challenge},
-                ),
-            )
+        given = None if key is None else _digest(key)
+        state = scope.setdefault("state", {})
+        if key is not None and given is not None and self._matches(given, self._digests):
+            state["client_id"] = self._key_ids.of(key)
+            state["admin"] = self._matches(given, self._admin_digests)
+            await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["client_id"] = client_key_id(key)
-        await self.app(scope, receive, send)
+        if public:  # the platform's probes need no key, and a wrong one is nobody
+            await self.app(scope, receive, send)
+            return
+        if self._failures is not None:
+            self._failures.take(address, time.monotonic())
+        challenge = f'Bearer realm="{REALM}"'
+        message = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
+        if key is not None:
+            challenge += ', error="invalid_token"'
+            message = "the API key is not valid"
+        await send_error(
+            send,
+            ServiceError(
+                message,
+                code="invalid_api_key" if key is not None else "missing_api_key",
+                status=401,
+                headers={"WWW-Authenticate": challenge},
+            ),
+        )
+
+
+def _too_many_failures(retry_after: float) -> ServiceError:
+    return ServiceError(
+        "too many requests without a valid API key from this address; retry later",
+        code="rate_limited",
+        status=429,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+    )

@@ -61,6 +61,18 @@ def get_job_runner(runtime: RuntimeDep) -> JobRunner:
 JobRunnerDep = Annotated[JobRunner, Depends(get_job_runner)]
 
 
+def sees_internals(request: Request, runtime: RuntimeDep) -> bool:
+    """Whether the caller may see other callers' requests and the service's internals:
+    it presented an admin key, or the service has no keys at all (nobody to keep apart)."""
+    if getattr(request.state, "admin", False):
+        return True
+    settings = runtime.settings
+    return not (settings.auth_required or settings.all_api_keys())
+
+
+InternalsDep = Annotated[bool, Depends(sees_internals)]
+
+
 def get_client(request: Request) -> str | None:
     """The caller's key id when API keys are on (set by the auth middleware), else
     None: jobs are visible to their submitter only."""

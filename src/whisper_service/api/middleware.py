@@ -37,8 +37,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestIdMiddleware:
-    """Take the caller's ``X-Request-ID`` when it is sane, else make one; bind it for
-    logs and errors and echo it on every response."""
+    """Give every request an id of the server's own (``request_id``: the one that
+    tracks it in flight, names what it stores, and is on its log lines and errors) and
+    keep the caller's sane ``X-Request-ID`` as the caller's alone
+    (``caller_request_id``): echoed on the response and logged, never used as a key,
+    so one caller's id cannot collide with, or name, another's work."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -48,21 +51,26 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = _header(scope, REQUEST_ID_HEADER.encode())
-        request_id = given if given and _VALID_ID.match(given) else uuid.uuid4().hex
+        caller = given if given and _VALID_ID.match(given) else None
+        request_id = uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        fields = {"request_id": request_id}
+        if caller:
+            fields["caller_request_id"] = caller
+        structlog.contextvars.bind_contextvars(**fields)
+        echoed = (caller or request_id).encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"x-request-id", echoed))
                 message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars(*fields)
             request_id_var.reset(token)
 
 

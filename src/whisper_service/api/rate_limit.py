@@ -26,14 +26,56 @@ class TokenBucket:
         self.tokens = float(capacity)
         self.updated = now
 
-    def take(self, now: float) -> float:
-        """Take one token: 0 if granted, else seconds until one is available."""
+    def wait(self, now: float) -> float:
+        """Seconds until a token is available (0: one is), taking nothing."""
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self, now: float) -> float:
+        """Take one token: 0 if granted, else seconds until one is available."""
+        wait = self.wait(now)
+        if wait == 0:
             self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        return wait
+
+
+class ClientBuckets:
+    """A token bucket per client (API key id or address), the least recently seen
+    forgotten past MAX_TRACKED_CLIENTS."""
+
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = burst
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def _bucket(self, client: str, now: float) -> TokenBucket:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, now)
+            if len(self._buckets) > MAX_TRACKED_CLIENTS:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(client)
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, client: str) -> bool:
+        return client in self._buckets
+
+    def take(self, client: str, now: float) -> float:
+        """Take a token: 0 if granted, else seconds until one is available."""
+        return self._bucket(client, now).take(now)
+
+    def exhausted(self, client: str, now: float) -> bool:
+        """Whether the client has no token left (nothing is taken)."""
+        return self._bucket(client, now).wait(now) > 0
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until the client has a token again."""
+        return self._bucket(client, time.monotonic()).wait(time.monotonic())
 
 
 class RateLimitMiddleware:
@@ -43,31 +85,18 @@ class RateLimitMiddleware:
         self.app = app
         self.rate = per_minute / 60.0
         self.burst = burst
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def _client(self, scope: Scope) -> str:
-        client_id = scope.get("state", {}).get("client_id")
-        if client_id:
-            return str(client_id)
-        client = scope.get("client")
-        return f"ip:{client[0]}" if client else "ip:unknown"
+        self._buckets = ClientBuckets(per_minute, burst)
 
     def wait_for(self, client: str, now: float) -> float:
         """Seconds the client must wait (0: go ahead)."""
-        bucket = self._buckets.get(client)
-        if bucket is None:
-            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst, now)
-            if len(self._buckets) > MAX_TRACKED_CLIENTS:
-                self._buckets.popitem(last=False)  # forget the least recently seen
-        else:
-            self._buckets.move_to_end(client)
-        return bucket.take(now)
+        return self._buckets.take(client, now)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_probe(scope["path"]) or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        wait = self.wait_for(self._client(scope), time.monotonic())
+        client = scope.get("state", {}).get("client_id") or client_address(scope)
+        wait = self.wait_for(str(client), time.monotonic())
         if wait > 0:
             await send_error(
                 send,
@@ -81,3 +110,9 @@ class RateLimitMiddleware:
             )
             return
         await self.app(scope, receive, send)
+
+
+def client_address(scope: Scope) -> str:
+    """The caller's address (after the trusted proxies' X-Forwarded-For)."""
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"

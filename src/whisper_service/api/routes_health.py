@@ -17,7 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from whisper_service import __version__
-from whisper_service.api.deps import RuntimeDep
+from whisper_service.api.deps import InternalsDep, RuntimeDep
 from whisper_service.api.schemas import (
     HealthReport,
     InFlightOut,
@@ -120,18 +120,22 @@ async def model_ready(runtime: RuntimeDep, name: str) -> JSONResponse:
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "unhealthy"}},
 )
-async def health(runtime: RuntimeDep) -> JSONResponse:
+async def health(runtime: RuntimeDep, internals: InternalsDep) -> JSONResponse:
     """Every check with value, threshold, message and trend, plus the process state.
-    200 when healthy or degraded, 503 when unhealthy."""
+    200 when healthy or degraded, 503 when unhealthy. Other callers' requests (ids,
+    paths), the process id and the job store's location only with an admin key."""
     monitor = runtime.monitor
     checks = monitor.report() if monitor else {
         "status": "unhealthy", "sampled_at": None, "window_seconds": 0.0, "checks": {}
     }  # fmt: skip
     in_flight = runtime.in_flight.snapshot()
+    jobs = None if runtime.jobs is None else runtime.jobs.stats()
+    if jobs is not None and not internals:
+        jobs = {k: v for k, v in jobs.items() if k not in ("store", "instance")}
     report = HealthReport(
         **checks,
         version=__version__,
-        pid=os.getpid(),
+        pid=os.getpid() if internals else None,
         engine=runtime.settings.engine.value,
         model=runtime.model_name,
         model_loaded=runtime.engine is not None,
@@ -139,9 +143,9 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
         started_at=runtime.started_at,
         draining=runtime.draining,
         in_flight_count=len(in_flight),
-        in_flight=[InFlightOut(**r.as_dict()) for r in in_flight],
+        in_flight=[InFlightOut(**r.as_dict()) for r in in_flight] if internals else None,
         queue=_queue(runtime),
-        jobs=None if runtime.jobs is None else runtime.jobs.stats(),
+        jobs=jobs,
     )
     healthy = monitor is not None and monitor.status is not Status.UNHEALTHY
     return json_response(report, 200 if healthy else 503)

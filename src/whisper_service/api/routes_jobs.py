@@ -15,6 +15,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -43,6 +44,7 @@ from whisper_service.observability.context import request_id_var
 from whisper_service.storage import StorageError
 
 router = APIRouter(tags=["jobs"])
+log = structlog.get_logger(__name__)
 
 # How often a client should poll a job that is not finished, in seconds.
 POLL_SECONDS = 2
@@ -88,8 +90,15 @@ def _job_not_found(job_id: str) -> ServiceError:
     return ServiceError(f"no job {job_id!r}", code="job_not_found", status=404, param="job_id")
 
 
-def _store_unavailable(message: str) -> ServiceError:
-    return ServiceError(message, code="job_store_unavailable", status=503)
+def _store_unavailable(detail: str) -> ServiceError:
+    # The store's name and what failed there go to the log; the caller learns to retry.
+    log.warning("job_store_unavailable", error=detail)
+    return ServiceError(
+        "the job store is unavailable; retry later",
+        code="job_store_unavailable",
+        status=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _owned_job(runner: JobRunner, client: str | None, job_id: str) -> Job:
@@ -152,7 +161,7 @@ async def create_job(
     except StorageError as exc:
         raise _store_unavailable(exc.message) from exc
     except OSError as exc:  # a directory store: disk full, permissions changed
-        raise _store_unavailable(f"the job store cannot take the job: {exc.strerror}") from exc
+        raise _store_unavailable(f"{type(exc).__name__}: {exc}") from exc
     view = job_view(request, job)
     return json_response(view, 202, headers={"Location": view.status_url})
 

@@ -257,7 +257,7 @@ class HealthReport(BaseModel):
     window_seconds: float
     checks: dict[str, HealthCheckOut]
     version: str
-    pid: int
+    pid: int | None = omitted_when_none("With an admin key")
     engine: str
     model: str
     model_loaded: bool
@@ -265,9 +265,12 @@ class HealthReport(BaseModel):
     started_at: float
     draining: bool
     in_flight_count: int
-    in_flight: list[InFlightOut]
+    in_flight: list[InFlightOut] | None = omitted_when_none("Ids and paths: with an admin key")
     queue: QueueState
-    jobs: dict[str, Any] | None = Field(description="What this instance holds; null without /jobs")
+    jobs: dict[str, Any] | None = Field(
+        description="What this instance holds (its store and name with an admin key); "
+        "null without /jobs"
+    )
 
 
 # --- jobs ---

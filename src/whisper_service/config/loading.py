@@ -10,12 +10,14 @@ from pydantic import ValidationError
 from whisper_service.config.presets import AppEnv
 from whisper_service.config.settings import ENV_PREFIX, Settings, SettingsError, env_var_name
 
+SECRET_FIELDS = ("api_keys", "admin_api_keys", "key_id_secret")
+
 
 def _describe(error: dict[str, Any]) -> str:
     if not error.get("loc"):  # a cross-field rule: its message names the variables
         return str(error["msg"]).removeprefix("Value error, ")
     field = str(error["loc"][0])
-    value = "<secret>" if field == "api_keys" else error.get("input")
+    value = "<secret>" if field in SECRET_FIELDS else error.get("input")
     return f"{env_var_name(field)}={value!r}: {error['msg']}"
 
 

@@ -43,8 +43,12 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "request_timeout_seconds": 300.0,
         "auth_required": True,
         "rate_limit_per_minute": 120.0,
-        # Only Cloud Run's front end can reach the container; it sets X-Forwarded-For.
-        "forwarded_allow_ips": "*",
+        # Cloud Run's front end connects from a link-local address and appends the
+        # client's address to X-Forwarded-For; what a client wrote there is not believed.
+        "forwarded_allow_ips": "169.254.0.0/16",
+        # Scraped by the Managed Service for Prometheus sidecar inside the instance;
+        # nothing outside it sees the metrics (docs/observability.md).
+        "metrics_access": "port",
     },
     AppEnv.STAGING: {
         "log_level": "DEBUG",
@@ -59,7 +63,8 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "queue_size": 3,
         "request_timeout_seconds": 300.0,
         "rate_limit_per_minute": 120.0,
-        "forwarded_allow_ips": "*",
+        "forwarded_allow_ips": "169.254.0.0/16",
+        "metrics_access": "port",
     },
     AppEnv.DEVELOPMENT: {
         # int8 fits 512 MiB (float32 would not, under the 80 % rule); a laptop favours

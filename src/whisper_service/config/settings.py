@@ -31,6 +31,8 @@ from whisper_service.config.fields import (
 from whisper_service.config.presets import PresetSource
 
 ENV_PREFIX = "WHISPER_"
+# Shorter keys can be guessed; `openssl rand -hex 24` makes a good one.
+MIN_API_KEY_LENGTH = 16
 # Time between the end of the drain and the platform's SIGKILL: cancelled requests
 # are answered and the process exits in it.
 SHUTDOWN_MARGIN_SECONDS = 1.5
@@ -107,6 +109,19 @@ class Settings(
             keys = self.all_api_keys()
         except ValueError as exc:
             raise SettingsError(f"invalid configuration:\n  {exc}") from None
+        if self.metrics_access == "key" and not self.admin_api_keys:
+            raise SettingsError(
+                f"invalid configuration:\n  {env_var_name('metrics_access')}=key but no "
+                f"admin key is configured: set {env_var_name('admin_api_keys')}"
+            )
+        short = [len(k) for k in keys if len(k) < MIN_API_KEY_LENGTH]
+        if short:
+            raise SettingsError(
+                f"invalid configuration:\n  {len(short)} API key(s) shorter than "
+                f"{MIN_API_KEY_LENGTH} characters (lengths {', '.join(map(str, short))}) in "
+                f"{env_var_name('api_keys')}, {env_var_name('api_keys_file')} or "
+                f"{env_var_name('admin_api_keys')}: generate them, e.g. `openssl rand -hex 24`"
+            )
         if self.auth_required and not keys:
             raise SettingsError(
                 f"invalid configuration:\n  {env_var_name('auth_required')}=true but no API "
@@ -114,10 +129,15 @@ class Settings(
                 f"{env_var_name('api_keys_file')}"
             )
 
+    def admin_keys(self) -> list[str]:
+        """Keys from WHISPER_ADMIN_API_KEYS."""
+        return [k.get_secret_value() for k in self.admin_api_keys]
+
     def all_api_keys(self) -> list[str]:
-        """Keys from WHISPER_API_KEYS and from the key file (blank lines and # comments
-        ignored). An unreadable key file is a configuration error."""
-        keys = [k.get_secret_value() for k in self.api_keys]
+        """Every key that authenticates: WHISPER_API_KEYS, the key file (blank lines and
+        # comments ignored) and the admin keys. An unreadable key file is a
+        configuration error."""
+        keys = [k.get_secret_value() for k in self.api_keys] + self.admin_keys()
         if self.api_keys_file is not None:
             try:
                 lines = self.api_keys_file.read_text().splitlines()

@@ -21,7 +21,17 @@ IMAGE_PLACEHOLDER = "__IMAGE__"
 PROJECT_PLACEHOLDER = "__PROJECT_ID__"
 # Created by docs/deployment.md; one prefix per environment.
 JOBS_BUCKET = f"{PROJECT_PLACEHOLDER}-whisper-jobs"
-API_KEYS_SECRET = "whisper-api-keys"  # noqa: S105 - the Secret Manager name, not a secret
+# Secret Manager names (not secrets), created by docs/deployment.md.
+SECRETS = {
+    "api_keys": "whisper-api-keys",
+    "admin_api_keys": "whisper-admin-api-keys",
+    "key_id_secret": "whisper-key-id-secret",
+}
+RUNGMP_SECRET = "whisper-rungmp-config"  # noqa: S105 - a name
+# Google's Managed Service for Prometheus sidecar for Cloud Run.
+COLLECTOR_IMAGE = (
+    "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+)
 SERVICE_NAMES = {
     AppEnv.PRODUCTION: "whisper-service",
     AppEnv.STAGING: "whisper-service-staging",
@@ -35,6 +45,8 @@ _NOT_IN_ENV = {
     "model_cache_dir",
     "api_keys",
     "api_keys_file",
+    "admin_api_keys",
+    "key_id_secret",
     "memory_limit_mib",
     "cpu_limit",
     "min_instances",
@@ -60,13 +72,47 @@ def service_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict
     name = SERVICE_NAMES[settings.app_env]
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in environment(settings).items()]
     if settings.auth_required:
-        env.append(
+        for field, secret in SECRETS.items():
+            env.append(
+                {
+                    "name": env_var_name(field),
+                    "valueFrom": {"secretKeyRef": {"name": secret, "key": "latest"}},
+                }
+            )
+    startup_budget = 240  # seconds for a cold start: image pull is outside it
+    annotations = {
+        "autoscaling.knative.dev/minScale": str(settings.min_instances),
+        "autoscaling.knative.dev/maxScale": str(settings.max_instances),
+        # The health monitor and the drain run between requests.
+        "run.googleapis.com/cpu-throttling": "false",
+        "run.googleapis.com/startup-cpu-boost": "true",
+        "run.googleapis.com/execution-environment": "gen2",
+    }
+    extra: dict[str, Any] = {}
+    containers: list[dict[str, Any]] = []
+    if settings.metrics_access == "port":
+        # The sidecar scrapes the metrics port inside the instance; the service's own
+        # port, the only one Cloud Run routes to, does not serve them.
+        annotations["run.googleapis.com/container-dependencies"] = (
+            '{"collector":["whisper-service"]}'
+        )
+        containers.append(
             {
-                "name": env_var_name("api_keys"),
-                "valueFrom": {"secretKeyRef": {"name": API_KEYS_SECRET, "key": "latest"}},
+                "name": "collector",
+                "image": COLLECTOR_IMAGE,
+                "volumeMounts": [{"name": "rungmp-config", "mountPath": "/etc/rungmp/"}],
+                "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
             }
         )
-    startup_budget = 240  # seconds for a cold start: image pull is outside it
+        extra["volumes"] = [
+            {
+                "name": "rungmp-config",
+                "secret": {
+                    "secretName": RUNGMP_SECRET,
+                    "items": [{"key": "latest", "path": "config.yaml"}],
+                },
+            }
+        ]
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
@@ -79,14 +125,7 @@ def service_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict
             "template": {
                 "metadata": {
                     "labels": {"app": "whisper-service", "environment": settings.app_env.value},
-                    "annotations": {
-                        "autoscaling.knative.dev/minScale": str(settings.min_instances),
-                        "autoscaling.knative.dev/maxScale": str(settings.max_instances),
-                        # The health monitor and the drain run between requests.
-                        "run.googleapis.com/cpu-throttling": "false",
-                        "run.googleapis.com/startup-cpu-boost": "true",
-                        "run.googleapis.com/execution-environment": "gen2",
-                    },
+                    "annotations": annotations,
                 },
                 "spec": {
                     "containerConcurrency": settings.container_concurrency,
@@ -116,8 +155,10 @@ def service_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict
                                 "timeoutSeconds": 5,
                                 "failureThreshold": 3,
                             },
-                        }
+                        },
+                        *containers,
                     ],
+                    **extra,
                 },
             },
             "traffic": [{"percent": 100, "latestRevision": True}],
@@ -132,12 +173,33 @@ def _yaml(data: object) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
 
 
+def scrape_config(settings: Settings) -> dict[str, Any]:
+    """The sidecar's RunMonitoring: scrape the metrics port inside the instance (the
+    content of the Secret Manager secret the manifest mounts)."""
+    return {
+        "apiVersion": "monitoring.googleapis.com/v1beta",
+        "kind": "RunMonitoring",
+        "metadata": {"name": SERVICE_NAMES[settings.app_env]},
+        "spec": {
+            "endpoints": [{"port": settings.metrics_port, "path": "/metrics", "interval": "30s"}]
+        },
+    }
+
+
 def render(settings: Settings, output_dir: Path, image: str = IMAGE_PLACEHOLDER) -> list[Path]:
-    """Write service.<env>.yaml and env.<env>.yaml; return their paths."""
+    """Write service.<env>.yaml, env.<env>.yaml and, for a metrics port,
+    rungmp.<env>.yaml; return their paths."""
     env = settings.app_env.value
     output_dir.mkdir(parents=True, exist_ok=True)
-    service = output_dir / f"service.{env}.yaml"
-    env_file = output_dir / f"env.{env}.yaml"
-    service.write_text(HEADER.format(env=env) + _yaml(service_manifest(settings, image)))
-    env_file.write_text(HEADER.format(env=env) + _yaml(environment(settings)))
-    return [service, env_file]
+    header = HEADER.format(env=env)
+    files = {
+        f"service.{env}.yaml": service_manifest(settings, image),
+        f"env.{env}.yaml": environment(settings),
+    }
+    if settings.metrics_access == "port":
+        files[f"rungmp.{env}.yaml"] = scrape_config(settings)
+    written = []
+    for name, content in files.items():
+        (output_dir / name).write_text(header + _yaml(content))
+        written.append(output_dir / name)
+    return written

@@ -20,11 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import structlog
+
 from whisper_service.storage import GcsStorage, GcsUri, StorageUnavailable, call_options
 
 # Temporary files of writes in progress; one this old was left by a crash.
 TEMPORARY_PREFIX = ".tmp-"
 STALE_TEMPORARY_SECONDS = 3600
+
+
+log = structlog.get_logger(__name__)
 
 
 class Conflict(Exception):
@@ -231,7 +236,9 @@ class GcsObjects:
         except exceptions.NotFound:
             raise
         except exceptions.GoogleAPIError as exc:
-            raise StorageUnavailable(f"{what} in {self.location} failed: {exc}") from exc
+            # Where the store is and what GCS said are the operator's, not a caller's.
+            log.warning("job_store_call_failed", what=what, store=self.location, error=str(exc))
+            raise StorageUnavailable("the job store kept failing; retry later") from exc
 
     def read(self, name: str) -> tuple[bytes, int] | None:
         """Download with the generation it had."""

@@ -35,11 +35,12 @@ def claim(
     if abandoned:
         job.interruptions += 1
         if job.interruptions > max_interruptions:
+            # Which instance it was is the operator's to know (logged), not the caller's.
+            log.error("job_interrupted_too_often", job_id=job.id, last_instance=job.instance)
             ended(job, JobStatus.FAILED, JobError(
                 code="interrupted",
                 message=f"the instance running this job stopped without handing it "
-                f"over {job.interruptions} times (last: {job.instance}); it is not "
-                "retried again",
+                f"over {job.interruptions} times; it is not retried again",
             ))  # fmt: skip
             return "abandoned"
     job.instance, job.lease_expires_at = instance, lease_until

@@ -13,6 +13,7 @@ Labels are bounded: route templates, never raw paths; reasons from a fixed set.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 NAMESPACE = "whisper"
@@ -211,10 +213,29 @@ def initialise(version: str, engine: str, model: str, app_env: str) -> None:
     DRAINING.set(0)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The scrape body and its content type, merged across workers when multiprocess."""
+def _registry() -> CollectorRegistry:
+    """Every live worker's samples when multiprocess, else this process's."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def serve_on_port(host: str, port: int) -> Callable[[], None]:
+    """Serve /metrics on a port of its own (WHISPER_METRICS_ACCESS=port: a sidecar in
+    the same instance scrapes it; the service's own port does not serve it); returns
+    what stops it."""
+    server, thread = start_http_server(port, addr=host, registry=_registry())
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
+
+
+def exposition() -> tuple[bytes, str]:
+    """The scrape body and its content type, merged across workers when multiprocess."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
 
+from whisper_service.config import Settings
+from whisper_service.observability import metrics
 from whisper_service.serving.drain import Drainer
 from whisper_service.serving.health import HealthMonitor
 from whisper_service.serving.runtime import Runtime
 from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE, load_in_background
+from whisper_service.storage import EMULATOR_ENV
 
 if TYPE_CHECKING:
     from whisper_service.jobs.runner import JobRunner
@@ -53,6 +56,36 @@ def _start_jobs(runtime: Runtime) -> JobRunner:
     return runner
 
 
+def _check_gcs_credentials(settings: Settings) -> None:
+    """Warn at startup, not at the first gs:// request, when Cloud Storage is configured
+    and no credentials can be found (requests that need it then get 503
+    storage_unavailable with the reason in the log). Blocking: run in a thread."""
+    uses = {
+        "WHISPER_GCS_ALLOWED_BUCKETS": bool(settings.gcs_allowed_buckets),
+        "WHISPER_GCS_OUTPUT_URI": bool(settings.gcs_output_uri),
+        "WHISPER_JOBS_STORE": (settings.jobs_store or "").startswith("gs://"),
+    }
+    configured = [name for name, used in uses.items() if used]
+    if not configured or os.environ.get(EMULATOR_ENV):
+        return
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError as exc:
+        log.warning("gcs_credentials_missing", configured=configured, reason=str(exc))
+
+
+def _serve_metrics_port(runtime: Runtime) -> Callable[[], None] | None:
+    """With WHISPER_METRICS_ACCESS=port and no gunicorn master to serve every worker's
+    metrics (plain uvicorn), this process serves its own on the port."""
+    settings = runtime.settings
+    if settings.metrics_access != "port" or os.environ.get(metrics.MULTIPROC_ENV):
+        return None
+    return metrics.serve_on_port(settings.host, settings.metrics_port)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the health monitor, the drain handler, the model load and the jobs."""
@@ -64,9 +97,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loader = asyncio.create_task(load_in_background(runtime))
     if runtime.settings.jobs_store:
         runtime.jobs = _start_jobs(runtime)
+    stop_metrics = _serve_metrics_port(runtime)
+    credentials = asyncio.create_task(asyncio.to_thread(_check_gcs_credentials, runtime.settings))
     try:
         yield
     finally:
+        credentials.cancel()
+        if stop_metrics is not None:
+            stop_metrics()
         loader.cancel()
         if runtime.jobs is not None:
             # A shutdown without the drain (gunicorn recycling the worker after
