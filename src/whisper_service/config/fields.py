@@ -333,11 +333,12 @@ class JobsFields(BaseModel):
         1, ge=1, le=32, description="Jobs one instance transcribes at once."
     )
     jobs_batch_size: int = Field(
-        8,
+        4,
         ge=1,
         le=64,
         description="Windows decoded together in one pass (faster-whisper's batched "
-        "pipeline); progress and checkpoints advance per batch.",
+        "pipeline); progress and checkpoints advance per batch. Each window holds about "
+        "90 MiB while the pass runs.",
     )
     jobs_chunking: Literal["vad", "fixed"] = Field(
         "vad",

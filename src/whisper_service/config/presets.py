@@ -86,6 +86,8 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         # another user owns or can write.
         "jobs_store": "/tmp/whisper-service/jobs",  # noqa: S108
         "jobs_max_audio_seconds": 3600.0,
+        # A batched pass holds 90 MiB per window: two leave room for an hour of audio.
+        "jobs_batch_size": 2,
     },
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from whisper_service.config import Settings
-from whisper_service.serving.memory import MIN_BUDGET_MIB, RUNNING_INFERENCE_MIB
+from whisper_service.serving.memory import MIN_BUDGET_MIB, running_inference_mib
 
 SERVICE_OVERHEAD_MIB = 100
 
@@ -109,5 +109,6 @@ def audio_budget_mib(settings: Settings) -> int | None:
     if need is None:
         return None
     ceiling = settings.memory_limit_mib * settings.health_memory_degraded_percent / 100
-    running = settings.inference_workers * RUNNING_INFERENCE_MIB
+    # Deployed manifests always have a job store (docs/jobs.md).
+    running = running_inference_mib(settings, jobs=True)
     return max(round((ceiling - need) / settings.web_workers - running), MIN_BUDGET_MIB)
