@@ -105,3 +105,15 @@ def test_load_test_refuses_non_loopback_targets(audio_dir: Path) -> None:
     )
     assert result.returncode != 0
     assert "only loopback addresses" in result.stderr
+
+
+def test_measure_memory_reports_idle_and_peak() -> None:
+    result = run_script(
+        "measure_memory.py", "burst", "--env", "development", "--requests", "2",
+        "--minutes", "0.5", "--seconds", "60",
+        timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["answers"] == ["200", "200"]
+    assert 100 < report["idle_mib"] <= report["peak_mib"]
