@@ -93,19 +93,24 @@ def process_need_mib(
     return round(web_workers * (per_worker + SERVICE_OVERHEAD_MIB))
 
 
-def audio_budget_mib(settings: Settings) -> int | None:
-    """The decoded-audio budget a deployment of ``settings`` gets (see serving.memory):
-    WHISPER_AUDIO_MEMORY_MIB, or estimated from this table as the process would derive
-    it from its own size; None for a model the table does not know."""
-    if settings.audio_memory_mib:
-        return settings.audio_memory_mib
-    need = process_need_mib(
+def settings_need_mib(settings: Settings) -> int | None:
+    """``process_need_mib`` for the model, engine, precision and workers of ``settings``."""
+    return process_need_mib(
         settings.model,
         settings.engine.value,
         settings.compute_type,
         settings.inference_workers,
         settings.web_workers,
     )
+
+
+def audio_budget_mib(settings: Settings) -> int | None:
+    """The decoded-audio budget a deployment of ``settings`` gets (see serving.memory):
+    WHISPER_AUDIO_MEMORY_MIB, or estimated from this table as the process would derive
+    it from its own size; None for a model the table does not know."""
+    if settings.audio_memory_mib:
+        return settings.audio_memory_mib
+    need = settings_need_mib(settings)
     if need is None:
         return None
     ceiling = settings.memory_limit_mib * settings.health_memory_degraded_percent / 100

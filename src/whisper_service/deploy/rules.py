@@ -12,7 +12,7 @@ import math
 
 from whisper_service.audio import decoded_bytes
 from whisper_service.config import Settings, env_var_name
-from whisper_service.deploy.model_memory import audio_budget_mib, process_need_mib
+from whisper_service.deploy.model_memory import audio_budget_mib, settings_need_mib
 
 # Cloud Run: SIGKILL 10 s after SIGTERM; at most 60 minutes per request.
 CLOUD_RUN_GRACE_SECONDS = 10.0
@@ -59,13 +59,7 @@ def problems(settings: Settings) -> list[str]:
             f"{settings.cpu_limit} CPUs oversubscribe the CPU (check "
             f"{name('cpu_threads')}, {name('inference_workers')}, {name('web_workers')})"
         )
-    need = process_need_mib(
-        settings.model,
-        settings.engine.value,
-        settings.compute_type,
-        settings.inference_workers,
-        settings.web_workers,
-    )
+    need = settings_need_mib(settings)
     budget = MEMORY_HEADROOM * settings.memory_limit_mib
     if need is not None and need > budget:
         found.append(
