@@ -15,8 +15,8 @@ from whisper_service.audio import SAMPLE_RATE
 from whisper_service.config import Settings
 from whisper_service.engines import (
     CancelToken,
-    ProgressCallback,
     Segment,
+    SegmentCallback,
     TranscribeOptions,
     Transcription,
     Word,
@@ -54,6 +54,7 @@ class FakeEngine:
         self.busy = busy
         self.hold = hold
         self.calls = 0
+        self.last_options: TranscribeOptions | None = None
         self.started = threading.Event()
 
     @property
@@ -64,6 +65,9 @@ class FakeEngine:
     def _work(self, cancel: CancelToken | None) -> None:
         self.calls += 1
         self.started.set()
+        self._wait(cancel)
+
+    def _wait(self, cancel: CancelToken | None) -> None:
         give_up = time.monotonic() + self.busy
         while (self.hold is not None and not self.hold.is_set()) or time.monotonic() < give_up:
             if cancel is not None:
@@ -102,13 +106,20 @@ class FakeEngine:
         audio: np.ndarray,
         options: TranscribeOptions,
         cancel: CancelToken | None = None,
-        on_progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcription:
-        """The lines, spread over the audio."""
+        """The lines, spread over the audio; ``busy`` and ``hold`` apply before each
+        segment, as a real engine spends its time per window."""
         check_options(self, options)
-        self._work(cancel)
+        self.calls += 1
+        self.last_options = options
+        self.started.set()
         duration = len(audio) / SAMPLE_RATE
         segments = self._segments(0.0, duration, options.word_timestamps)
+        for segment in segments:
+            self._wait(cancel)
+            if on_segment is not None:
+                on_segment(segment)
         text = "".join(s.text for s in segments).strip()
         return Transcription(text, options.language or self.language, 0.99, duration, segments)
 

@@ -97,7 +97,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             def advance(done: float, bar: Any = bar, total: float = audio.duration) -> None:
                 bar.update(max(0.0, round(min(done, total), 1) - bar.n))
 
-            result = engine.transcribe(audio.samples, options, on_progress=advance)
+            result = engine.transcribe(
+                audio.samples, options, on_segment=lambda segment: advance(segment.end)
+            )
             advance(audio.duration)
         if fmt in TEXT_WRITERS:
             output = TEXT_WRITERS[fmt](result)

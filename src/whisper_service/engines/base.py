@@ -75,6 +75,17 @@ class CancelToken:
 
 
 @dataclass(frozen=True)
+class VadSettings:
+    """How Silero VAD finds speech when ``vad_filter`` is on: the speech probability
+    that counts as speech, the silence that ends a region, the padding kept around it
+    (faster-whisper's defaults)."""
+
+    threshold: float = 0.5
+    min_silence_ms: int = 2000
+    speech_pad_ms: int = 400
+
+
+@dataclass(frozen=True)
 class TranscribeOptions:
     """Decoding options, identical for every engine."""
 
@@ -86,6 +97,7 @@ class TranscribeOptions:
     prompt: str | None = None
     word_timestamps: bool = False
     vad_filter: bool = False
+    vad: VadSettings = field(default_factory=VadSettings)
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -138,7 +150,8 @@ class Transcription:
         return [w for s in self.segments for w in (s.words or [])]
 
 
-ProgressCallback = Callable[[float], None]
+# Called from the inference thread with each segment as it is decoded.
+SegmentCallback = Callable[[Segment], None]
 
 
 class Engine(Protocol):
@@ -160,9 +173,10 @@ class Engine(Protocol):
         audio: np.ndarray,
         options: TranscribeOptions,
         cancel: CancelToken | None = None,
-        on_progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcription:
-        """Transcribe 16 kHz mono float32 ``audio``."""
+        """Transcribe 16 kHz mono float32 ``audio``; ``on_segment`` sees each segment
+        as soon as it is decoded."""
         ...
 
     def transcribe_windows(

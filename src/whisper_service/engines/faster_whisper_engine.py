@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.vad import VadOptions
 
 from whisper_service.engines.base import (
     CancelToken,
-    ProgressCallback,
     Segment,
+    SegmentCallback,
     TranscribeOptions,
     Transcription,
     Word,
@@ -84,13 +85,22 @@ class FasterWhisperEngine:
         audio: np.ndarray,
         options: TranscribeOptions,
         cancel: CancelToken | None = None,
-        on_progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcription:
-        """Transcribe; segments are generated lazily, so cancellation is checked between them."""
+        """Transcribe; segments are generated lazily, so cancellation is checked between
+        them and each is handed to ``on_segment`` as soon as it is decoded."""
+        vad = options.vad
         generator, info = self._model.transcribe(
-            audio, vad_filter=options.vad_filter, **self._decoding(options, options.language)
+            audio,
+            vad_filter=options.vad_filter,
+            vad_parameters=VadOptions(
+                threshold=vad.threshold,
+                min_silence_duration_ms=vad.min_silence_ms,
+                speech_pad_ms=vad.speech_pad_ms,
+            ),
+            **self._decoding(options, options.language),
         )
-        segments = _collect(generator, cancel, on_progress)
+        segments = _collect(generator, cancel, on_segment)
         text = "".join(s.text for s in segments).strip()
         return Transcription(
             text, info.language, float(info.language_probability), info.duration, segments
@@ -148,7 +158,7 @@ class FasterWhisperEngine:
 
 
 def _collect(
-    generator: Iterable[Any], cancel: CancelToken | None, on_progress: ProgressCallback | None
+    generator: Iterable[Any], cancel: CancelToken | None, on_segment: SegmentCallback | None
 ) -> list[Segment]:
     """Engine segments to ours; faster-whisper yields lazily, so cancellation is
     checked between segments."""
@@ -156,26 +166,24 @@ def _collect(
     for raw in generator:
         if cancel is not None:
             cancel.check()
-        segments.append(
-            Segment(
-                id=raw.id - 1,  # faster-whisper counts from 1, openai-whisper from 0
-                seek=raw.seek,
-                start=float(raw.start),
-                end=float(raw.end),
-                text=raw.text,
-                tokens=list(raw.tokens),
-                temperature=float(raw.temperature or 0.0),
-                avg_logprob=float(raw.avg_logprob),
-                compression_ratio=float(raw.compression_ratio),
-                no_speech_prob=float(raw.no_speech_prob),
-                words=None
-                if raw.words is None
-                else [
-                    Word(float(w.start), float(w.end), w.word, float(w.probability))
-                    for w in raw.words
-                ],
-            )
+        segment = Segment(
+            id=raw.id - 1,  # faster-whisper counts from 1, openai-whisper from 0
+            seek=raw.seek,
+            start=float(raw.start),
+            end=float(raw.end),
+            text=raw.text,
+            tokens=list(raw.tokens),
+            temperature=float(raw.temperature or 0.0),
+            avg_logprob=float(raw.avg_logprob),
+            compression_ratio=float(raw.compression_ratio),
+            no_speech_prob=float(raw.no_speech_prob),
+            words=None
+            if raw.words is None
+            else [
+                Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw.words
+            ],
         )
-        if on_progress is not None:
-            on_progress(raw.end)
+        segments.append(segment)
+        if on_segment is not None:
+            on_segment(segment)
     return segments

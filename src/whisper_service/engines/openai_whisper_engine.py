@@ -20,10 +20,11 @@ from whisper.audio import HOP_LENGTH, N_FFT, N_SAMPLES, mel_filters
 
 from whisper_service.engines.base import (
     CancelToken,
-    ProgressCallback,
     Segment,
+    SegmentCallback,
     TranscribeOptions,
     Transcription,
+    VadSettings,
     Word,
     check_options,
     require_multilingual,
@@ -109,12 +110,17 @@ def _load(artifact: ModelArtifact, device: str, compute_type: str) -> whisper.Wh
     return model
 
 
-def _speech_clips(audio: np.ndarray) -> list[float]:
+def _speech_clips(audio: np.ndarray, vad: VadSettings) -> list[float]:
     """Speech regions (seconds, flat start,end list) from the Silero VAD shipped with
     faster-whisper, so both engines honour vad_filter the same way."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    chunks = get_speech_timestamps(audio, VadOptions())
+    options = VadOptions(
+        threshold=vad.threshold,
+        min_silence_duration_ms=vad.min_silence_ms,
+        speech_pad_ms=vad.speech_pad_ms,
+    )
+    chunks = get_speech_timestamps(audio, options)
     return [t / 16_000 for c in chunks for t in (c["start"], c["end"])]
 
 
@@ -178,13 +184,16 @@ class OpenAIWhisperEngine:
         audio: np.ndarray,
         options: TranscribeOptions,
         cancel: CancelToken | None = None,
-        on_progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcription:
-        """Transcribe with openai-whisper's own sliding-window loop."""
-        duration = len(audio) / 16_000
-        result = self._run(audio, options, cancel, _speech_clips if options.vad_filter else None)
-        if on_progress is not None:
-            on_progress(duration)
+        """Transcribe with openai-whisper's own sliding-window loop. It has no hook per
+        segment: ``on_segment`` sees them all once decoding ends."""
+        vad = options.vad
+        clips = (lambda samples: _speech_clips(samples, vad)) if options.vad_filter else None
+        result = self._run(audio, options, cancel, clips)
+        if on_segment is not None:
+            for segment in result.segments:
+                on_segment(segment)
         return result
 
     def transcribe_windows(
