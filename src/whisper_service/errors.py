@@ -55,6 +55,19 @@ class InvalidParameter(ServiceError):
     code = "invalid_parameter"
 
 
+class ContentTooLarge(ServiceError):
+    """An upload over the size limit (413), in the words OpenAI's API uses, so clients
+    written against it recognise it."""
+
+    status = 413
+    code = "file_too_large"
+
+    def __init__(self, limit: int, size: int, how: str = "read") -> None:
+        super().__init__(
+            f"Maximum content size limit ({limit}) exceeded ({size} bytes {how})", param="file"
+        )
+
+
 # Why work was not run, or stopped before it finished: status and message per reason.
 REFUSALS: dict[str, tuple[int, str]] = {
     "queue_full": (429, "the inference queue is full; retry later"),

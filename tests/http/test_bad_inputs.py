@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -115,6 +116,9 @@ async def test_declared_oversize_body_is_refused_before_reading(client: httpx.As
         },
     )
     assert_error(response, 413, "file_too_large")
+    assert response.json()["error"]["message"] == (
+        f"Maximum content size limit ({MAX_UPLOAD}) exceeded (1000000000 bytes declared)"
+    )
     assert response.headers["connection"] == "close"
     assert len(sent) <= 1, "the body was read before refusing it"
 
@@ -134,6 +138,11 @@ async def test_undeclared_oversize_body_stops_at_the_limit(client: httpx.AsyncCl
         headers={"Content-Type": "multipart/form-data; boundary=x"},
     )
     assert_error(response, 413, "file_too_large")
+    # OpenAI's words, so clients written against it recognise the refusal.
+    message = response.json()["error"]["message"]
+    assert re.fullmatch(
+        rf"Maximum content size limit \({MAX_UPLOAD}\) exceeded \(\d+ bytes read\)", message
+    )
     # The limit is 2 MiB plus 1 MiB of form overhead: the stream stops there, not at 10 MB.
     assert len(sent) < 40
 

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whisper_service.api.errors import error_body
-from whisper_service.errors import ServiceError
+from whisper_service.errors import ContentTooLarge, ServiceError
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
@@ -75,18 +75,13 @@ class RequestIdMiddleware:
 
 
 # Both bases keep response headers; ServiceError's (a dict) is the one used.
-class UploadTooLarge(ServiceError, StarletteHTTPException):  # type: ignore[misc]
+class UploadTooLarge(ContentTooLarge, StarletteHTTPException):  # type: ignore[misc]
     """The body grew past the limit while FastAPI was reading it. FastAPI lets only an
     HTTPException out of body parsing (anything else becomes a generic 400), hence the
     second base; the handler that answers it is the ServiceError one."""
 
-    status = 413
-    code = "file_too_large"
-
-    def __init__(self, limit: int) -> None:
-        ServiceError.__init__(
-            self, f"the upload is larger than the {limit} byte limit", param="file"
-        )
+    def __init__(self, limit: int, size: int, how: str = "read") -> None:
+        ContentTooLarge.__init__(self, limit, size, how)
         self.status_code, self.detail = self.status, self.message
 
 
@@ -98,8 +93,9 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> UploadTooLarge:
-        return UploadTooLarge(self.max_bytes - FORM_OVERHEAD_BYTES)
+    def _too_large(self, size: int, how: str = "read") -> UploadTooLarge:
+        # The limit callers know is the file's; the form's framing is allowed on top.
+        return UploadTooLarge(self.max_bytes - FORM_OVERHEAD_BYTES, size, how)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +103,7 @@ class BodySizeLimitMiddleware:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            error = self._too_large()
+            error = self._too_large(int(declared), "declared")
             # Close: the client may still be sending the body we will never read.
             error.headers["Connection"] = "close"
             await send_error(send, error)
@@ -120,7 +116,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise self._too_large()
+                    raise self._too_large(received)
             return message
 
         await self.app(scope, limited_receive, send)

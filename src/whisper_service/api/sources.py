@@ -20,7 +20,7 @@ from whisper_service.audio import (
     probe_audio,
 )
 from whisper_service.config import Settings
-from whisper_service.errors import ServiceError
+from whisper_service.errors import ContentTooLarge, ServiceError
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.storage import GcsStorage, GcsUri
 
@@ -45,12 +45,7 @@ AudioSource = Upload | GcsObject
 def check_upload_size(upload: UploadFile, settings: Settings) -> None:
     """413 for an upload over the limit (its size is known once received)."""
     if upload.size is not None and upload.size > settings.max_upload_bytes:
-        raise ServiceError(
-            f"the file is {upload.size} bytes; the limit is {settings.max_upload_bytes}",
-            code="file_too_large",
-            status=413,
-            param="file",
-        )
+        raise ContentTooLarge(settings.max_upload_bytes, upload.size)
 
 
 async def decode_source(
