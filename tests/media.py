@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import wave
 from pathlib import Path
 
 import av
@@ -114,3 +115,13 @@ def surround_flac(seconds: float, rate: int = 192_000) -> bytes:
     return encode(
         tone(seconds, rate, channels=8), rate, "7.1", fmt="flac", codec="flac", sample_format="s32"
     )
+
+
+def repeated_wav(source: Path, times: int, path: Path) -> Path:
+    """``source`` (a WAV) played ``times`` times over, as one WAV."""
+    with wave.open(str(source)) as wav:
+        params, frames = wav.getparams(), wav.readframes(wav.getnframes())
+    with wave.open(str(path), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames * times)
+    return path

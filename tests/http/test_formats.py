@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import httpx
@@ -67,9 +68,11 @@ async def test_json(audio_dir: Path) -> None:
     body = (await fetch(audio_dir, "json")).json()
     assert set(body) == {
         "text", "language", "language_probability", "duration", "model", "engine",
-        "processing_seconds",
+        "processing_seconds", "usage",
     }  # fmt: skip
     assert body["model"] == "fake.en"
+    # OpenAI's usage for Whisper: seconds of audio, rounded up
+    assert body["usage"] == {"type": "duration", "seconds": math.ceil(body["duration"])}
 
 
 async def test_verbose_json_has_segments_and_words_when_asked(audio_dir: Path) -> None:

@@ -6,16 +6,19 @@ assert order and outcome, and the exit deadline the platform imposes.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.media import repeated_wav
+from tests.sse import events, posted
 from tests.support import (
     LONG_AUDIO,
     LONG_AUDIO_MAX_WER,
@@ -165,3 +168,49 @@ def test_plain_uvicorn_drains_on_sigterm_and_exits_zero(
         thread.join(timeout=30)
     assert server.process.wait(timeout=10) == 0
     assert [getattr(r, "status_code", r) for r in results] == [200]
+
+
+@contextlib.contextmanager
+def first_delta_received(server: LiveServer, audio: Path) -> Iterator[Iterator[dict[str, Any]]]:
+    """A stream=true request whose first delta has arrived: the events still to come."""
+    with posted(f"{server.url}/v1/audio/transcriptions", audio, stream="true") as response:
+        assert response.status_code == 200
+        received = events(response.iter_lines())
+        assert next(received)["type"] == "transcript.text.delta"
+        yield received
+
+
+# Plain uvicorn too: sse-starlette patches uvicorn's exit handler to end every stream
+# at once; the drain's handler, in front of it, must keep that from happening.
+@pytest.mark.parametrize("uvicorn", [False, True], ids=["gunicorn", "uvicorn"])
+def test_a_stream_in_flight_finishes_during_the_drain(
+    live_server: Callable[..., LiveServer], audio_dir: Path, uvicorn: bool
+) -> None:
+    server = live_server(
+        uvicorn=uvicorn, WHISPER_DRAIN_TIMEOUT_SECONDS="40", WHISPER_PLATFORM_GRACE_SECONDS="60"
+    )
+    assert server.process is not None
+    with first_delta_received(server, audio_dir / LONG_AUDIO) as received:
+        server.process.send_signal(signal.SIGTERM)
+        # not cut at the signal: the remaining segments, then the whole transcript
+        rest = list(received)
+    assert rest[-1]["type"] == "transcript.text.done"
+    assert len(rest) >= 5
+    assert_transcript(rest[-1]["text"], LONG_AUDIO_SILVER, LONG_AUDIO_MAX_WER)
+    assert server.process.wait(timeout=45) == 0
+
+
+def test_a_stream_the_drain_timeout_cuts_ends_with_an_error_event(
+    live_server: Callable[..., LiveServer], audio_dir: Path, tmp_path: Path
+) -> None:
+    server = live_server(WHISPER_DRAIN_TIMEOUT_SECONDS="2")
+    assert server.process is not None
+    # 8.5 minutes of audio: far more than the drain allows
+    audio = repeated_wav(audio_dir / LONG_AUDIO, 4, tmp_path / "long.wav")
+    with first_delta_received(server, audio) as received:
+        server.process.send_signal(signal.SIGTERM)
+        rest = list(received)
+    assert rest[-1]["type"] == "error"
+    assert rest[-1]["error"]["code"] == "shutting_down"
+    assert "retry" in rest[-1]["error"]["message"]
+    assert server.process.wait(timeout=10) == 0

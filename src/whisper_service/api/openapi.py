@@ -7,7 +7,9 @@ cannot see are added here:
   not FastAPI's default 422 ``HTTPValidationError``;
 - the middleware refuses requests before any route runs: 401 (API key), 429 (rate
   limit) and 503 (draining) on every route but the probes, which only need a key
-  when health endpoints are not public.
+  when health endpoints are not public;
+- the events of a ``text/event-stream`` answer (``event_stream``), whose models
+  FastAPI would not otherwise put in the document.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from whisper_service.api.middleware import is_probe
 
@@ -26,6 +30,19 @@ _MIDDLEWARE_REFUSALS = {
     "429": "rate limited",
     "503": "the instance is draining, or short of memory",
 }
+
+
+_REF_TEMPLATE = "#/components/schemas/{model}"
+# Models that only appear inside an event stream's documentation.
+_event_models: list[type[BaseModel]] = []
+
+
+def event_stream(*events: type[BaseModel]) -> dict[str, Any]:
+    """The ``text/event-stream`` content of a streaming answer: each event's data is
+    one of ``events`` (JSON)."""
+    _event_models.extend(e for e in events if e not in _event_models)
+    refs = [{"$ref": _REF_TEMPLATE.format(model=e.__name__)} for e in events]
+    return {"text/event-stream": {"schema": {"anyOf": refs}}}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -55,6 +72,11 @@ def document(app: FastAPI) -> dict[str, Any]:
             for status in refusals:
                 responses.setdefault(status, _error(_MIDDLEWARE_REFUSALS[status]))
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    _, definitions = models_json_schema(
+        [(model, "serialization") for model in _event_models], ref_template=_REF_TEMPLATE
+    )
+    for name, schema in definitions.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return spec

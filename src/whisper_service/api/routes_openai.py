@@ -1,9 +1,11 @@
 """OpenAI-compatible endpoints, so the official ``openai`` SDK works unchanged.
 
-Contract: multipart fields ``file``, ``model``, ``language``, ``prompt``,
-``response_format``, ``temperature``, ``timestamp_granularities[]``; answers in
-OpenAI's json / text / srt / verbose_json / vtt shapes. Client faults are 4xx: the
-SDK retries every 5xx.
+Contract: the multipart fields of OpenAI's ``audio.transcriptions.create`` and
+``audio.translations.create``, answered in its json / text / srt / verbose_json / vtt
+shapes with ``usage``, or as server-sent events with ``stream=true``. A field OpenAI
+does not define is refused, as OpenAI refuses it; one Whisper cannot honour is refused
+with a message saying so (``openai_params``). Client faults are 4xx: the SDK retries
+every 5xx.
 """
 
 from __future__ import annotations
@@ -16,19 +18,27 @@ from pydantic import BaseModel
 
 from whisper_service.api.deps import EngineDep, RuntimeDep
 from whisper_service.api.forms import MAX_PROMPT_CHARS, parse_language
-from whisper_service.api.schemas import (
+from whisper_service.api.openai_answers import json_body, stream_events, verbose_body
+from whisper_service.api.openai_params import (
+    DIARIZATION_PENDING,
+    TRANSLATION_FIELDS,
+    check_known_fields,
+    check_transcription_form,
+)
+from whisper_service.api.openai_schemas import (
     ModelCard,
     ModelList,
     OpenAITranscription,
     OpenAIVerboseTranscription,
-    OpenAIWord,
-    SegmentOut,
-    error_responses,
+    TranscriptTextDelta,
+    TranscriptTextDone,
 )
+from whisper_service.api.openapi import event_stream
+from whisper_service.api.schemas import StreamError, error_responses
 from whisper_service.api.sources import Upload
+from whisper_service.api.streaming import stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
-from whisper_service.engines import Engine, Task, TranscribeOptions, Transcription
-from whisper_service.engines.languages import language_name
+from whisper_service.engines import Engine, Task, TranscribeOptions, VadSettings
 from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
 from whisper_service.serving.runtime import OPENAI_MODEL_ALIAS, Runtime
@@ -36,14 +46,23 @@ from whisper_service.serving.runtime import OPENAI_MODEL_ALIAS, Runtime
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 Granularity = Literal["word", "segment"]
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "model": OpenAITranscription | OpenAIVerboseTranscription,
-        "content": TEXT_FORMAT_CONTENT,
-        "description": "The transcript in response_format",
-    },
-    **error_responses(400, 401, 404, 413, 415, 422, 429, 503, 504),
-}
+# ResponseFormat's values, and OpenAI's diarized_json (refused until diarization lands).
+OpenAIFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "tsv", "diarized_json"]
+STREAMABLE = (ResponseFormat.JSON, ResponseFormat.TEXT)
+
+
+def _responses(*, streams: bool) -> dict[int | str, dict[str, Any]]:
+    content = dict(TEXT_FORMAT_CONTENT)
+    if streams:
+        content |= event_stream(TranscriptTextDelta, TranscriptTextDone, StreamError)
+    return {
+        200: {
+            "model": OpenAITranscription | OpenAIVerboseTranscription,
+            "content": content,
+            "description": "The transcript in response_format; events with stream=true",
+        },
+        **error_responses(400, 401, 404, 413, 415, 429, 503, 504),
+    }
 
 
 def _check_model(requested: str, runtime: Runtime) -> None:
@@ -57,20 +76,31 @@ def _check_model(requested: str, runtime: Runtime) -> None:
         )
 
 
-def _verbose(result: Transcription, task: Task, words: bool) -> OpenAIVerboseTranscription:
-    body = OpenAIVerboseTranscription(
-        task=task,
-        language=language_name(result.language),
-        duration=round(result.duration, 3),
-        text=result.text,
-        segments=[SegmentOut.of(s, with_words=False) for s in result.segments],
-    )
-    if words:
-        body.words = [
-            OpenAIWord(word=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3))
-            for w in result.words
-        ]
-    return body
+def _response_format(value: OpenAIFormat) -> ResponseFormat:
+    if value == "diarized_json":
+        raise ServiceError(
+            DIARIZATION_PENDING, code="unsupported_option", status=400, param="response_format"
+        )
+    return ResponseFormat(value)
+
+
+def _check_combinations(
+    response_format: ResponseFormat, granularities: list[Granularity], logprobs: bool, stream: bool
+) -> None:
+    """400 for options that cannot go together, as OpenAI refuses them."""
+    if granularities and response_format is not ResponseFormat.VERBOSE_JSON:
+        raise InvalidParameter(
+            "timestamp_granularities requires response_format=verbose_json",
+            param="timestamp_granularities",
+        )
+    if logprobs and response_format is not ResponseFormat.JSON:
+        raise InvalidParameter("include[]=logprobs requires response_format=json", param="include")
+    if stream and response_format not in STREAMABLE:
+        raise InvalidParameter(
+            "stream=true answers server-sent events of text: response_format must be "
+            f"json or text, not {response_format.value}",
+            param="stream",
+        )
 
 
 async def _handle(
@@ -83,16 +113,16 @@ async def _handle(
     model: str,
     language: str | None,
     prompt: str | None,
-    response_format: ResponseFormat,
+    response_format: OpenAIFormat,
     temperature: float,
     granularities: list[Granularity],
+    logprobs: bool = False,
+    stream: bool = False,
+    chunking: VadSettings | None = None,
 ) -> Response:
     _check_model(model, runtime)
-    if granularities and response_format is not ResponseFormat.VERBOSE_JSON:
-        raise InvalidParameter(
-            "timestamp_granularities requires response_format=verbose_json",
-            param="timestamp_granularities",
-        )
+    fmt = _response_format(response_format)
+    _check_combinations(fmt, granularities, logprobs, stream)
     words = "word" in granularities
     options = TranscribeOptions(
         language=parse_language(language),
@@ -100,22 +130,29 @@ async def _handle(
         beam_size=runtime.settings.default_beam_size,
         temperature=temperature,
         prompt=prompt or None,
-        word_timestamps=words,
+        # Whisper's word alignment is where the probabilities come from.
+        word_timestamps=words or logprobs,
+        vad_filter=chunking is not None,
+        vad=chunking or VadSettings(),
     )
-    result = await transcribe(request, runtime, engine, options, Upload(file))
+    source = Upload(file)
+    if stream:
+        events = stream_events(logprobs=logprobs)
+        return await stream_transcription(request, runtime, engine, options, source, events)
+    result = await transcribe(request, runtime, engine, options, source)
     body: BaseModel
-    if response_format is ResponseFormat.VERBOSE_JSON:
-        body = _verbose(result, task, words)
+    if fmt is ResponseFormat.VERBOSE_JSON:
+        body = verbose_body(result, task, words=words)
     else:
-        body = OpenAITranscription(text=result.text)
-    return render(result, response_format, body)
+        body = json_body(result, logprobs=logprobs)
+    return render(result, fmt, body)
 
 
 @router.post(
     "/audio/transcriptions",
     summary="OpenAI-compatible transcription",
     response_model=None,
-    responses=RESPONSES,
+    responses=_responses(streams=True),
 )
 async def transcriptions(
     request: Request,
@@ -125,13 +162,31 @@ async def transcriptions(
     model: Annotated[str, Form()] = OPENAI_MODEL_ALIAS,
     language: Annotated[str | None, Form()] = None,
     prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
-    response_format: Annotated[ResponseFormat, Form()] = ResponseFormat.JSON,
+    response_format: Annotated[OpenAIFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
     timestamp_granularities: Annotated[
         list[Granularity] | None, Form(alias="timestamp_granularities[]")
     ] = None,
+    stream: Annotated[
+        bool, Form(description="Answer with server-sent events as segments are decoded")
+    ] = False,
+    include: Annotated[
+        list[Literal["logprobs"]] | None,
+        Form(alias="include[]", description="logprobs: per-word log probabilities (json)"),
+    ] = None,
+    # Declared for the OpenAPI document; check_transcription_form reads it from the
+    # form with its bracketed variants.
+    chunking_strategy: Annotated[
+        str | None,
+        Form(
+            description='"auto", or a server_vad object as JSON; the SDK\'s '
+            "chunking_strategy[type|threshold|prefix_padding_ms|silence_duration_ms] "
+            "fields are read too"
+        ),
+    ] = None,
 ) -> Response:
     """Transcribe in the source language."""
+    chunking = check_transcription_form(await request.form())
     return await _handle(
         request,
         runtime,
@@ -144,6 +199,9 @@ async def transcriptions(
         response_format=response_format,
         temperature=temperature,
         granularities=timestamp_granularities or [],
+        logprobs=bool(include),
+        stream=stream,
+        chunking=chunking,
     )
 
 
@@ -151,7 +209,7 @@ async def transcriptions(
     "/audio/translations",
     summary="OpenAI-compatible translation to English",
     response_model=None,
-    responses=RESPONSES,
+    responses=_responses(streams=False),
 )
 async def translations(
     request: Request,
@@ -160,10 +218,11 @@ async def translations(
     file: Annotated[UploadFile, File()],
     model: Annotated[str, Form()] = OPENAI_MODEL_ALIAS,
     prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
-    response_format: Annotated[ResponseFormat, Form()] = ResponseFormat.JSON,
+    response_format: Annotated[OpenAIFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
 ) -> Response:
     """Translate speech in any language into English text."""
+    check_known_fields(await request.form(), TRANSLATION_FIELDS)
     return await _handle(
         request,
         runtime,
@@ -181,19 +240,21 @@ async def translations(
 
 @router.get("/models", summary="Models this instance serves", responses=error_responses(401, 429))
 async def list_models(runtime: RuntimeDep) -> ModelList:
-    """The configured model (and its OpenAI alias) with load state."""
+    """The configured model (and its OpenAI alias) with load state and request limits."""
     engine = runtime.engine
-    name = runtime.model_name
+    settings = runtime.settings
     return ModelList(
         data=[
             ModelCard(
                 id=model_id,
                 created=int(runtime.started_at),
                 owned_by="whisper-service",
-                root=name,
-                engine=runtime.settings.engine.value,
+                root=runtime.model_name,
+                engine=settings.engine.value,
                 loaded=engine is not None,
                 multilingual=engine.multilingual if engine is not None else None,
+                max_upload_bytes=settings.max_upload_bytes,
+                max_audio_seconds=settings.max_audio_seconds,
             )
             for model_id in runtime.served_model_ids()
         ]

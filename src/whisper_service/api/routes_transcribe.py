@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from whisper_service.api.deps import EngineDep, RuntimeDep
 from whisper_service.api.forms import TranscriptionForm
+from whisper_service.api.openapi import event_stream
 from whisper_service.api.schemas import (
     LanguageCandidate,
     LanguageDetectionOut,
     SegmentOut,
+    StreamError,
+    TranscriptDoneEvent,
     TranscriptionOut,
+    TranscriptSegmentEvent,
+    Usage,
     VerboseTranscriptionOut,
     error_responses,
 )
 from whisper_service.api.sources import AudioSource, GcsObject, Upload
+from whisper_service.api.streaming import EventFormat, stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, infer, render, transcribe
-from whisper_service.engines import Transcription
+from whisper_service.engines import Engine, Segment, TranscribeOptions, Transcription
 from whisper_service.engines.base import require_multilingual
 from whisper_service.engines.languages import language_name
-from whisper_service.errors import ServiceError
+from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import MEDIA_TYPES, ResponseFormat, transcript_file
 from whisper_service.observability.context import request_id_var
 from whisper_service.serving.runtime import Runtime
@@ -39,8 +45,9 @@ router = APIRouter(tags=["transcription"])
     responses={
         200: {
             "model": TranscriptionOut | VerboseTranscriptionOut,
-            "content": TEXT_FORMAT_CONTENT,
-            "description": "The transcript in response_format",
+            "content": TEXT_FORMAT_CONTENT
+            | event_stream(TranscriptSegmentEvent, TranscriptDoneEvent, StreamError),
+            "description": "The transcript in response_format; events with stream=true",
         },
         **error_responses(400, 401, 404, 413, 415, 422, 429, 502, 503, 504),
     },
@@ -50,35 +57,81 @@ async def transcribe_route(
     runtime: RuntimeDep,
     engine: EngineDep,
     form: Annotated[TranscriptionForm, Depends()],
+    stream: Annotated[
+        bool,
+        Form(description="Server-sent events: each segment as it is decoded, then the whole"),
+    ] = False,
 ) -> Response:
     """Transcribe ``file`` (or the object at ``gcs_uri``); the answer's shape follows
-    ``response_format``."""
+    ``response_format``, or is a stream of events with ``stream=true``."""
     settings = runtime.settings
     form.check_source(settings)
     options = form.options(settings)
+    verbose = form.response_format is ResponseFormat.VERBOSE_JSON
     started = time.monotonic()
     source: AudioSource = Upload(form.file) if form.file else GcsObject(str(form.gcs_uri))
+    if stream:
+        if form.response_format not in (ResponseFormat.JSON, ResponseFormat.VERBOSE_JSON):
+            raise InvalidParameter(
+                "stream=true answers server-sent events of JSON: response_format must be "
+                f"json or verbose_json, not {form.response_format.value}",
+                param="stream",
+            )
+
+        def segment_event(segment: Segment) -> dict[str, Any]:
+            event = TranscriptSegmentEvent.of(segment, with_words=options.word_timestamps)
+            return event.model_dump(mode="json")
+
+        async def done_event(result: Transcription) -> dict[str, Any]:
+            output_uri = await _save_if_asked(runtime, result, form)
+            event = TranscriptDoneEvent(
+                **_summary(result, engine, started, output_uri),
+                segments=_segments(result, options) if verbose else None,
+            )
+            return event.model_dump(mode="json")
+
+        events = EventFormat(segment=segment_event, done=done_event)
+        return await stream_transcription(request, runtime, engine, options, source, events)
     result = await transcribe(request, runtime, engine, options, source)
-    output_uri = None
-    if form.save_to_gcs:
-        output_uri = await save_transcript(runtime, result, form.response_format)
-    body = TranscriptionOut(
-        text=result.text,
-        language=result.language,
-        language_probability=round(result.language_probability, 4),
-        duration=round(result.duration, 3),
-        model=engine.model_name,
-        engine=engine.name,
-        processing_seconds=round(time.monotonic() - started, 3),
-        output_uri=output_uri,
-    )
-    if form.response_format is ResponseFormat.VERBOSE_JSON:
-        segments = [SegmentOut.of(s, with_words=options.word_timestamps) for s in result.segments]
-        body = VerboseTranscriptionOut(**body.model_dump(), task=options.task, segments=segments)
+    output_uri = await _save_if_asked(runtime, result, form)
+    body = TranscriptionOut(**_summary(result, engine, started, output_uri))
+    if verbose:
+        body = VerboseTranscriptionOut(
+            **body.model_dump(), task=options.task, segments=_segments(result, options)
+        )
     response = render(result, form.response_format, body)
     if output_uri:
         response.headers["X-Output-URI"] = output_uri
     return response
+
+
+def _summary(
+    result: Transcription, engine: Engine, started: float, output_uri: str | None
+) -> dict[str, Any]:
+    """The fields every json answer of /transcribe has."""
+    return {
+        "text": result.text,
+        "language": result.language,
+        "language_probability": round(result.language_probability, 4),
+        "duration": round(result.duration, 3),
+        "model": engine.model_name,
+        "engine": engine.name,
+        "processing_seconds": round(time.monotonic() - started, 3),
+        "usage": Usage.of(result.duration),
+        "output_uri": output_uri,
+    }
+
+
+def _segments(result: Transcription, options: TranscribeOptions) -> list[SegmentOut]:
+    return [SegmentOut.of(s, with_words=options.word_timestamps) for s in result.segments]
+
+
+async def _save_if_asked(
+    runtime: Runtime, result: Transcription, form: TranscriptionForm
+) -> str | None:
+    if not form.save_to_gcs:
+        return None
+    return await save_transcript(runtime, result, form.response_format)
 
 
 async def save_transcript(

@@ -3,6 +3,7 @@ describes each answer from these, and handlers build their JSON through them."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
@@ -82,6 +83,19 @@ class SegmentOut(BaseModel):
         return cls.model_validate(segment_dict(segment, with_words=with_words))
 
 
+class Usage(BaseModel):
+    """What the request used, as OpenAI reports it for Whisper: seconds of audio
+    (rounded up to a whole second)."""
+
+    type: Literal["duration"] = "duration"
+    seconds: int
+
+    @classmethod
+    def of(cls, duration: float) -> Usage:
+        """The usage of ``duration`` seconds of audio."""
+        return cls(seconds=math.ceil(round(duration, 3)))
+
+
 class TranscriptionOut(BaseModel):
     """/transcribe with response_format=json."""
 
@@ -92,6 +106,7 @@ class TranscriptionOut(BaseModel):
     model: str
     engine: str
     processing_seconds: float
+    usage: Usage
     output_uri: str | None = omitted_when_none("Where save_to_gcs wrote the transcript")
 
 
@@ -118,52 +133,27 @@ class LanguageDetectionOut(LanguageCandidate):
     model: str
 
 
-# --- OpenAI-compatible ---
+# --- streams (stream=true) ---
 
 
-class OpenAITranscription(BaseModel):
-    """OpenAI's json response."""
+class TranscriptSegmentEvent(SegmentOut):
+    """/transcribe with stream=true: a segment, with its timestamps, as soon as it is
+    decoded."""
 
-    text: str
-
-
-class OpenAIWord(BaseModel):
-    """OpenAI's word (no probability)."""
-
-    word: str
-    start: float
-    end: float
+    type: Literal["transcript.segment"] = "transcript.segment"
 
 
-class OpenAIVerboseTranscription(BaseModel):
-    """OpenAI's verbose_json response; ``words`` with timestamp_granularities[]=word."""
+class TranscriptDoneEvent(TranscriptionOut):
+    """/transcribe with stream=true: the last event, the whole transcript."""
 
-    task: str
-    language: str = Field(description="Whisper's English name of the language")
-    duration: float
-    text: str
-    segments: list[SegmentOut]
-    words: list[OpenAIWord] | None = omitted_when_none("With timestamp_granularities[]=word")
+    type: Literal["transcript.done"] = "transcript.done"
+    segments: list[SegmentOut] | None = omitted_when_none("With response_format=verbose_json")
 
 
-class ModelCard(BaseModel):
-    """A model this instance serves."""
+class StreamError(ErrorResponse):
+    """A failure after a stream started (its status is already 200)."""
 
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-    root: str
-    engine: str
-    loaded: bool
-    multilingual: bool | None
-
-
-class ModelList(BaseModel):
-    """GET /v1/models."""
-
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
+    type: Literal["error"] = "error"
 
 
 # --- health ---

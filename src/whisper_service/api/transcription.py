@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,6 +31,7 @@ from pydantic import BaseModel
 
 from whisper_service.api.schemas import json_response
 from whisper_service.api.sources import AudioSource, decode_source
+from whisper_service.audio import DecodedAudio
 from whisper_service.config import Settings
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.engines.base import check_options
@@ -37,7 +40,7 @@ from whisper_service.formats import MEDIA_TYPES, TEXT_WRITERS, ResponseFormat
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import DISCONNECT_POLL_SECONDS
+from whisper_service.serving.scheduler import DISCONNECT_POLL_SECONDS, Admission
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -76,6 +79,71 @@ async def while_connected(request: Request, token: CancelToken, work: Awaitable[
             token.cancel("client_disconnected")
 
 
+@dataclass
+class Admitted:
+    """A request's decoded audio, with its deadline token and its place in the queue;
+    its memory reservation lasts as long as the ``admitted_audio`` block."""
+
+    audio: DecodedAudio
+    token: CancelToken
+    admission: Admission
+
+
+@asynccontextmanager
+async def admitted_audio(
+    request: Request, runtime: Runtime, source: AudioSource
+) -> AsyncIterator[Admitted]:
+    """Admit the request and decode its audio. Refusals are ServiceErrors: memory
+    (503), a full queue (429), the deadline (504), a client gone.
+
+    The request takes its place in the queue and reserves the memory of its decoded
+    audio before a byte is decoded; both are given back when the block ends. Decoding,
+    like inference, stops at the deadline or when the client leaves.
+    """
+    token = deadline_token(runtime)
+    refuse_under_memory_pressure(runtime)
+    with runtime.scheduler.admit() as admission, runtime.audio_memory.reservation() as memory:
+        audio = await while_connected(
+            request,
+            token,
+            decode_source(
+                source, runtime.settings, runtime.storage, check=token.check, reserve=memory.ensure
+            ),
+        )
+        yield Admitted(audio, token, admission)
+
+
+async def run_admitted(
+    runtime: Runtime,
+    admitted: Admitted,
+    work: Callable[[np.ndarray, CancelToken], T],
+    *,
+    task: str,
+    seconds: float,
+    is_disconnected: Callable[[], Awaitable[bool]] | None,
+) -> T:
+    """Run ``work(samples, token)`` on an inference worker in the admitted place,
+    traced and measured. Raises Rejected when it was not run or was stopped (queue
+    timeout, deadline, drain, client gone)."""
+    settings = runtime.settings
+    engine_name, model = settings.engine.value, settings.model
+    samples = admitted.audio.samples
+
+    def measured(t: CancelToken) -> T:
+        with telemetry.inference(engine_name, model, task, seconds) as span:
+            output = work(samples, t)
+            language = getattr(output, "language", None)
+            if language:
+                span.set_attribute("whisper.language", language)
+        return output
+
+    result = await runtime.scheduler.run(
+        measured, admitted.token, is_disconnected, admission=admitted.admission
+    )
+    runtime.inference_succeeded()
+    return result
+
+
 async def infer(
     request: Request,
     runtime: Runtime,
@@ -85,41 +153,20 @@ async def infer(
     task: str,
     max_seconds: float | None = None,
 ) -> tuple[T, float]:
-    """Admit, decode and run ``work(samples, token)`` on an inference worker, traced
-    and measured; (its result, the audio's duration). Refusals are ServiceErrors:
-    memory (503), a full queue (429), a deadline (504), a drain (503), a client gone.
-
-    The request takes its place in the queue and reserves the memory of its decoded
-    audio before a byte is decoded; both are given back when it is done. Decoding, like
-    inference, stops at the deadline or when the client leaves.
-    """
-    settings = runtime.settings
-    token = deadline_token(runtime)
-    refuse_under_memory_pressure(runtime)
-    with runtime.scheduler.admit() as admission, runtime.audio_memory.reservation() as memory:
-        audio = await while_connected(
-            request,
-            token,
-            decode_source(
-                source, settings, runtime.storage, check=token.check, reserve=memory.ensure
-            ),
+    """Admit, decode and run ``work(samples, token)``; (its result, the audio's
+    duration)."""
+    async with admitted_audio(request, runtime, source) as admitted:
+        duration = admitted.audio.duration
+        seconds = duration if max_seconds is None else min(duration, max_seconds)
+        result = await run_admitted(
+            runtime,
+            admitted,
+            work,
+            task=task,
+            seconds=seconds,
+            is_disconnected=request.is_disconnected,
         )
-        seconds = audio.duration if max_seconds is None else min(audio.duration, max_seconds)
-        engine_name, model = settings.engine.value, settings.model
-
-        def measured(t: CancelToken) -> T:
-            with telemetry.inference(engine_name, model, task, seconds) as span:
-                output = work(audio.samples, t)
-                language = getattr(output, "language", None)
-                if language:
-                    span.set_attribute("whisper.language", language)
-            return output
-
-        result = await runtime.scheduler.run(
-            measured, token, request.is_disconnected, admission=admission
-        )
-    runtime.inference_succeeded()
-    return result, audio.duration
+    return result, duration
 
 
 async def transcribe(

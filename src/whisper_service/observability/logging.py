@@ -89,8 +89,10 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level)
-    # faster-whisper logs two INFO/DEBUG lines per request about its own progress.
-    logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, root.level))
+    # faster-whisper logs two INFO/DEBUG lines per request about its own progress;
+    # sse-starlette logs every chunk it sends at DEBUG, the transcript with it.
+    for name in ("faster_whisper", "sse_starlette"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = []
