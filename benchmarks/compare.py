@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The comparisons of docs/benchmarks.md, each measured as a ratio within one run.
 
-    python benchmarks/compare.py [--quick] [--output .benchmarks/compare.json]
+    python benchmarks/compare.py [--quick] [--only NAME] [--output .benchmarks/compare.json]
 
 1. service end-to-end vs the raw engine in-process (same audio, same options);
 2. stock openai-whisper vs the project's int8 torch path, with word error rates;
@@ -10,7 +10,9 @@
 5. cold start (process start to ready) and resident memory after warm-up vs the raw
    engine's;
 6. throughput and /health/live latency at 1, 2, 4, 8 concurrent clients for 1 and 2
-   inference workers (scripts/testing/load_test.py against a server on 127.0.0.1).
+   inference workers (scripts/testing/load_test.py against a server on 127.0.0.1);
+7. stream=true on the 127 s radio address: time to the first delta and to the done
+   event vs the time to the plain json answer.
 
 Timings interleave the two sides of each comparison, so machine noise hits both.
 """
@@ -35,6 +37,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.sse import events as sse_events  # noqa: E402
 from tests.support import (  # noqa: E402
     AUDIO,
     LONG_AUDIO,
@@ -112,6 +115,56 @@ def service_vs_raw(tmp: Path, rounds: int) -> dict[str, Any]:
         ),
         "same_text": same,
     }  # fmt: skip
+
+
+# The production preset on this machine, reachable without keys: two single-threaded
+# inference workers, faster-whisper float32.
+PRODUCTION = {
+    "APP_ENV": "production", "WHISPER_AUTH_REQUIRED": "false",
+    "WHISPER_RATE_LIMIT_PER_MINUTE": "0", "WHISPER_CPU_THREADS": "1",
+}  # fmt: skip
+
+
+def streaming_first_delta(tmp: Path, rounds: int, **env: str) -> dict[str, Any]:
+    """/v1/audio/transcriptions on the radio address: streamed (first delta, done)
+    vs plain json, interleaved."""
+    path = AUDIO / LONG_AUDIO
+    content = path.read_bytes()
+    url = "/v1/audio/transcriptions"
+    first_delta: list[float] = []
+
+    with server(tmp, **env) as live, httpx.Client(base_url=live.url, timeout=600) as client:
+
+        def plain() -> str:
+            response = client.post(url, files={"file": (path.name, content)})
+            return str(response.json()["text"])
+
+        def streamed() -> str:
+            started = time.perf_counter()
+            first = None
+            with client.stream("POST", url, files={"file": (path.name, content)},
+                               data={"stream": "true"}) as response:  # fmt: skip
+                for event in sse_events(response.iter_lines()):
+                    if first is None:
+                        first = time.perf_counter() - started
+                    if event["type"] == "transcript.text.done":
+                        first_delta.append(first)
+                        return str(event["text"])
+            raise RuntimeError("the stream ended without transcript.text.done")
+
+        result = interleaved({"plain": plain, "stream": streamed}, rounds)
+    first_s = statistics.median(first_delta[1:])  # the warm-up round left out
+    plain_s = result["plain"]["median_s"]
+    return {
+        "audio": path.name,
+        "preset": env.get("APP_ENV", "development"),
+        "first_delta_s": round(first_s, 3),
+        "stream_done_s": result["stream"]["median_s"],
+        "plain_s": plain_s,
+        "ratio_first_delta_over_plain": round(first_s / plain_s, 3),
+        "ratio_stream_done_over_plain": round(result["stream"]["median_s"] / plain_s, 3),
+        "same_text": result["stream"]["output"] == result["plain"]["output"],
+    }
 
 
 def ljspeech_set() -> tuple[list[Any], list[str]]:
@@ -281,6 +334,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter loads")
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "compare.json")
+    parser.add_argument("--only", action="append", help="run just this comparison (repeatable)")
     args = parser.parse_args()
     rounds = 2 if args.quick else 3
     tmp = Path("/tmp/whisper-bench")  # noqa: S108
@@ -299,8 +353,20 @@ def main() -> int:
         ("batched_long_audio", lambda: batched_long_audio(rounds)),
         ("cold_start_and_memory", lambda: cold_start_and_memory(tmp)),
         ("throughput", lambda: throughput(10 if args.quick else 20, [1, 2, 4, 8], [1, 2])),
+        (
+            "streaming_first_delta",
+            lambda: [
+                streaming_first_delta(tmp, 3 if args.quick else 5),
+                streaming_first_delta(tmp, 3 if args.quick else 5, **PRODUCTION),
+            ],
+        ),
     ]
+    unknown = set(args.only or []) - {name for name, _ in steps}
+    if unknown:
+        parser.error(f"no comparison named {', '.join(sorted(unknown))}")
     for name, step in steps:
+        if args.only and name not in args.only:
+            continue
         print(f"running {name}", file=sys.stderr)
         report[name] = step()
         print(json.dumps({name: report[name]}), file=sys.stderr)
