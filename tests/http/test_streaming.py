@@ -153,8 +153,8 @@ async def test_refusals_before_the_stream_starts_keep_their_status(audio_dir: Pa
 
 
 async def test_an_error_after_the_stream_started_is_an_error_event(audio_dir: Path) -> None:
-    # each segment takes 0.4 s; the deadline passes during the second
-    async with serve(FakeEngine(lines=LINES, busy=0.4), request_timeout_seconds=0.6) as service:
+    # each segment takes 1 s; the deadline passes half-way through the second
+    async with serve(FakeEngine(lines=LINES, busy=1.0), request_timeout_seconds=1.5) as service:
         response = await post(service.client, "/v1/audio/transcriptions", audio_dir, stream="true")
         ready = await service.client.get("/health/ready")
     events = stream_events(response)
