@@ -11,7 +11,7 @@ PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck pytest install install-dev tools lock audit render docs bench clean
+.PHONY: run test lint typecheck pytest install install-dev tools emulators lock audit render docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,22 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy src
 
-pytest: install-dev tools
+# Google's Pub/Sub and Firestore emulators (and the Java they run on) come with the
+# machine image (Debian packages google-cloud-cli-pubsub-emulator and
+# google-cloud-cli-firestore-emulator), not from a registry: say what is missing.
+EMULATORS := $(shell gcloud info --format='value(installation.sdk_root)' 2>/dev/null)/platform
+emulators:
+	@missing=""; \
+	command -v gcloud >/dev/null || missing="$$missing gcloud (Google Cloud CLI)"; \
+	command -v java >/dev/null || missing="$$missing java"; \
+	test -d "$(EMULATORS)/pubsub-emulator" || missing="$$missing google-cloud-cli-pubsub-emulator"; \
+	test -d "$(EMULATORS)/cloud-firestore-emulator" || missing="$$missing google-cloud-cli-firestore-emulator"; \
+	if [ -n "$$missing" ]; then \
+	  echo "the distributed-jobs tests need Google's emulators; missing:$$missing" >&2; \
+	  echo "(part of the machine image: install those Debian packages from Google's apt repository)" >&2; \
+	  exit 1; fi
+
+pytest: install-dev tools emulators
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

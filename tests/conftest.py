@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.gcp_emulators import GcpEmulators
 from tests.gcs_emulator import Emulator
 from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, TEST_THREADS, LiveServer, running
 
@@ -120,3 +121,13 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, audio_dir: Path) -> Itera
     finally:
         emu.process.terminate()
         emu.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpEmulators]:
+    """Google's Pub/Sub and Firestore emulators, for the session."""
+    emulators = GcpEmulators(tmp_path_factory.mktemp("gcp-emulators"))
+    try:
+        yield emulators
+    finally:
+        emulators.stop()

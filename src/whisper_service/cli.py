@@ -241,6 +241,38 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Transcribe this task's share of a gs:// prefix (a Cloud Run Job's task)."""
+    from whisper_service.batch import BatchRun, Shard, prefixes
+    from whisper_service.engines.base import TranscribeOptions
+    from whisper_service.engines.languages import normalize_language
+    from whisper_service.formats import ResponseFormat
+    from whisper_service.serving.startup import load_model
+
+    settings = _settings_from(args)
+    shard = Shard.from_env()
+    prefixes(args.input, args.output)  # before the model loads: a mistake fails at once
+    options = TranscribeOptions(
+        language=normalize_language(args.language),
+        beam_size=args.beam_size or settings.default_beam_size,
+    )
+    engine = load_model(settings).engine
+    run = BatchRun(settings, engine, args.input, args.output, ResponseFormat(args.format), options)
+    report = run.run(shard)
+    summary = {
+        "task": shard.index,
+        "count": shard.count,
+        "done": len(report.done),
+        "skipped": len(report.skipped),
+        "failed": len(report.failed),
+        "retryable": report.retryable,
+    }
+    print(json.dumps(summary))
+    # Exit 1 only for what a retry may fix (storage trouble): Cloud Run then reruns
+    # the task, which resumes; a bad input would fail the same way every time.
+    return 1 if report.retryable else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="whisper-service", description=__doc__)
@@ -270,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output-dir", help="write FILE-stem.FORMAT files here instead of stdout")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_transcribe)
+
+    batch = sub.add_parser(
+        "batch", help="transcribe every object under a gs:// prefix (a Cloud Run Job task)"
+    )
+    common(batch)
+    batch.add_argument("--input", required=True, help="gs://bucket/prefix/ of the audio")
+    batch.add_argument("--output", required=True, help="gs://bucket/prefix/ for transcripts")
+    batch.add_argument("--format", default="json", choices=[f.value for f in _formats()])
+    batch.add_argument("--language")
+    batch.add_argument("--beam-size", type=int)
+    batch.set_defaults(func=cmd_batch)
 
     models = sub.add_parser("models", help="list or prepare models")
     msub = models.add_subparsers(dest="models_command", required=True)

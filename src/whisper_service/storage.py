@@ -95,6 +95,10 @@ class OutputExists(StorageError):
     status = 409
     code = "gcs_output_exists"
 
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"{uri} exists already; it is not overwritten")
+        self.uri = uri
+
 
 @dataclass(frozen=True)
 class GcsUri:
@@ -265,7 +269,7 @@ class GcsStorage:
                 **call_options(self.settings.gcs_timeout_seconds),
             )
         except exceptions.PreconditionFailed as exc:
-            raise OutputExists(f"{uri} exists already; it is not overwritten") from exc
+            raise OutputExists(str(uri)) from exc
         except exceptions.GoogleAPIError as exc:
             raise _unavailable(f"writing {uri}", exc) from exc
         except _auth_errors() as exc:

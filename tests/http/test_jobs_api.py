@@ -1,11 +1,14 @@
-"""The /jobs API's own rules: checks before the 202, per-key visibility, the instance
-limit, cancelling, no store, the memory guard (in-process, a directory store and a
-stand-in engine; jobs across processes, crashes and restarts run against real servers
-in tests/integration/test_jobs.py)."""
+"""The /jobs API's own rules: checks before the 202, per-key visibility, cancelling,
+no store, the memory guard, failures (in-process, a directory store, the local queue
+and a stand-in engine; jobs across processes, crashes and restarts run against real
+servers in tests/integration/test_jobs.py, and across instances on Pub/Sub and
+Firestore in tests/integration/test_distributed_jobs.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import threading
 import time
 from pathlib import Path
@@ -66,8 +69,8 @@ async def test_checks_before_the_202(tmp_path: Path, audio_dir: Path) -> None:
             missing = await client.get(path)
             assert missing.status_code == 404, path
             assert missing.json()["error"]["code"] in ("job_not_found", "not_found"), path
-        assert service.runtime.jobs is not None
-        assert service.runtime.jobs.stats()["held"] == 0  # nothing refused was kept
+        assert (await client.get("/jobs")).json()["data"] == []  # nothing refused was kept
+        assert not list((tmp_path / "store").glob("jobs/*"))
 
 
 async def test_a_job_runs_to_its_result(tmp_path: Path, audio_dir: Path) -> None:
@@ -81,6 +84,13 @@ async def test_a_job_runs_to_its_result(tmp_path: Path, audio_dir: Path) -> None
         assert job["status"] == "succeeded", job["error"]
         assert job["result"]["text"].startswith("The quick brown fox")
         assert job["progress"]["percent"] == 100.0
+        assert job["units"] == {"total": 1, "done": 1}
+        assert job["attempts"] == 1
+        assert job["expires_at"]
+        # What only the work needed is gone; the result stays until it expires.
+        folder = tmp_path / "store" / "jobs" / job["id"]
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        assert names == ["job.json", "result.json"]
         srt = await service.client.get(job["result_url"])
         assert srt.headers["content-type"].startswith("application/x-subrip")
         verbose = await service.client.get(
@@ -89,41 +99,44 @@ async def test_a_job_runs_to_its_result(tmp_path: Path, audio_dir: Path) -> None
         assert set(verbose.json()) == {"text", "task", "language", "duration", "segments"}
 
 
-async def test_cancel_a_queued_job_and_the_instance_limit(tmp_path: Path, audio_dir: Path) -> None:
+async def test_cancel_a_queued_and_a_running_job(tmp_path: Path, audio_dir: Path) -> None:
     release = threading.Event()
     audio = (audio_dir / "jfk.flac").read_bytes()
-    async with serve(
-        FakeEngine(hold=release), jobs_store=str(tmp_path / "store"), jobs_max_active=2
-    ) as service:
+    async with serve(FakeEngine(hold=release), jobs_store=str(tmp_path / "store")) as service:
         client = service.client
         first = await submit(client, audio)
-        second = await submit(client, audio)
-        third = await client.post("/jobs", files={"file": ("a.flac", audio)})
-        assert third.status_code == 429
-        assert third.json()["error"]["code"] == "jobs_full"
-        assert third.headers["retry-after"]
+        running = await wait_for_status(service, first["id"], "running")
+        while running["units"]["total"] is None:  # planned: its unit is next, and holds
+            await asyncio.sleep(0.05)
+            running = (await client.get(first["status_url"])).json()
+        await asyncio.sleep(0.2)
+        second = await submit(client, audio)  # waits: one delivery at a time here
+        await asyncio.sleep(0.3)
+        assert (await client.get(second["status_url"])).json()["status"] == "queued"
         jobs = (await client.get("/health")).json()["jobs"]
-        assert jobs["held"] == 2
-        assert jobs["max_active"] == 2
+        assert jobs["running"] == 1
+        assert jobs["queue"] == "local"
         assert jobs["store"] == str(tmp_path / "store")
 
         cancelled = await client.delete(second["status_url"])
         assert cancelled.status_code == 200
         assert cancelled.json()["status"] == "cancelled"
         assert cancelled.json()["error"]["code"] == "cancelled"
-        running = await wait_for_status(service, first["id"], "running")
-        assert running["status"] == "running"
         stopping = await client.delete(first["status_url"])
-        assert stopping.status_code in (200, 202)
-        job = await wait_for_status(service, first["id"], "cancelled")
-        assert job["status"] == "cancelled"
+        assert stopping.status_code == 200
+        assert stopping.json()["status"] == "cancelled"
         again = await client.delete(first["status_url"])
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "job_finished"
         result = await client.get(f"{first['status_url']}/result")
         assert result.status_code == 409
         assert result.json()["error"]["code"] == "job_not_succeeded"
-        assert (await client.get("/health")).json()["jobs"]["held"] == 0
+        # The running unit stopped at once (its token), without waiting for the engine.
+        for _ in range(100):
+            if not (await client.get("/health")).json()["jobs"]["running"]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.get("/health")).json()["jobs"]["running"] == 0
         release.set()
 
 
@@ -190,12 +203,12 @@ async def test_a_job_that_breaks_unexpectedly_ends_failed(tmp_path: Path, audio_
     async with serve(BrokenEngine(), jobs_store=str(tmp_path / "store")) as service:
         accepted = await submit(service.client, (audio_dir / "jfk.flac").read_bytes())
         job = await wait_for_status(service, accepted["id"], "failed", "succeeded")
-        # Not left running until its lease ran out, to be retried on every instance.
+        # Not given back to the queue, to be retried on every instance.
         assert job["status"] == "failed"
         assert job["error"]["code"] == "internal_error"
         assert "an engine bug" not in job["error"]["message"]
         assert job["attempts"] == 1
-        assert (await service.client.get("/health")).json()["jobs"]["held"] == 0
+        assert (await service.client.get("/health")).json()["jobs"]["running"] == 0
 
 
 async def test_a_job_too_long_for_the_audio_budget_fails_with_the_reason(
@@ -208,3 +221,61 @@ async def test_a_job_too_long_for_the_audio_budget_fails_with_the_reason(
     assert job["status"] == "failed"
     assert job["error"]["code"] == "audio_too_long"
     assert "holds at most 1 MiB" in job["error"]["message"]
+
+
+def pushed(delivery: dict[str, Any] | bytes) -> dict[str, Any]:
+    """A Pub/Sub push request's body around ``delivery``."""
+    data = delivery if isinstance(delivery, bytes) else json.dumps(delivery).encode()
+    return {
+        "message": {"data": base64.b64encode(data).decode(), "messageId": "1"},
+        "subscription": "projects/p/subscriptions/s",
+    }
+
+
+async def test_only_the_push_subscription_may_deliver(tmp_path: Path, audio_dir: Path) -> None:
+    key = "alice-" + "a" * 32
+    async with serve(
+        jobs_store=str(tmp_path / "store"), api_keys=key, **{"pubsub_push_token": "push-s3cret"}
+    ) as service:
+        client = service.client
+        accepted = await client.post(
+            "/jobs",
+            files={"file": ("jfk.flac", (audio_dir / "jfk.flac").read_bytes())},
+            headers={"X-API-Key": key},
+        )
+        job_id = accepted.json()["id"]
+        done = await wait_for_status_as(service, job_id, key)
+        assert done["status"] == "succeeded"
+        url = "/internal/jobs/units"
+        body = pushed({"job_id": job_id, "unit": 0})
+        # An API key is not what the push endpoint wants, and is no way around it.
+        forged = await client.post(url, json=body, headers={"X-API-Key": key})
+        assert forged.status_code == 401
+        assert forged.json()["error"]["code"] == "push_unauthorized"
+        wrong = await client.post(f"{url}?token=push-s3cre7", json=body)
+        assert wrong.status_code == 403
+        dead = await client.post(
+            "/internal/jobs/dead-letters?token=nope", json=pushed({"job_id": job_id})
+        )
+        assert dead.status_code == 403
+        after = await wait_for_status_as(service, job_id, key)
+        assert after["status"] == "succeeded"  # neither refused request changed anything
+        assert after["attempts"] == 1
+        # The subscription's own: a redelivered unit of a finished job is acked, no work.
+        again = await client.post(f"{url}?token=push-s3cret", json=body)
+        assert again.status_code == 204
+        garbage = await client.post(f"{url}?token=push-s3cret", json=pushed(b"not json"))
+        assert garbage.status_code == 400
+        assert garbage.json()["error"]["code"] == "invalid_delivery"
+        spec = (await client.get("/openapi.json", headers={"X-API-Key": key})).json()
+        assert not [p for p in spec["paths"] if p.startswith("/internal")]
+
+
+async def wait_for_status_as(service: InProcess, job_id: str, key: str) -> dict[str, Any]:
+    give_up = time.monotonic() + 30
+    while True:
+        response = await service.client.get(f"/jobs/{job_id}", headers={"X-API-Key": key})
+        job: dict[str, Any] = response.json()
+        if job["status"] in ("succeeded", "failed") or time.monotonic() > give_up:
+            return job
+        await asyncio.sleep(0.05)

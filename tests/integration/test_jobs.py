@@ -1,8 +1,9 @@
-"""Async jobs on real servers: the 127 s radio address through POST /jobs, progress,
-results, cancellation, SIGKILL mid-job and restart, and the hand-over on SIGTERM.
+"""Async jobs on real servers with the offline backends (a directory store, the local
+queue): the 127 s radio address through POST /jobs, progress, results, cancellation,
+SIGKILL mid-job and restart recovery, SIGTERM and worker recycling.
 
-The store is a local directory here (the development preset's kind); the GCS store is
-exercised against the emulator in test_gcs.py.
+Jobs spread over three instances on Pub/Sub and Firestore (their emulators) are in
+test_distributed_jobs.py.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from tests.support import (
 )
 from whisper_service.jobs.objects import LocalObjects
 from whisper_service.jobs.records import Job
-from whisper_service.jobs.store import JobStore
+from whisper_service.jobs.store import DirectoryStore
 
-# One window per batch: five progress steps on the 127 s file instead of one.
-FAST_RECOVERY = {
+# One window per batch and units of at most 30 s: five units of one window each on
+# the 127 s file, so progress moves and a restart has something to resume.
+SMALL_UNITS = {
     "WHISPER_JOBS_BATCH_SIZE": "1",
-    "WHISPER_JOBS_LEASE_SECONDS": "3",
-    "WHISPER_JOBS_SWEEP_INTERVAL_SECONDS": "1",
+    "WHISPER_JOBS_UNIT_MAX_AUDIO_SECONDS": "30",
 }
 
 
@@ -46,7 +47,7 @@ def long_audio(audio_dir: Path) -> bytes:
 @pytest.fixture(scope="module")
 def job_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     logs = tmp_path_factory.mktemp("jobs")
-    with running(logs, WHISPER_JOBS_STORE=str(logs / "store"), **FAST_RECOVERY) as server:
+    with running(logs, WHISPER_JOBS_STORE=str(logs / "store"), **SMALL_UNITS) as server:
         yield server
 
 
@@ -56,7 +57,7 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
     def start(store: Path, **env: str) -> LiveServer:
-        server = LiveServer(tmp_path, WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY, **env)
+        server = LiveServer(tmp_path, WHISPER_JOBS_STORE=str(store), **SMALL_UNITS, **env)
         started.append(server.start(uvicorn=True))
         return server
 
@@ -93,7 +94,11 @@ def wait_for(
     seen: list[dict[str, Any]] = []
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
-        job = get(server, job_id)
+        try:
+            job = get(server, job_id)
+        except httpx.TransportError:  # a recycled worker closed the poll unanswered
+            time.sleep(interval)
+            continue
         seen.append(job["progress"])
         if done(job):
             return job, seen
@@ -124,6 +129,7 @@ def test_long_job_progress_grows_and_the_result_matches_transcribe(
     assert abs(total - 127.36) < 0.1
     assert any(0 < d < total for d in done), f"no intermediate progress seen: {sorted(set(done))}"
     assert job["progress"]["windows_done"] == job["progress"]["windows_total"] >= 4
+    assert job["units"]["done"] == job["units"]["total"] >= 4
 
     # The same words as one synchronous /transcribe of the whole file.
     sync = httpx.post(
@@ -174,56 +180,71 @@ def test_cancel_a_running_job(job_server: LiveServer, long_audio: bytes) -> None
     assert again.json()["error"]["code"] == "job_finished"
 
 
+def units_started(server: LiveServer) -> list[int]:
+    """The units this server began working on, in order."""
+    events = server.log_events()
+    return [
+        int(str(e["piece"]))
+        for e in events
+        if e.get("message") == "job_delivery_started" and e.get("piece") != "plan"
+    ]
+
+
 def test_sigkill_mid_job_then_restart_resumes_it(
     servers: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
     store = tmp_path / "store"
     first = servers(store)
     accepted = submit(first, long_audio, language="en")
-    before, _ = wait_for(first, accepted["id"], mid_job)
+    wait_for(first, accepted["id"], mid_job)
     assert first.process is not None
     first.process.kill()
     first.process.wait()
+    record = DirectoryStore(LocalObjects(store)).get(accepted["id"])
+    assert isinstance(record, Job)
+    done_before = set(record.units_done)
+    assert done_before
 
     second = servers(store)
-    job, seen = wait_for(second, accepted["id"], finished)
+    job, _ = wait_for(second, accepted["id"], finished)
     assert job["status"] == "succeeded", job["error"]
-    assert job["interruptions"] == 1
-    assert job["attempts"] == 2
-    # It resumed from its checkpoint rather than starting over.
-    assert min(p["windows_done"] for p in seen) >= before["progress"]["windows_done"]
-    resumed = [e for e in second.log_events() if e.get("message") == "job_resumed"]
-    assert resumed
-    assert resumed[0]["windows_done"] >= before["progress"]["windows_done"]
+    recovered = [e for e in second.log_events() if e.get("message") == "job_recovered"]
+    assert [e["job_id"] for e in recovered] == [accepted["id"]]
+    # It resumed: no unit stored before the kill was done again.
+    assert not done_before & set(units_started(second))
+    assert job["attempts"] <= 2
     segments = job["result"]["segments"]
     assert segments[-1]["end"] > job["progress"]["audio_seconds_total"] - 10
     starts = [s["start"] for s in segments]
     assert starts == sorted(starts)
+    assert_transcript(job["result"]["text"], LONG_AUDIO_SILVER, LONG_AUDIO_MAX_WER)
 
 
 def test_a_job_that_keeps_killing_instances_fails_with_the_reason(
     servers: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
     store = tmp_path / "store"
-    first = servers(store, WHISPER_JOBS_MAX_INTERRUPTIONS="0")
+    first = servers(store, WHISPER_JOBS_MAX_ATTEMPTS="1")
     accepted = submit(first, long_audio)
     wait_for(first, accepted["id"], mid_job)
     assert first.process is not None
-    first.process.kill()
+    first.process.kill()  # as if the unit it was on had killed it
     first.process.wait()
 
-    second = servers(store, WHISPER_JOBS_MAX_INTERRUPTIONS="0")
+    second = servers(store, WHISPER_JOBS_MAX_ATTEMPTS="1")
     job, _ = wait_for(second, accepted["id"], finished, timeout=60)
     assert job["status"] == "failed"
-    assert job["error"]["code"] == "interrupted"
-    assert "stopped without handing it over" in job["error"]["message"]
+    assert job["error"]["code"] == "job_delivery_failed"
+    assert "failed on all 1 deliveries" in job["error"]["message"]
+    dead = [e for e in second.log_events() if e.get("message") == "job_dead_lettered"]
+    assert dead, second.logs()
 
 
-def test_sigterm_hands_running_jobs_over_and_a_restart_finishes_them(
+def test_sigterm_gives_running_units_back_and_a_restart_finishes_them(
     live_server: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
     store = tmp_path / "store"
-    server = live_server(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
+    server = live_server(WHISPER_JOBS_STORE=str(store), **SMALL_UNITS)
     accepted = submit(server, long_audio)
     wait_for(server, accepted["id"], mid_job)
     assert server.process is not None
@@ -232,17 +253,18 @@ def test_sigterm_hands_running_jobs_over_and_a_restart_finishes_them(
     assert server.process.wait(timeout=15) == 0
     print(f"\nSIGTERM mid-job: exited 0 after {time.monotonic() - signalled:.2f} s")
 
-    record = JobStore(LocalObjects(store)).get(accepted["id"])
+    record = DirectoryStore(LocalObjects(store)).get(accepted["id"])
     assert isinstance(record, Job)
-    assert record.status.value == "queued"
-    assert record.instance is None  # handed over: claimable at once, not after a lease
+    assert record.status.value == "running"  # not failed, not lost: waiting for a queue
     assert record.progress.windows_done >= 1
+    stopped = [e for e in server.log_events() if e.get("message") == "job_delivery_retry"]
+    print(f"units given back on SIGTERM: {len(stopped)}")
 
-    restarted = live_server(WHISPER_JOBS_STORE=str(store), **FAST_RECOVERY)
+    restarted = live_server(WHISPER_JOBS_STORE=str(store), **SMALL_UNITS)
     job, _ = wait_for(restarted, accepted["id"], finished)
     assert job["status"] == "succeeded", job["error"]
-    assert job["interruptions"] == 0
-    assert job["attempts"] == 2
+    assert job["attempts"] <= 2
+    assert not set(record.units_done) & set(units_started(restarted))
 
 
 def test_openai_whisper_runs_jobs_in_fixed_windows(
@@ -286,22 +308,27 @@ def test_an_unusable_store_stops_the_service_at_boot(tmp_path: Path) -> None:
     assert "writable only by it" in str(unusable[0]["error"])
 
 
-def test_a_worker_recycled_mid_job_hands_it_over(
+def test_a_worker_recycled_mid_job_has_its_job_recovered(
     live_server: Callable[..., LiveServer], tmp_path: Path, long_audio: bytes
 ) -> None:
     # gunicorn replaces a worker after WHISPER_MAX_REQUESTS (polls count): no signal,
-    # no drain, just a shutdown. The job must not count that as an interruption.
+    # no drain, just a shutdown. Its replacement finds the job and goes on with it.
     server = live_server(
         WHISPER_JOBS_STORE=str(tmp_path / "store"),
         WHISPER_MAX_REQUESTS="40",
         WHISPER_MAX_REQUESTS_JITTER="0",
-        **FAST_RECOVERY,
+        **SMALL_UNITS,
     )
     accepted = submit(server, long_audio)
     wait_for(server, accepted["id"], lambda j: j["status"] == "running")
     for _ in range(40):  # the worker's last requests: it is replaced mid-job
-        httpx.get(f"{server.url}/health/live", timeout=10)
+        try:
+            httpx.get(f"{server.url}/health/live", timeout=10)
+        except httpx.TransportError:
+            # uvicorn closes, unanswered, a connection it accepted just as its request
+            # limit shut it down; a client (or Cloud Run's front end) retries that.
+            time.sleep(0.2)
     job, _ = wait_for(server, accepted["id"], finished, timeout=180, interval=0.5)
     assert job["status"] == "succeeded", job["error"]
-    assert job["interruptions"] == 0
-    assert job["attempts"] >= 2, "the worker was not recycled during the job"
+    recovered = [e for e in server.log_events() if e.get("message") == "job_recovered"]
+    assert recovered, "the worker was not recycled during the job"

@@ -20,7 +20,9 @@ from tests.support import REPO
 from whisper_service.config import (
     PRESETS,
     AppEnv,
+    Settings,
     SettingsError,
+    env_var_name,
     load_settings,
     preset_settings,
 )
@@ -219,3 +221,20 @@ def test_config_validate_command_lists_every_problem() -> None:
     assert bad.returncode == 1
     assert "WHISPER_CONTAINER_CONCURRENCY=80" in bad.stderr
     assert "WHISPER_MODEL=large-v3" in bad.stderr
+
+
+def test_the_batch_job_manifest_runs_the_batch_command_with_the_presets_shape() -> None:
+    settings = preset_settings("production")
+    job = yaml.safe_load((MANIFESTS / "batch.production.yaml").read_text())
+    assert job["apiVersion"] == "run.googleapis.com/v1"
+    assert job["kind"] == "Job"
+    execution = job["spec"]["template"]["spec"]
+    assert execution["taskCount"] == settings.batch_tasks
+    assert execution["parallelism"] == settings.batch_parallelism
+    task = execution["template"]["spec"]
+    assert task["maxRetries"] == settings.batch_max_retries
+    assert task["timeoutSeconds"] == settings.batch_task_timeout_seconds
+    container = task["containers"][0]
+    assert container["args"][:2] == ["batch", "--input"]
+    known = {env_var_name(f) for f in Settings.model_fields}
+    assert {e["name"] for e in container["env"]} <= known

@@ -1,5 +1,6 @@
-"""The job store's compare-and-swap, its layout, chunking and the sweep's decisions,
-on a real directory store and real audio."""
+"""The directory store's compare-and-swap and layout, records' transitions, chunking
+into windows and units, and the local queue's retries, on a real directory store and
+real audio."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import pytest
 
 from tests.support import LONG_AUDIO
 from whisper_service.audio import SAMPLE_RATE, decode_audio
-from whisper_service.config import Settings, SettingsError, load_settings
-from whisper_service.jobs.chunking import plan_windows
+from whisper_service.config import SettingsError, load_settings
+from whisper_service.jobs import transitions
+from whisper_service.jobs.chunking import plan_units, plan_windows
+from whisper_service.jobs.dispatch import Delivery, LocalQueue, Retry
+from whisper_service.jobs.files import JobFiles
 from whisper_service.jobs.objects import Conflict, LocalObjects
 from whisper_service.jobs.records import (
     Job,
@@ -24,14 +28,10 @@ from whisper_service.jobs.records import (
     JobOptions,
     JobSource,
     JobStatus,
-    created_at_of,
+    Window,
     new_job_id,
 )
-from whisper_service.jobs.runner import JobRunner
-from whisper_service.jobs.store import JobStore
-from whisper_service.serving.memory import AudioMemory
-from whisper_service.serving.scheduler import Scheduler
-from whisper_service.storage import GcsStorage
+from whisper_service.jobs.store import DirectoryStore, JobNotFound, expiry
 
 
 def make_job(job_id: str | None = None, **fields: object) -> Job:
@@ -74,13 +74,13 @@ def test_a_store_others_can_write_is_refused(tmp_path: Path) -> None:
 
 
 def test_concurrent_updates_are_never_lost(tmp_path: Path) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
+    store = DirectoryStore(LocalObjects(tmp_path / "store"))
     job = make_job()
     store.create(job)
 
     def worker() -> None:
         for _ in range(25):
-            store.update(job.id, lambda j: j.model_copy(update={"attempts": j.attempts + 1}))
+            store.update(job.id, lambda j: transitions.delivered(j, "plan"))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -89,37 +89,39 @@ def test_concurrent_updates_are_never_lost(tmp_path: Path) -> None:
         thread.join()
     final = store.get(job.id)
     assert final is not None
-    assert final.attempts == 100
+    assert final.deliveries == {"plan": 100}
 
 
-def test_ending_a_job_drops_its_input_checkpoint_and_active_marker(tmp_path: Path) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
+def test_ending_a_job_drops_its_work_and_active_marker_and_keeps_the_result(
+    tmp_path: Path,
+) -> None:
+    objects = LocalObjects(tmp_path / "store")
+    store, files = DirectoryStore(objects), JobFiles(objects)
     job = make_job()
     (tmp_path / "in.wav").write_bytes(b"RIFF....")
     with (tmp_path / "in.wav").open("rb") as upload:
-        store.create(job, upload)
-    assert store.active_ids() == [job.id]
-    assert store.objects.names(f"jobs/{job.id}/") == [
-        f"jobs/{job.id}/input",
-        f"jobs/{job.id}/job.json",
-    ]
-
-    def fail(j: Job) -> Job:
-        j.status, j.error = JobStatus.FAILED, JobError(code="x", message="y")
-        return j
-
-    store.update(job.id, fail)
-    assert store.active_ids() == []
-    assert store.objects.names(f"jobs/{job.id}/") == [f"jobs/{job.id}/job.json"]
+        files.put_input(job.id, upload)
+    store.create(job)
+    files.put_unit_audio(job.id, 0, np.zeros(1600, dtype=np.float32))
+    assert [j.id for j in store.unfinished()] == [job.id]
+    ended = store.update(
+        job.id,
+        lambda j: transitions.ended(j, JobStatus.FAILED, JobError(code="x", message="y"), 60),
+    )
+    assert ended.expires_at is not None
+    files.discard_work(job.id)
+    assert store.unfinished() == []
+    assert objects.names(f"jobs/{job.id}/") == [f"jobs/{job.id}/job.json"]
+    # Ending is one transition: a second attempt changes nothing and says so.
+    again = store.update(job.id, lambda j: transitions.ended(j, JobStatus.SUCCEEDED, None, 60))
+    assert again.status is JobStatus.FAILED
 
 
 def test_ids_sort_by_creation_and_only_well_formed_ones_reach_the_store(tmp_path: Path) -> None:
     earlier, later = old_id(1), new_job_id()
     assert sorted([later, earlier]) == [earlier, later]
-    created = created_at_of(later)
-    assert created is not None
-    assert abs(created - time.time()) < 5
-    store = JobStore(LocalObjects(tmp_path / "store"))
+    assert abs(int(later.removeprefix("job_")[:12], 16) / 1000 - time.time()) < 5
+    store = DirectoryStore(LocalObjects(tmp_path / "store"))
     for bad in ("job_", "../job.json", "job_zz" + "0" * 22, later + "0", "job_../../x"):
         assert store.get(bad) is None
 
@@ -152,88 +154,118 @@ def test_silence_gives_no_vad_windows() -> None:
     assert plan_windows(np.zeros(SAMPLE_RATE * 40, dtype=np.float32), "vad") == []
 
 
-def test_store_setting_is_a_bucket_or_an_absolute_path() -> None:
-    assert load_settings(jobs_store="gs://my-bucket/jobs").jobs_store == "gs://my-bucket/jobs"
+def test_units_group_windows_within_the_unit_length() -> None:
+    windows = [Window(start=10.0 * i, end=10.0 * i + 8) for i in range(10)]
+    units = plan_units(windows, 30.0)
+    assert [len(u.windows) for u in units] == [3, 3, 3, 1]
+    assert all(u.end - u.start <= 30.0 for u in units)
+    assert [w for u in units for w in u.windows] == windows
+    assert units[0].speech_seconds == pytest.approx(24.0)
+    assert plan_units([Window(start=0, end=30)], 10.0)[0].windows == [Window(start=0, end=30)]
+
+
+def test_unit_audio_round_trips_as_16_bit_pcm(tmp_path: Path, long_samples: np.ndarray) -> None:
+    files = JobFiles(LocalObjects(tmp_path / "store"))
+    piece = long_samples[: SAMPLE_RATE * 5]
+    files.put_unit_audio("job_x", 0, piece)
+    back = files.get_unit_audio("job_x", 0)
+    assert back is not None
+    assert back.dtype == np.float32
+    assert np.max(np.abs(back - piece)) < 1e-4
+    assert files.get_unit_audio("job_x", 1) is None
+
+
+def test_settings_for_jobs_name_what_is_missing() -> None:
     assert load_settings(jobs_store="").jobs_store is None
-    for bad in ("jobs", "gs://UPPER/x", "s3://bucket"):
+    for bad in ("jobs", "gs://my-bucket/jobs", "s3://bucket"):
         with pytest.raises(SettingsError, match="WHISPER_JOBS_STORE"):
             load_settings(jobs_store=bad)
+    with pytest.raises(SettingsError, match="needs WHISPER_JOBS_FILES"):
+        load_settings(jobs_store="firestore")
+    with pytest.raises(SettingsError, match="WHISPER_JOBS_FILES"):
+        load_settings(jobs_store="firestore", jobs_files="gs://UPPER/x")
+    pubsub = {"jobs_store": "/tmp/x", "jobs_queue": "pubsub"}
+    with pytest.raises(SettingsError, match="needs WHISPER_PUBSUB_TOPIC"):
+        load_settings(**pubsub)
+    topics = {
+        "pubsub_topic": "projects/my-project/topics/jobs",
+        "pubsub_dead_letter_topic": "projects/my-project/topics/jobs-dead",
+    }
+    shared = {"pubsub_push_token": "t"}
+    with pytest.raises(SettingsError, match="PUSH_AUDIENCE"):
+        load_settings(**pubsub, **topics)
+    with pytest.raises(SettingsError, match="at least 5"):
+        load_settings(**pubsub, **topics, **shared, jobs_max_attempts=3)
+    with pytest.raises(SettingsError, match="WHISPER_PUBSUB_TOPIC"):
+        load_settings(**pubsub, **topics | {"pubsub_topic": "jobs"}, **shared)
+    assert load_settings(**pubsub, **topics, **shared).jobs_queue == "pubsub"
 
 
-def sweep_once(settings: Settings, store: JobStore) -> JobRunner:
-    async def scenario() -> JobRunner:
-        runner = JobRunner(
-            settings,
-            store,
-            Scheduler(workers=1, queue_size=0, queue_timeout=1),
-            GcsStorage(settings),
-            lambda: None,
-            memory_critical=lambda: False,
-            audio_memory=AudioMemory(2**30),
-        )
-        await runner.sweep(expire=True)
-        return runner
-
-    return asyncio.run(scenario())
-
-
-def test_sweep_takes_over_abandoned_and_handed_over_jobs(tmp_path: Path) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
-    settings = load_settings(app_env="development", jobs_max_interruptions=1)
-    dead = make_job(status=JobStatus.RUNNING, instance="gone:1:a", lease_expires_at=time.time() - 1)
-    handed = make_job(status=JobStatus.QUEUED)
-    alive = make_job(
-        status=JobStatus.RUNNING, instance="other:2:b", lease_expires_at=time.time() + 60
-    )
-    twice = make_job(instance="gone:1:a", lease_expires_at=time.time() - 1, interruptions=1)
-    for job in (dead, handed, alive, twice):
+def test_the_directory_store_lists_newest_first_and_expires(tmp_path: Path) -> None:
+    store = DirectoryStore(LocalObjects(tmp_path / "store"))
+    older, newer, others = make_job(old_id(1), client="a"), make_job(client="a"), make_job()
+    for job in (older, newer, others):
         store.create(job)
-
-    runner = sweep_once(settings, store)
-
-    taken = {job_id for job_id in runner._held}
-    assert taken == {dead.id, handed.id}
-    after_dead = store.get(dead.id)
-    assert after_dead is not None
-    assert after_dead.instance == runner.instance
-    assert after_dead.interruptions == 1
-    after_handed = store.get(handed.id)
-    assert after_handed is not None
-    assert after_handed.interruptions == 0
-    untouched = store.get(alive.id)
-    assert untouched is not None
-    assert untouched.instance == "other:2:b"
-    failed = store.get(twice.id)
-    assert failed is not None
-    assert failed.status is JobStatus.FAILED
-    assert failed.error is not None
-    assert failed.error.code == "interrupted"
+    assert [j.id for j in store.recent("a", None, 10)] == [newer.id, older.id]
+    assert [j.id for j in store.recent("a", None, 1)] == [newer.id]
+    assert store.recent("a", JobStatus.SUCCEEDED, 10) == []
+    store.update(older.id, lambda j: transitions.ended(j, JobStatus.SUCCEEDED, None, 60))
+    assert store.expire(time.time()) == []
+    assert store.expire(time.time() + 120) == [older.id]
+    assert store.get(older.id) is None
+    with pytest.raises(JobNotFound):
+        store.update(older.id, lambda j: j)
+    assert not (tmp_path / "store" / "jobs" / older.id).exists()
+    assert expiry(60).timestamp() == pytest.approx(time.time() + 60, abs=2)
 
 
-def test_sweep_deletes_jobs_past_retention_only(tmp_path: Path) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
-    settings = load_settings(app_env="development", jobs_retention_seconds=86_400)
-    long_done = make_job(
-        old_id(3), status=JobStatus.SUCCEEDED, finished_at=time.time() - 2 * 86_400
-    )
-    just_done = make_job(old_id(3), status=JobStatus.SUCCEEDED, finished_at=time.time() - 60)
-    recent = make_job(status=JobStatus.SUCCEEDED, finished_at=time.time())
-    for job in (long_done, just_done, recent):
-        store.create(job)
-    sweep_once(settings, store)
-    assert store.get(long_done.id) is None
-    assert store.objects.names(f"jobs/{long_done.id}/") == []
-    assert store.get(just_done.id) is not None
-    assert store.get(recent.id) is not None
+def test_the_local_queue_retries_with_backoff_then_dead_letters() -> None:
+    async def scenario() -> tuple[list[int], list[tuple[str, int]]]:
+        tries: list[int] = []
+        dead: list[tuple[str, int]] = []
+        done = asyncio.Event()
+        queue = LocalQueue(consumers=1, max_attempts=3)
+
+        async def handler(delivery: Delivery) -> None:
+            tries.append(delivery.unit or 0)
+            if delivery.unit == 1:
+                raise Retry("always")
+
+        async def dead_letter(delivery: Delivery, attempts: int) -> None:
+            dead.append((delivery.piece, attempts))
+            done.set()
+
+        queue.start(handler, dead_letter)
+        await queue.publish([Delivery(job_id="j", unit=0), Delivery(job_id="j", unit=1)])
+        await asyncio.wait_for(done.wait(), 10)
+        await queue.close()
+        return tries, dead
+
+    tries, dead = asyncio.run(scenario())
+    assert tries == [0, 1, 1, 1]
+    assert dead == [("1", 3)]
 
 
-def test_a_marker_without_a_record_is_debris_only_once_old(tmp_path: Path) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
-    being_created, debris = new_job_id(), old_id(1)
-    for job_id in (being_created, debris):
-        store.objects.write(f"active/{job_id}", b"")  # as create() does before the record
-    sweep_once(load_settings(app_env="development"), store)
-    assert store.active_ids() == [being_created]
+def test_a_delivery_already_tried_as_often_as_allowed_is_dead_lettered_at_once() -> None:
+    # A unit that killed its process every time comes back from restart recovery with
+    # its attempts used up: it must not run again.
+    async def scenario() -> list[tuple[str, int]]:
+        dead: list[tuple[str, int]] = []
+        queue = LocalQueue(consumers=1, max_attempts=2)
+
+        async def handler(delivery: Delivery) -> None:
+            raise AssertionError("must not run")
+
+        async def dead_letter(delivery: Delivery, attempts: int) -> None:
+            dead.append((delivery.piece, attempts))
+
+        queue.start(handler, dead_letter)
+        queue.put(Delivery(job_id="j"), attempts=2)
+        await asyncio.sleep(0.2)
+        await queue.close()
+        return dead
+
+    assert asyncio.run(scenario()) == [("plan", 2)]
 
 
 def test_folders_are_one_level(tmp_path: Path) -> None:
@@ -245,50 +277,21 @@ def test_folders_are_one_level(tmp_path: Path) -> None:
 
 
 def test_reading_a_job_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
+    objects = LocalObjects(tmp_path / "store")
+    store, files = DirectoryStore(objects), JobFiles(objects)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     for _ in range(3):
         assert store.get(new_job_id()) is None
-        assert store.read_result(new_job_id()) is None
+        assert files.get_result(new_job_id()) is None
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_deleting_what_is_already_gone_is_not_an_error(tmp_path: Path) -> None:
     objects = LocalObjects(tmp_path / "store")
     objects.delete("jobs/job_none/job.json")  # neither the object nor its folder
-    store = JobStore(objects)
-    job = make_job()
-    store.create(job)
-    store.delete(job.id)
-    store.delete(job.id)  # twice
-    assert not (tmp_path / "store" / "jobs" / job.id).exists()  # the folder went too
-
-
-def test_retention_skips_a_job_it_cannot_delete_and_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = JobStore(LocalObjects(tmp_path / "store"))
-    old = [
-        make_job(old_id(3), status=JobStatus.SUCCEEDED, finished_at=time.time() - 2 * 86_400)
-        for _ in range(3)
-    ]
-    for job in old:
-        store.create(job)
-    stuck = sorted(j.id for j in old)[0]
-    delete = store.delete
-
-    def failing_delete(job_id: str) -> None:
-        if job_id == stuck:
-            raise PermissionError(13, "Permission denied")
-        delete(job_id)
-
-    monkeypatch.setattr(store, "delete", failing_delete)
-    sweep_once(load_settings(app_env="development", jobs_retention_seconds=86_400), store)
-    assert [store.get(j.id) is not None for j in sorted(old, key=lambda j: j.id)] == [
-        True,
-        False,
-        False,
-    ]
+    files = JobFiles(objects)
+    files.discard_work(new_job_id())
+    files.discard_work(new_job_id())
 
 
 def test_a_failed_write_leaves_no_temporary_file(

@@ -1,8 +1,9 @@
 """HTTP only: where a request is parsed, checked and answered.
 
-- ``routes_*``: one router per surface (transcribe, openai, jobs, health, metrics);
+- ``routes_*``: one router per surface (transcribe, openai, jobs, health, metrics,
+  and ``internal``: where Pub/Sub pushes job deliveries);
 - ``forms``: the form fields /transcribe and /jobs share;
-- ``deps``: FastAPI dependencies (runtime, ready engine, job runner, caller);
+- ``deps``: FastAPI dependencies (runtime, ready engine, jobs, caller);
 - ``transcription``: the one pipeline every route calls (check, admit, decode,
   infer, render); ``sources``: uploads and gs:// objects to decoded audio;
 - ``schemas``: the response models the OpenAPI document shows;
@@ -12,6 +13,7 @@
 
 from whisper_service.api import (
     routes_health,
+    routes_internal,
     routes_jobs,
     routes_metrics,
     routes_openai,
@@ -24,6 +26,7 @@ ROUTERS = (
     routes_jobs.router,
     routes_openai.router,
     routes_health.router,
+    routes_internal.router,
 )
 # Not on the service's port when WHISPER_METRICS_ACCESS=port.
 METRICS_ROUTER = routes_metrics.router

@@ -21,7 +21,7 @@ import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import is_probe, send_error
+from whisper_service.api.middleware import is_probe, is_push, send_error
 from whisper_service.api.rate_limit import ClientBuckets, client_address
 from whisper_service.errors import ServiceError
 
@@ -98,7 +98,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        public = self.public_probes and is_probe(scope["path"])
+        public = (self.public_probes and is_probe(scope["path"])) or is_push(scope["path"])
         address = client_address(scope)
         held_off = self._failures is not None and self._failures.exhausted(
             address, time.monotonic()

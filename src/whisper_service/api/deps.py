@@ -1,5 +1,5 @@
 """FastAPI dependencies: how a handler gets the process's runtime, a ready engine, the
-job runner and the caller's identity. Tests may override any of them
+jobs and the caller's identity. Tests may override any of them
 (``app.dependency_overrides``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from whisper_service.config import Settings
 from whisper_service.engines import Engine
 from whisper_service.errors import ServiceError
-from whisper_service.jobs.runner import JobRunner
+from whisper_service.jobs.service import Jobs
 from whisper_service.serving.runtime import Runtime
 
 
@@ -47,8 +47,8 @@ def get_ready_engine(runtime: RuntimeDep) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_ready_engine)]
 
 
-def get_job_runner(runtime: RuntimeDep) -> JobRunner:
-    """This instance's job runner, or 501 when no job store is configured."""
+def get_jobs(runtime: RuntimeDep) -> Jobs:
+    """This process's jobs, or 501 when no job store is configured."""
     if runtime.jobs is None:
         raise ServiceError(
             "async jobs need a job store: set WHISPER_JOBS_STORE on the server",
@@ -58,7 +58,7 @@ def get_job_runner(runtime: RuntimeDep) -> JobRunner:
     return runtime.jobs
 
 
-JobRunnerDep = Annotated[JobRunner, Depends(get_job_runner)]
+JobsDep = Annotated[Jobs, Depends(get_jobs)]
 
 
 def sees_internals(request: Request, runtime: RuntimeDep) -> bool:

@@ -126,6 +126,16 @@ class BodySizeLimitMiddleware:
 PROBE_PREFIXES = ("/health", "/v2/health", "/metrics")
 
 
+# Pub/Sub's push endpoints check their own credentials (jobs.push_auth), not API keys,
+# and are not rate-limited: the subscription's flow control paces them.
+PUSH_PREFIX = "/internal/jobs/"
+
+
+def is_push(path: str) -> bool:
+    """The job-delivery endpoints Pub/Sub pushes to."""
+    return path.startswith(PUSH_PREFIX)
+
+
 def is_probe(path: str) -> bool:
     """Health, readiness, KServe and metrics paths."""
     return path.startswith(PROBE_PREFIXES) or (

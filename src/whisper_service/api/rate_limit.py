@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import is_probe, send_error
+from whisper_service.api.middleware import is_probe, is_push, send_error
 from whisper_service.errors import ServiceError
 
 MAX_TRACKED_CLIENTS = 10_000
@@ -92,7 +92,13 @@ class RateLimitMiddleware:
         return self._buckets.take(client, now)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_probe(scope["path"]) or scope["method"] == "OPTIONS":
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or is_probe(path)
+            or is_push(path)
+            or scope["method"] == "OPTIONS"
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("state", {}).get("client_id") or client_address(scope)
@@ -116,3 +122,9 @@ def client_address(scope: Scope) -> str:
     """The caller's address (after the trusted proxies' X-Forwarded-For)."""
     client = scope.get("client")
     return f"ip:{client[0]}" if client else "ip:unknown"
+
+
+def _exempt(path: str) -> bool:
+    """Probes and scrapes (the platform's), and Pub/Sub's pushes (paced by the
+    subscription's own flow control)."""
+    return is_probe(path) or is_push(path)

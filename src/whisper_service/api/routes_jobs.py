@@ -10,7 +10,6 @@ half-way, audio too long) ends the job failed with the reason.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Annotated
@@ -19,13 +18,14 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from whisper_service.api.deps import ClientDep, EngineDep, JobRunnerDep, RuntimeDep
+from whisper_service.api.deps import ClientDep, EngineDep, JobsDep, RuntimeDep
 from whisper_service.api.forms import TranscriptionForm
 from whisper_service.api.schemas import (
     JobErrorOut,
     JobList,
     JobProgressOut,
     JobTranscript,
+    JobUnitsOut,
     JobView,
     SegmentOut,
     error_responses,
@@ -38,7 +38,7 @@ from whisper_service.engines.base import check_options
 from whisper_service.errors import ServiceError
 from whisper_service.formats import ResponseFormat
 from whisper_service.jobs.records import Job, JobOptions, JobSource, JobStatus, new_job_id
-from whisper_service.jobs.runner import JobRunner
+from whisper_service.jobs.service import Jobs
 from whisper_service.jobs.store import JobNotFound
 from whisper_service.observability.context import request_id_var
 from whisper_service.storage import StorageError
@@ -70,9 +70,9 @@ def job_view(request: Request, job: Job) -> JobView:
         source=job.source.model_dump(exclude_none=True),
         options=job.options.model_dump(mode="json"),
         language=job.language,
-        cancel_requested=job.cancel_requested,
+        units=JobUnitsOut(total=job.units_total, done=len(job.units_done)),
         attempts=job.attempts,
-        interruptions=job.interruptions,
+        expires_at=job.expires_at.isoformat(timespec="seconds") if job.expires_at else None,
         error=JobErrorOut(**job.error.model_dump()) if job.error else None,
     )
     if job.status is JobStatus.SUCCEEDED:
@@ -101,8 +101,11 @@ def _store_unavailable(detail: str) -> ServiceError:
     )
 
 
-async def _owned_job(runner: JobRunner, client: str | None, job_id: str) -> Job:
-    job = await asyncio.to_thread(runner.store.get, job_id)
+async def _owned_job(jobs: Jobs, client: str | None, job_id: str) -> Job:
+    try:
+        job = await asyncio.to_thread(jobs.store.get, job_id)
+    except StorageError as exc:
+        raise _store_unavailable(exc.message) from exc
     if job is None or job.client != client:
         # Someone else's job is reported exactly like a missing one.
         raise _job_not_found(job_id)
@@ -120,7 +123,7 @@ async def create_job(
     request: Request,
     runtime: RuntimeDep,
     engine: EngineDep,
-    runner: JobRunnerDep,
+    jobs: JobsDep,
     client: ClientDep,
     form: Annotated[TranscriptionForm, Depends()],
 ) -> JSONResponse:
@@ -134,13 +137,6 @@ async def create_job(
         save_to_gcs=form.save_to_gcs,
     )
     check_options(engine, options.transcribe_options())
-    if runner.full:
-        raise ServiceError(
-            f"this instance holds {settings.jobs_max_active} jobs, its limit; retry later",
-            code="jobs_full",
-            status=429,
-            headers={"Retry-After": "30"},
-        )
     upload: IO[bytes] | None = None
     if form.file is not None:
         await probe_upload(form.file, settings)
@@ -157,7 +153,7 @@ async def create_job(
         options=options,
     )
     try:
-        job = await runner.submit(job, upload)
+        job = await jobs.submit(job, upload)
     except StorageError as exc:
         raise _store_unavailable(exc.message) from exc
     except OSError as exc:  # a directory store: disk full, permissions changed
@@ -169,27 +165,18 @@ async def create_job(
 @router.get("/jobs", summary="List recent jobs (newest first)", responses=error_responses(401, 501))
 async def list_jobs(
     request: Request,
-    runner: JobRunnerDep,
+    jobs: JobsDep,
     client: ClientDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state")] = None,
 ) -> JobList:
     """The caller's most recent jobs."""
 
-    def recent() -> list[Job]:
-        found: list[Job] = []
-        for job_id in reversed(runner.store.ids()):
-            job = runner.store.get(job_id)
-            if job is None or job.client != client:
-                continue
-            if status is None or job.status is status:
-                found.append(job)
-                if len(found) == limit:
-                    break
-        return found
-
-    jobs = await asyncio.to_thread(recent)
-    return JobList(data=[job_view(request, j) for j in jobs])
+    try:
+        found = await asyncio.to_thread(jobs.store.recent, client, status, limit)
+    except StorageError as exc:
+        raise _store_unavailable(exc.message) from exc
+    return JobList(data=[job_view(request, j) for j in found])
 
 
 @router.get(
@@ -198,15 +185,13 @@ async def list_jobs(
     response_model=JobView,
     responses=error_responses(401, 404, 501),
 )
-async def get_job(
-    request: Request, runner: JobRunnerDep, client: ClientDep, job_id: str
-) -> JSONResponse:
+async def get_job(request: Request, jobs: JobsDep, client: ClientDep, job_id: str) -> JSONResponse:
     """The job; a finished one carries its transcript inline (``result``)."""
-    job = await _owned_job(runner, client, job_id)
+    job = await _owned_job(jobs, client, job_id)
     view = job_view(request, job)
     headers = {}
     if job.status is JobStatus.SUCCEEDED:
-        result = await asyncio.to_thread(runner.store.read_result, job.id)
+        result = await asyncio.to_thread(jobs.files.get_result, job.id)
         if result is not None:
             view.result = JobTranscript(
                 text=result.text,
@@ -230,7 +215,7 @@ async def get_job(
     },
 )
 async def get_job_result(
-    runner: JobRunnerDep,
+    jobs: JobsDep,
     client: ClientDep,
     job_id: str,
     response_format: Annotated[
@@ -238,7 +223,7 @@ async def get_job_result(
     ] = None,
 ) -> Response:
     """The transcript rendered like /transcribe would; 409 until the job succeeded."""
-    job = await _owned_job(runner, client, job_id)
+    job = await _owned_job(jobs, client, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise ServiceError(
             f"job {job_id} is {job.status.value}; a result exists only once it succeeded",
@@ -247,7 +232,7 @@ async def get_job_result(
             param="job_id",
             headers=None if job.status.terminal else {"Retry-After": str(POLL_SECONDS)},
         )
-    result = await asyncio.to_thread(runner.store.read_result, job.id)
+    result = await asyncio.to_thread(jobs.files.get_result, job.id)
     if result is None:
         raise ServiceError(
             f"the result of job {job_id} has expired", code="job_expired", status=410
@@ -270,32 +255,28 @@ async def get_job_result(
     "/jobs/{job_id}",
     summary="Cancel a job",
     response_model=JobView,
-    responses={202: {"model": JobView}, **error_responses(401, 404, 409, 501, 503)},
+    responses=error_responses(401, 404, 409, 501, 503),
 )
 async def cancel_job(
-    request: Request, runner: JobRunnerDep, client: ClientDep, job_id: str
+    request: Request, jobs: JobsDep, client: ClientDep, job_id: str
 ) -> JSONResponse:
-    """200 with the cancelled job when it was queued; 202 when it is running and will
-    stop at its next check; 409 when it has already finished."""
-    job = await _owned_job(runner, client, job_id)
+    """200 with the job, now cancelled: no unit starts any more, and units running on
+    any instance stop at their next window. 409 when it has already finished."""
+    job = await _owned_job(jobs, client, job_id)
     if job.status.terminal:
-        raise ServiceError(
-            f"job {job_id} already {job.status.value}",
-            code="job_finished",
-            status=409,
-            param="job_id",
-        )
-    started = time.monotonic()
+        raise _already_finished(job)
     try:
-        job = await runner.cancel(job_id)
-        # A job running here stops within a decoder step or a batch: wait briefly so
-        # the answer is usually final.
-        while not job.status.terminal and time.monotonic() - started < 2.0:
-            await asyncio.sleep(0.1)
-            latest = await asyncio.to_thread(runner.store.get, job_id)
-            job = latest or job
+        job = await jobs.cancel(job_id)
     except JobNotFound as exc:
         raise _job_not_found(job_id) from exc
     except StorageError as exc:
         raise _store_unavailable(exc.message) from exc
-    return json_response(job_view(request, job), 200 if job.status.terminal else 202)
+    if job.status is not JobStatus.CANCELLED:  # it finished first
+        raise _already_finished(job)
+    return json_response(job_view(request, job))
+
+
+def _already_finished(job: Job) -> ServiceError:
+    return ServiceError(
+        f"job {job.id} already {job.status.value}", code="job_finished", status=409, param="job_id"
+    )

@@ -294,6 +294,13 @@ class JobTranscript(BaseModel):
     segments: list[SegmentOut] | None = omitted_when_none()
 
 
+class JobUnitsOut(BaseModel):
+    """The pieces the job's audio was cut into, each transcribed by any instance."""
+
+    total: int | None = Field(description="Known once the job is planned")
+    done: int
+
+
 class JobView(BaseModel):
     """A job: status, progress, and once it succeeded, where its result is."""
 
@@ -308,9 +315,11 @@ class JobView(BaseModel):
     source: dict[str, Any]
     options: dict[str, Any]
     language: str | None
-    cancel_requested: bool
-    attempts: int
-    interruptions: int
+    units: JobUnitsOut
+    attempts: int = Field(
+        description="The most deliveries any one piece of the job took (1: none retried)"
+    )
+    expires_at: str | None = Field(description="When a finished job is deleted")
     error: JobErrorOut | None
     result_url: str | None = omitted_when_none("Once the job succeeded")
     output_uri: str | None = omitted_when_none("Where save_to_gcs wrote the transcript")

@@ -11,9 +11,17 @@ import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import NoDecode
 
 from whisper_service.config.presets import AppEnv
@@ -314,31 +322,63 @@ class StorageFields(BaseModel):
     )
 
 
+# A Pub/Sub topic's full name, as Google documents project ids and topic names.
+TOPIC_PATTERN = r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}"
+
+
 class JobsFields(BaseModel):
     """Async jobs for long audio."""
 
     jobs_store: str | None = Field(
         None,
-        description="Where job state, inputs and results live: gs://bucket/prefix (shared by "
-        "every instance) or an absolute local directory (one machine); unset = no /jobs.",
+        description="Where job records live: an absolute local directory (one machine) or "
+        "firestore (every instance); unset = no /jobs.",
     )
-    jobs_max_active: int = Field(
-        4,
-        ge=1,
-        le=1000,
-        description="Jobs one instance holds at once (queued + running); beyond it POST /jobs "
-        "gets 429.",
+    jobs_files: str | None = Field(
+        None,
+        description="Where a job's input, units and result live: gs://bucket/prefix, or an "
+        "absolute directory every instance shares. Default: the jobs_store directory; "
+        "required with firestore.",
+    )
+    jobs_queue: Literal["local", "pubsub"] = Field(
+        "local",
+        description="How job work reaches instances: local = an in-process queue (one "
+        "process), pubsub = WHISPER_PUBSUB_TOPIC with a push subscription to "
+        "/internal/jobs/units (any instance).",
     )
     jobs_concurrency: int = Field(
-        1, ge=1, le=32, description="Jobs one instance transcribes at once."
+        1,
+        ge=1,
+        le=32,
+        description="Job deliveries (plans, units) one process works on at once; more wait.",
+    )
+    jobs_max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Deliveries of one plan or unit before it is dead-lettered and the job "
+        "fails (Pub/Sub's dead-letter policy takes 5-100).",
+    )
+    jobs_unit_seconds: float = Field(
+        120.0,
+        ge=5,
+        le=600,
+        description="Inference time one unit aims at; units hold this much audio at the "
+        "measured real-time factor. Keep it well inside the subscription's ack deadline.",
+    )
+    jobs_unit_max_audio_seconds: float = Field(
+        600.0,
+        ge=30,
+        le=24 * 3600,
+        description="Most audio one unit holds, however fast the instance is.",
     )
     jobs_batch_size: int = Field(
         4,
         ge=1,
         le=64,
         description="Windows decoded together in one pass (faster-whisper's batched "
-        "pipeline); progress and checkpoints advance per batch. Each window holds about "
-        "90 MiB while the pass runs.",
+        "pipeline); unit checkpoints and progress advance per batch. Each window holds "
+        "about 90 MiB while the pass runs.",
     )
     jobs_chunking: Literal["vad", "fixed"] = Field(
         "vad",
@@ -355,33 +395,66 @@ class JobsFields(BaseModel):
         7 * 86_400.0,
         ge=60,
         le=365 * 86_400,
-        description="How long finished jobs and their results are kept, then deleted.",
+        description="How long finished jobs and their results are kept (expires_at), then deleted.",
     )
-    jobs_lease_seconds: float = Field(
-        60.0,
-        ge=2,
-        le=3600,
-        description="A job whose instance has not renewed its lease for this long is taken "
-        "over (resumed from its last checkpoint) by another instance or a restart.",
+    batch_tasks: int = Field(
+        10, ge=1, le=10_000, description="Tasks of the rendered Cloud Run Job for `batch`."
     )
-    jobs_sweep_interval_seconds: float = Field(
-        30.0,
-        gt=0,
-        le=3600,
-        description="How often an instance looks for abandoned and expired jobs.",
+    batch_parallelism: int = Field(
+        5, ge=1, le=1_000, description="Tasks of the batch job that run at once."
     )
-    jobs_max_interruptions: int = Field(
-        2,
-        ge=0,
-        le=100,
-        description="Times a job may lose its instance without a hand-over (crash, OOM "
-        "kill) and still be resumed; one more and it fails. A draining instance hands its "
-        "jobs over, which does not count.",
+    batch_max_retries: int = Field(
+        3, ge=0, le=10, description="Times Cloud Run reruns a failed batch task (it resumes)."
+    )
+    batch_task_timeout_seconds: int = Field(
+        3600, ge=60, le=7 * 86_400, description="Longest one batch task may run."
+    )
+    pubsub_topic: str | None = Field(
+        None,
+        description="Topic job deliveries are published to: projects/<p>/topics/<t>.",
+    )
+    pubsub_dead_letter_topic: str | None = Field(
+        None,
+        description="Dead-letter topic of the push subscription: projects/<p>/topics/<t>.",
+    )
+    pubsub_push_audience: str | None = Field(
+        None,
+        description="Audience the push subscription's OIDC token must carry (the push "
+        "endpoint's URL).",
+    )
+    pubsub_push_service_account: str | None = Field(
+        None,
+        description="Service account e-mail the push subscription's OIDC token must name.",
+    )
+    pubsub_push_certs_url: str = Field(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        description="Where Google's token-signing certificates are fetched (cached an hour).",
+    )
+    pubsub_push_token: SecretStr | None = Field(
+        None,
+        description="Shared token a push endpoint's ?token= must carry instead of OIDC "
+        "(the emulator sends no OIDC token).",
+    )
+    firestore_database: str = Field("(default)", description="Firestore database of job records.")
+    firestore_collection: str = Field(
+        "whisper-jobs",
+        pattern=r"^[A-Za-z0-9_-]{1,100}$",
+        description="Firestore collection of job records.",
     )
 
     @field_validator("jobs_store")
     @classmethod
     def _store_location(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value != "firestore" and not Path(value).is_absolute():
+            raise ValueError("must be firestore or an absolute directory path")
+        return value
+
+    @field_validator("jobs_files")
+    @classmethod
+    def _files_location(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         value = value.strip()
@@ -391,6 +464,37 @@ class JobsFields(BaseModel):
         elif not Path(value).is_absolute():
             raise ValueError("must be gs://bucket[/prefix] or an absolute directory path")
         return value
+
+    @field_validator("pubsub_topic", "pubsub_dead_letter_topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(
+            r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}", value
+        ):
+            raise ValueError("must be projects/<project>/topics/<topic>")
+        return value or None
+
+    @model_validator(mode="after")
+    def _jobs_consistent(self) -> Self:
+        problems = []
+        if self.jobs_store == "firestore" and not self.jobs_files:
+            problems.append("WHISPER_JOBS_STORE=firestore needs WHISPER_JOBS_FILES")
+        if self.jobs_queue == "pubsub":
+            if not (self.pubsub_topic and self.pubsub_dead_letter_topic):
+                problems.append("WHISPER_JOBS_QUEUE=pubsub needs WHISPER_PUBSUB_TOPIC and "
+                                "WHISPER_PUBSUB_DEAD_LETTER_TOPIC")  # fmt: skip
+            if not self.pubsub_push_token and not (
+                self.pubsub_push_audience and self.pubsub_push_service_account
+            ):
+                problems.append("WHISPER_JOBS_QUEUE=pubsub needs WHISPER_PUBSUB_PUSH_AUDIENCE and "
+                                "WHISPER_PUBSUB_PUSH_SERVICE_ACCOUNT (or, for the emulator, "
+                                "WHISPER_PUBSUB_PUSH_TOKEN)")  # fmt: skip
+            if self.jobs_max_attempts < 5:
+                problems.append("Pub/Sub dead-letters after 5 to 100 deliveries: "
+                                "WHISPER_JOBS_MAX_ATTEMPTS must be at least 5")  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class LoggingFields(BaseModel):

@@ -3,8 +3,10 @@ product of the code's own presets.
 
 ``service.<env>.yaml`` is a Knative ``serving.knative.dev/v1`` Service for
 ``gcloud run services replace``; ``env.<env>.yaml`` is the same environment for
-``gcloud run deploy --env-vars-file``. Placeholders filled by Cloud Build:
-``__IMAGE__`` (the image just pushed) and ``__PROJECT_ID__``.
+``gcloud run deploy --env-vars-file``; ``batch.<env>.yaml`` the Cloud Run Job of
+``whisper-service batch`` for ``gcloud run jobs replace``. Placeholders filled by Cloud
+Build: ``__IMAGE__`` (the image just pushed) and ``__PROJECT_ID__``; the batch job's
+``__BATCH_INPUT__`` and ``__BATCH_OUTPUT__`` are given when it is executed.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from typing import Any
 import yaml
 
 from whisper_service.config import AppEnv, Settings, env_var_name
+from whisper_service.deploy.jobs_platform import jobs_platform, setup_script
 from whisper_service.deploy.rules import cloud_run_timeout
 
 IMAGE_PLACEHOLDER = "__IMAGE__"
 PROJECT_PLACEHOLDER = "__PROJECT_ID__"
-# Created by docs/deployment.md; one prefix per environment.
-JOBS_BUCKET = f"{PROJECT_PLACEHOLDER}-whisper-jobs"
 # Secret Manager names (not secrets), created by docs/deployment.md.
 SECRETS = {
     "api_keys": "whisper-api-keys",
@@ -59,11 +60,11 @@ LIVENESS_PROBE_PATH = "/health/live"
 
 def environment(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce ``settings`` in the container, with
-    the job store moved to the project's jobs bucket when it is a local directory:
-    Cloud Run instances share no disk, and /tmp dies with the instance."""
+    jobs moved onto the platform's engines (``jobs_platform``): Cloud Run instances
+    share no disk, and /tmp dies with the instance."""
     env = settings.environment(exclude=_NOT_IN_ENV)
-    if not (settings.jobs_store or "").startswith("gs://"):
-        env[env_var_name("jobs_store")] = f"gs://{JOBS_BUCKET}/{settings.app_env.value}"
+    if settings.jobs_store != "firestore" or settings.jobs_queue != "pubsub":
+        env.update(jobs_platform(settings.app_env, SERVICE_NAMES[settings.app_env]))
     return env
 
 
@@ -166,6 +167,63 @@ def service_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict
     }
 
 
+# Filled in when the job is executed (gcloud run jobs execute --args ...) or edited.
+BATCH_INPUT_PLACEHOLDER = "__BATCH_INPUT__"
+BATCH_OUTPUT_PLACEHOLDER = "__BATCH_OUTPUT__"
+
+
+def batch_job_manifest(settings: Settings, image: str = IMAGE_PLACEHOLDER) -> dict[str, Any]:
+    """The Cloud Run Job that runs ``whisper-service batch`` over a gs:// prefix: each of
+    ``batch_tasks`` tasks transcribes its shard (CLOUD_RUN_TASK_INDEX/COUNT), at most
+    ``batch_parallelism`` at once; a failed task is rerun and resumes."""
+    name = SERVICE_NAMES[settings.app_env]
+    env = [{"name": k, "value": v} for k, v in environment(settings).items()]
+    labels = {"app": "whisper-service", "environment": settings.app_env.value}
+    task = {
+        "maxRetries": settings.batch_max_retries,
+        "timeoutSeconds": settings.batch_task_timeout_seconds,
+        "serviceAccountName": f"{name}@{PROJECT_PLACEHOLDER}.iam.gserviceaccount.com",
+        "containers": [
+            {
+                "name": "whisper-batch",
+                "image": image,
+                "args": [
+                    "batch",
+                    "--input",
+                    BATCH_INPUT_PLACEHOLDER,
+                    "--output",
+                    BATCH_OUTPUT_PLACEHOLDER,
+                ],
+                "env": env,
+                "resources": {
+                    "limits": {
+                        "cpu": str(settings.cpu_limit),
+                        "memory": f"{settings.memory_limit_mib}Mi",
+                    }
+                },
+            }
+        ],
+    }
+    return {
+        "apiVersion": "run.googleapis.com/v1",
+        "kind": "Job",
+        "metadata": {"name": f"{name}-batch", "labels": dict(labels)},
+        "spec": {
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {"run.googleapis.com/execution-environment": "gen2"},
+                },
+                "spec": {
+                    "taskCount": settings.batch_tasks,
+                    "parallelism": settings.batch_parallelism,
+                    "template": {"spec": task},
+                },
+            }
+        },
+    }
+
+
 HEADER = "# Rendered by `whisper-service deploy render --env {env}`: do not edit by hand.\n"
 
 
@@ -187,14 +245,15 @@ def scrape_config(settings: Settings) -> dict[str, Any]:
 
 
 def render(settings: Settings, output_dir: Path, image: str = IMAGE_PLACEHOLDER) -> list[Path]:
-    """Write service.<env>.yaml, env.<env>.yaml and, for a metrics port,
-    rungmp.<env>.yaml; return their paths."""
+    """Write service.<env>.yaml, env.<env>.yaml, batch.<env>.yaml (the Cloud Run Job),
+    jobs.<env>.sh and, for a metrics port, rungmp.<env>.yaml; return their paths."""
     env = settings.app_env.value
     output_dir.mkdir(parents=True, exist_ok=True)
     header = HEADER.format(env=env)
     files = {
         f"service.{env}.yaml": service_manifest(settings, image),
         f"env.{env}.yaml": environment(settings),
+        f"batch.{env}.yaml": batch_job_manifest(settings, image),
     }
     if settings.metrics_access == "port":
         files[f"rungmp.{env}.yaml"] = scrape_config(settings)
@@ -202,4 +261,7 @@ def render(settings: Settings, output_dir: Path, image: str = IMAGE_PLACEHOLDER)
     for name, content in files.items():
         (output_dir / name).write_text(header + _yaml(content))
         written.append(output_dir / name)
-    return written
+    script = output_dir / f"jobs.{env}.sh"
+    script.write_text(setup_script(settings, SERVICE_NAMES[settings.app_env]))
+    script.chmod(0o755)
+    return [*written, script]

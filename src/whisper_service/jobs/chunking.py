@@ -6,6 +6,9 @@ is never transcribed. ``fixed``: back-to-back windows; a cut may fall inside a w
 Either way the windows keep their place in the audio, so every timestamp a window
 produces is offset to the original timeline and the transcript's times run on
 continuously across windows.
+
+Windows are then grouped into units, the pieces one queue message carries, so that
+several instances can work on one recording at once.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from whisper_service.audio import SAMPLE_RATE
-from whisper_service.jobs.records import Window
+from whisper_service.jobs.records import Unit, Window
 
 WINDOW_SECONDS = 30.0
 # Silero VAD over the whole of a long recording holds several arrays its size at once
@@ -61,3 +64,16 @@ def _speech_windows(audio: np.ndarray, max_seconds: float) -> list[Window]:
         else:
             windows.append(Window(start=start, end=min(end, start + max_seconds)))
     return windows
+
+
+def plan_units(windows: list[Window], max_seconds: float) -> list[Unit]:
+    """Consecutive windows grouped into units spanning at most ``max_seconds`` of the
+    recording (a window longer than that is a unit of its own)."""
+    units: list[Unit] = []
+    for window in windows:
+        if units and window.end - units[-1].start <= max_seconds:
+            last = units[-1]
+            units[-1] = Unit(start=last.start, end=window.end, windows=[*last.windows, window])
+        else:
+            units.append(Unit(start=window.start, end=window.end, windows=[window]))
+    return units

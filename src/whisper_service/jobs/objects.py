@@ -1,11 +1,12 @@
 """Where job objects live: a local directory or a GCS bucket, behind one small
-interface with compare-and-swap writes.
+interface.
 
 Every object has a generation that changes on each write. ``write(..., if_generation=g)``
-succeeds only if the object is still at ``g`` (0: only if it does not exist), which is
-how two instances (or a request and the runner) never overwrite each other's update.
-On GCS that is the ``ifGenerationMatch`` precondition; in a directory it is a counter
-beside each object, compared and bumped under the folder's lock around the rename.
+succeeds only if the object is still at ``g`` (0: only if it does not exist). The
+directory store's records rely on it (a counter beside each object, compared and
+bumped under the folder's lock around the rename); on GCS it is the
+``ifGenerationMatch`` precondition, which the job files never need (each is written
+whole by one writer) and gcp-storage-emulator ignores anyway.
 """
 
 from __future__ import annotations
@@ -60,10 +61,6 @@ class ObjectStore(Protocol):
 
     def names(self, prefix: str) -> list[str]:
         """Names under ``prefix``, sorted."""
-        ...
-
-    def folders(self, prefix: str) -> list[str]:
-        """The names of the folders directly under ``prefix`` (one level), sorted."""
         ...
 
     def delete(self, name: str) -> None:
@@ -293,26 +290,6 @@ class GcsObjects:
             return [str(b.name) for b in blobs]
 
         return sorted(n[len(self.prefix) :] for n in self._call(f"listing {prefix}", names))
-
-    def folders(self, prefix: str) -> list[str]:
-        """Common prefixes one level under ``prefix``: a page per 1000 folders, not
-        per 1000 objects."""
-
-        def prefixes(timeout: float, retry: Any) -> list[str]:
-            pages = self._bucket.client.list_blobs(
-                self._bucket,
-                prefix=self.prefix + prefix,
-                delimiter="/",
-                timeout=timeout,
-                retry=retry,
-            )
-            for _ in pages:  # prefixes fill in as the pages are read
-                pass
-            return [str(p) for p in pages.prefixes]
-
-        start = len(self.prefix + prefix)
-        found = self._call(f"listing {prefix}", prefixes)
-        return sorted(p[start:].rstrip("/") for p in found)
 
     def delete(self, name: str) -> None:
         """Delete; a missing object is fine."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -87,7 +88,7 @@ class JobError(BaseModel):
 
 
 class Job(BaseModel):
-    """A job's record: the one object every instance reads and compare-and-swaps."""
+    """A job's record: the one document every change is a transaction on."""
 
     id: str
     status: JobStatus = JobStatus.QUEUED
@@ -95,6 +96,8 @@ class Job(BaseModel):
     updated_at: float = Field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    # When a finished job may be deleted: Firestore's TTL policy reads this field.
+    expires_at: datetime | None = None
     client: str | None = None
     request_id: str | None = None
     source: JobSource
@@ -103,11 +106,17 @@ class Job(BaseModel):
     language: str | None = None
     output_uri: str | None = None
     error: JobError | None = None
-    attempts: int = 0
-    interruptions: int = 0
-    instance: str | None = None
-    lease_expires_at: float | None = None
-    cancel_requested: bool = False
+    units_total: int | None = None
+    units_done: list[int] = Field(default_factory=list)
+    # Deliveries of each piece ("plan", or a unit's number): Pub/Sub retries count here.
+    deliveries: dict[str, int] = Field(default_factory=dict)
+    # The local queue's process that holds the job (host:pid); unused with Pub/Sub.
+    queued_by: str | None = None
+
+    @property
+    def attempts(self) -> int:
+        """The most deliveries any one piece of the job took (1: nothing was retried)."""
+        return max(self.deliveries.values(), default=0)
 
 
 def new_job_id() -> str:
@@ -115,29 +124,44 @@ def new_job_id() -> str:
     return f"job_{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-def created_at_of(job_id: str) -> float | None:
-    """The creation time encoded in a job id, or None for a name that is not one."""
-    try:
-        return int(job_id.removeprefix("job_")[:12], 16) / 1000
-    except ValueError:
-        return None
-
-
 class Window(BaseModel):
-    """A piece of the audio, in seconds."""
+    """A piece of the audio, in seconds on the recording's timeline."""
 
     start: float
     end: float
 
 
-class Checkpoint(BaseModel):
-    """What a resumed job starts from: the plan and the windows already done."""
+class Unit(BaseModel):
+    """One message's worth of work: consecutive windows, their audio stored apart."""
+
+    start: float
+    end: float
+    windows: list[Window]
+
+    @property
+    def speech_seconds(self) -> float:
+        """Audio the windows cover (what progress counts)."""
+        return sum(w.end - w.start for w in self.windows)
+
+
+class Plan(BaseModel):
+    """How a job's audio was cut, made once by whoever handled its plan message."""
 
     duration: float
-    windows: list[Window]
-    windows_done: int = 0
     language: str | None = None
     language_probability: float = 0.0
+    units: list[Unit]
+
+    @property
+    def speech_seconds(self) -> float:
+        """Audio all the windows cover."""
+        return sum(u.speech_seconds for u in self.units)
+
+
+class UnitCheckpoint(BaseModel):
+    """A unit's windows done so far and their segments (timeline times)."""
+
+    windows_done: int = 0
     segments: list[Segment] = Field(default_factory=list)
 
 

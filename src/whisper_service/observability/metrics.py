@@ -174,12 +174,18 @@ DRAINING = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livemax",
 )
-JOBS_HELD = Gauge(
-    "jobs_held",
-    "Async jobs this instance holds, by state (queued here or running).",
-    ["state"],
+JOB_UNITS_RUNNING = Gauge(
+    "job_deliveries_running",
+    "Job deliveries (plans and units) this instance works on now.",
     namespace=NAMESPACE,
     multiprocess_mode="livesum",
+)
+JOB_DELIVERIES = Counter(
+    "job_deliveries_total",
+    "Job deliveries done here, by kind (plan, unit) and outcome: done, retry (given back "
+    "to the queue), skipped (the job had ended), failed (it ended the job).",
+    ["kind", "outcome"],
+    namespace=NAMESPACE,
 )
 JOBS_FINISHED = Counter(
     "jobs_finished_total",
@@ -187,11 +193,9 @@ JOBS_FINISHED = Counter(
     ["status"],
     namespace=NAMESPACE,
 )
-JOBS_TAKEN_OVER = Counter(
-    "jobs_taken_over_total",
-    "Unfinished jobs this instance took over: handed over by a draining instance, or "
-    "abandoned (lease expired) by one that stopped.",
-    ["how"],
+JOBS_DEAD_LETTERED = Counter(
+    "jobs_dead_lettered_total",
+    "Job deliveries that failed on every attempt (the job failed with the reason).",
     namespace=NAMESPACE,
 )
 BUILD_INFO = Gauge(

@@ -3,11 +3,12 @@ later):
 
 1. at once: ``draining`` is set; readiness answers 503; new requests get 503 with
    ``Retry-After`` and ``Connection: close``; the scheduler admits nothing new;
-2. in-flight and queued requests run on, for at most ``drain_timeout_seconds``; queued
-   async jobs are handed over at once, running ones at the end of their batch;
+   job deliveries (Pub/Sub pushes included) are refused, so the queue redelivers them;
+2. in-flight and queued requests run on, for at most ``drain_timeout_seconds``; job
+   units in progress stop at the end of their batch and are given back to the queue;
 3. past that, whatever remains is cancelled through its CancelToken, answers a 503
-   ``shutting_down`` and is logged; jobs still running are handed over from their
-   last checkpoint;
+   ``shutting_down`` and is logged; job units still running are given back from
+   their last checkpoint;
 4. then the server is told to exit: it closes the listener and its connections and
    the process exits 0.
 """
@@ -109,7 +110,7 @@ class Drainer:
                 if jobs is not None:
                     await jobs.wait_idle()
         if jobs is not None:
-            await jobs.hand_over_all()
+            await jobs.stop_all()
         leftovers = runtime.in_flight.snapshot()
         if leftovers:
             log.warning(

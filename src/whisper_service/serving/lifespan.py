@@ -1,5 +1,5 @@
 """The app's lifespan: start the model load, the health monitor, the drain handler and
-(when a store is configured) the job runner; stop them in reverse on the way out."""
+(when a store is configured) the jobs; stop them in reverse on the way out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from fastapi import FastAPI
@@ -21,39 +21,44 @@ from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE, load_in_backgr
 from whisper_service.storage import EMULATOR_ENV
 
 if TYPE_CHECKING:
-    from whisper_service.jobs.runner import JobRunner
+    from whisper_service.jobs.service import Jobs
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
-def _start_jobs(runtime: Runtime) -> JobRunner:
-    """The job runner on the configured store, started; a store that cannot be opened
-    is a boot error naming the setting: a service that accepted jobs it cannot keep
-    would lose them. (Imported here: a process without a job store never loads jobs.)"""
-    from whisper_service.jobs.objects import open_objects
-    from whisper_service.jobs.runner import JobRunner
-    from whisper_service.jobs.store import JobStore
+def _opened(setting: str, open_part: Callable[[], T]) -> T:
+    try:
+        return open_part()
+    except Exception as exc:
+        log.critical("job_store_unusable", setting=setting, error=str(exc))
+        os._exit(BOOT_ERROR_EXIT_CODE)
+
+
+def _start_jobs(runtime: Runtime) -> Jobs:
+    """Jobs on the configured store, files and queue, started; one that cannot be
+    opened is a boot error naming the setting: a service that accepted jobs it cannot
+    keep would lose them. (Imported here: a process without jobs never loads them.)"""
+    from whisper_service.jobs.service import Jobs
+    from whisper_service.jobs.setup import open_files, open_queue, open_store
 
     settings, monitor = runtime.settings, runtime.monitor
-    location = str(settings.jobs_store)
-    try:
-        objects = open_objects(location, runtime.storage)
-    except Exception as exc:
-        log.critical(
-            "job_store_unusable", setting="WHISPER_JOBS_STORE", store=location, error=str(exc)
-        )
-        os._exit(BOOT_ERROR_EXIT_CODE)
-    runner = JobRunner(
+    store = _opened("WHISPER_JOBS_STORE", lambda: open_store(settings))
+    files = _opened("WHISPER_JOBS_FILES", lambda: open_files(settings, runtime.storage))
+    queue = _opened("WHISPER_JOBS_QUEUE", lambda: open_queue(settings))
+    jobs = Jobs(
         settings,
-        JobStore(objects),
+        store,
+        files,
+        queue,
         runtime.scheduler,
         runtime.storage,
         lambda: runtime.engine,
         memory_critical=lambda: monitor is not None and monitor.memory_critical,
         audio_memory=runtime.audio_memory,
     )
-    runner.start()
-    return runner
+    jobs.start()
+    return jobs
 
 
 def _check_gcs_credentials(settings: Settings) -> None:
@@ -63,7 +68,7 @@ def _check_gcs_credentials(settings: Settings) -> None:
     uses = {
         "WHISPER_GCS_ALLOWED_BUCKETS": bool(settings.gcs_allowed_buckets),
         "WHISPER_GCS_OUTPUT_URI": bool(settings.gcs_output_uri),
-        "WHISPER_JOBS_STORE": (settings.jobs_store or "").startswith("gs://"),
+        "WHISPER_JOBS_FILES": (settings.jobs_files or "").startswith("gs://"),
     }
     configured = [name for name, used in uses.items() if used]
     if not configured or os.environ.get(EMULATOR_ENV):
@@ -108,9 +113,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader.cancel()
         if runtime.jobs is not None:
             # A shutdown without the drain (gunicorn recycling the worker after
-            # max_requests, an exception in the server) must hand jobs over too, or
-            # they would wait out their lease and count as interrupted.
-            await runtime.jobs.hand_over_all()
+            # max_requests, an exception in the server) stops deliveries too: their
+            # checkpoints stay, and the queue delivers them again.
+            await runtime.jobs.stop_all()
             await runtime.jobs.close()
         await monitor.stop()
         drainer.uninstall()

@@ -24,7 +24,7 @@ from whisper_service.serving.startup import EngineLoader, LoadedModel, load_mode
 from whisper_service.storage import GcsStorage
 
 if TYPE_CHECKING:
-    from whisper_service.jobs.runner import JobRunner
+    from whisper_service.jobs.service import Jobs
 
 # The model id OpenAI's clients send; it names whatever model this instance serves.
 OPENAI_MODEL_ALIAS = "whisper-1"
@@ -49,7 +49,7 @@ class Runtime:
     monitor: HealthMonitor | None = None
     storage: GcsStorage = field(init=False)
     audio_memory: AudioMemory = field(init=False)
-    jobs: JobRunner | None = None
+    jobs: Jobs | None = None
 
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)

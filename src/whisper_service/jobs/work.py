@@ -1,0 +1,341 @@
+"""Doing one delivery: a job's plan, or one of its units.
+
+- **Plan**: fetch and decode the input once, cut it into windows (``chunking``), fix
+  the language on the first window when the caller gave none, group the windows into
+  units sized from the measured real-time factor, store each unit's audio and the
+  plan, then publish one delivery per unit. A redelivered plan reuses a stored plan.
+- **Unit**: windows in batches through the shared inference workers; after each
+  batch a unit checkpoint, then the record's progress (a transaction that also tells
+  whether the job was cancelled meanwhile). A redelivered unit resumes at its first
+  window not checkpointed; a unit already stored is acked without work. The
+  transaction that stores the last unit hands the job to ``merge``.
+
+Raises ``Retry`` for what another delivery may get past (draining, storage trouble,
+model not loaded) and ``JobFailed`` for what none will (bad input, too long).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import IO, TypeVar
+
+import numpy as np
+import structlog
+
+from whisper_service.audio import AudioError, decode_audio
+from whisper_service.config import Settings
+from whisper_service.engines.base import (
+    Cancelled,
+    CancelToken,
+    Engine,
+    Segment,
+    TranscribeOptions,
+    Transcription,
+)
+from whisper_service.jobs import transitions
+from whisper_service.jobs.chunking import plan_units, plan_windows
+from whisper_service.jobs.dispatch import Delivery, Queue, Retry
+from whisper_service.jobs.files import JobFiles, unit_samples
+from whisper_service.jobs.merge import Merger
+from whisper_service.jobs.records import Job, JobError, Plan, Unit, UnitCheckpoint, Window
+from whisper_service.jobs.store import JobStore
+from whisper_service.observability.telemetry import telemetry
+from whisper_service.serving.memory import AudioMemory, AudioTooBig, MemoryRefused
+from whisper_service.serving.scheduler import Rejected, Scheduler
+from whisper_service.storage import GcsStorage, StorageError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# How often work held back by the memory guard looks again.
+MEMORY_RECHECK_SECONDS = 1.0
+# Units never hold less than one full window of audio.
+MIN_UNIT_SECONDS = 30.0
+
+
+class JobFailed(Exception):
+    """The job cannot succeed: bad input, missing object, audio too long."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.error = JobError(code=code, message=message)
+
+
+class Stopped(Exception):
+    """The job ended (cancelled, failed elsewhere) while this delivery worked on it."""
+
+
+@dataclass
+class RealtimeFactor:
+    """Inference seconds per second of audio on this instance, smoothed over batches;
+    until measured, assume real time (units then hold ``WHISPER_JOBS_UNIT_SECONDS``
+    of audio, so a slow first guess errs towards small units)."""
+
+    value: float = 1.0
+    measured: bool = field(default=False)
+
+    def observe(self, seconds: float, audio_seconds: float) -> None:
+        """Fold in one batch."""
+        if audio_seconds <= 0:
+            return
+        sample = seconds / audio_seconds
+        self.value = sample if not self.measured else 0.7 * self.value + 0.3 * sample
+        self.measured = True
+
+
+class JobWork:
+    """The plan and unit handlers of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        files: JobFiles,
+        queue: Queue,
+        scheduler: Scheduler,
+        storage: GcsStorage,
+        *,
+        draining: Callable[[], bool],
+        memory_critical: Callable[[], bool],
+        audio_memory: AudioMemory,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.files = files
+        self.queue = queue
+        self.scheduler = scheduler
+        self.storage = storage
+        self._draining = draining
+        self._memory_critical = memory_critical
+        self.audio_memory = audio_memory
+        self.realtime = RealtimeFactor()
+        self.merger = Merger(settings, store, files, storage)
+
+    def unit_seconds(self) -> float:
+        """Audio per unit: what the target unit time transcribes at the measured
+        real-time factor, within the configured bounds."""
+        fits = self.settings.jobs_unit_seconds / max(self.realtime.value, 1e-3)
+        return max(MIN_UNIT_SECONDS, min(fits, self.settings.jobs_unit_max_audio_seconds))
+
+    # --- the plan ---
+
+    async def plan(self, job: Job, engine: Engine, token: CancelToken) -> None:
+        """Plan ``job`` (or reuse its stored plan) and publish its units."""
+        plan = await asyncio.to_thread(self.files.get_plan, job.id)
+        if plan is None:
+            plan = await self._make_plan(job, engine, token)
+        job = await asyncio.to_thread(
+            self.store.update, job.id, lambda j: transitions.planned(j, plan)
+        )
+        if job.status.terminal:
+            raise Stopped
+        if not plan.units:  # silence only: nothing to transcribe
+            await self.merger.merge(job, plan)
+            return
+        pending = [n for n in range(len(plan.units)) if n not in job.units_done]
+        await self.queue.publish([Delivery(job_id=job.id, unit=n) for n in pending])
+        log.info("job_planned", units=len(plan.units), unit_seconds=round(self.unit_seconds(), 1),
+                 windows=job.progress.windows_total, published=len(pending))  # fmt: skip
+
+    async def _make_plan(self, job: Job, engine: Engine, token: CancelToken) -> Plan:
+        with self.audio_memory.reservation() as memory:
+            audio = await self._decode(job, token, memory.ensure)
+            mode = "vad" if job.options.vad_filter else self.settings.jobs_chunking
+            windows = await asyncio.to_thread(plan_windows, audio, mode)
+            language, probability = job.options.language, 0.0
+            if language is None and windows:
+                language, probability = await self._language(engine, audio, windows[0], token)
+            plan = Plan(
+                duration=len(audio) / 16_000,
+                language=language,
+                language_probability=probability,
+                units=plan_units(windows, self.unit_seconds()),
+            )
+            for number, unit in enumerate(plan.units):
+                samples = unit_samples(audio, unit)
+                await asyncio.to_thread(self.files.put_unit_audio, job.id, number, samples)
+        # Written last: a stored plan always has every unit's audio beside it.
+        await asyncio.to_thread(self.files.put_plan, job.id, plan)
+        return plan
+
+    async def _language(
+        self, engine: Engine, audio: np.ndarray, first: Window, token: CancelToken
+    ) -> tuple[str, float]:
+        """The language of the first window: every unit then decodes in it."""
+        if not engine.multilingual:
+            return "en", 1.0
+        piece = audio[int(first.start * 16_000) : int(first.end * 16_000)]
+        found = await self._scheduled(lambda t: engine.detect_language(piece), token)
+        return found[0]
+
+    # --- a unit ---
+
+    async def unit(self, job: Job, number: int, engine: Engine, token: CancelToken) -> None:
+        """Transcribe unit ``number``; merge the job if that completed its units."""
+        plan = await asyncio.to_thread(self.files.get_plan, job.id)
+        if plan is None or number >= len(plan.units):
+            raise Retry("the job's plan is missing")
+        unit = plan.units[number]
+        checkpoint = await asyncio.to_thread(self.files.get_checkpoint, job.id, number)
+        checkpoint = checkpoint or UnitCheckpoint()
+        if checkpoint.windows_done < len(unit.windows):
+            audio = await asyncio.to_thread(self.files.get_unit_audio, job.id, number)
+            if audio is None:
+                raise Retry(f"the audio of unit {number} is missing")
+            await self._windows(job, plan, number, audio, checkpoint, engine, token)
+        done = await asyncio.to_thread(
+            self.store.update, job.id, lambda j: transitions.unit_done(j, number)
+        )
+        if done.status.terminal:
+            raise Stopped
+        log.info("job_unit_done", unit=number, windows=len(unit.windows),
+                 units_done=len(done.units_done), units_total=done.units_total)  # fmt: skip
+        if transitions.complete(done):
+            await self.merger.merge(done, plan)
+
+    async def _windows(
+        self,
+        job: Job,
+        plan: Plan,
+        number: int,
+        audio: np.ndarray,
+        checkpoint: UnitCheckpoint,
+        engine: Engine,
+        token: CancelToken,
+    ) -> None:
+        unit = plan.units[number]
+        options = job.options.transcribe_options(plan.language)
+        while checkpoint.windows_done < len(unit.windows):
+            await self._wait_for_memory(token)
+            start = checkpoint.windows_done
+            batch = unit.windows[start : start + self.settings.jobs_batch_size]
+            began = time.monotonic()
+            part = await self._infer(engine, audio, unit, batch, options, token)
+            speech = sum(w.end - w.start for w in batch)
+            self.realtime.observe(time.monotonic() - began, speech)
+            checkpoint.segments.extend(_on_timeline(part.segments, unit.start))
+            checkpoint.windows_done += len(batch)
+            await asyncio.to_thread(self.files.put_checkpoint, job.id, number, checkpoint)
+            latest = await asyncio.to_thread(
+                self.store.update,
+                job.id,
+                partial(
+                    transitions.progressed, plan=plan, windows=len(batch), speech_seconds=speech
+                ),
+            )
+            if latest.status.terminal:
+                token.cancel("cancelled")
+                raise Stopped
+
+    async def _infer(
+        self,
+        engine: Engine,
+        audio: np.ndarray,
+        unit: Unit,
+        batch: list[Window],
+        options: TranscribeOptions,
+        token: CancelToken,
+    ) -> Transcription:
+        spans = [(w.start - unit.start, w.end - unit.start) for w in batch]
+        seconds = sum(end - start for start, end in spans)
+        settings = self.settings
+
+        def work(t: CancelToken) -> Transcription:
+            with telemetry.inference(settings.engine.value, settings.model, options.task,
+                                     seconds, **{"whisper.windows": len(spans)}):  # fmt: skip
+                return engine.transcribe_windows(audio, spans, options, t)
+
+        return await self._scheduled(work, token)
+
+    async def _scheduled(self, work: Callable[[CancelToken], T], token: CancelToken) -> T:
+        try:
+            return await self.scheduler.run_background(work, token)
+        except (Cancelled, Rejected) as exc:
+            if exc.reason == "cancelled":
+                raise Stopped from exc
+            raise Retry(exc.reason or "stopped") from exc
+
+    async def _wait_for_memory(self, token: CancelToken) -> None:
+        """Hold the next batch while the memory guard refuses requests (a batch would
+        add its decoder state on top); give the unit back when draining."""
+        waited = False
+        while True:
+            if self._draining():
+                raise Retry("draining")
+            if token.cancelled:
+                raise Stopped if token.reason == "cancelled" else Retry(token.reason or "stopped")
+            if not self._memory_critical():
+                return
+            if not waited:
+                log.warning("job_waiting_for_memory")
+            waited = True
+            await asyncio.sleep(MEMORY_RECHECK_SECONDS)
+
+    # --- the input ---
+
+    async def _decode(
+        self, job: Job, token: CancelToken, reserve: Callable[[int], None]
+    ) -> np.ndarray:
+        """The job's audio, decoded into the reservation; while the budget has no room
+        for it, wait (like the memory guard)."""
+        waited = False
+        while True:
+            source = await self._fetch(job)
+            try:
+                with source:
+                    decoded = await asyncio.to_thread(
+                        decode_audio,
+                        source,
+                        max_seconds=self.settings.jobs_max_audio_seconds,
+                        check=token.check,
+                        reserve=reserve,
+                    )
+                return decoded.samples
+            except MemoryRefused:
+                if not waited:
+                    log.warning("job_waiting_for_memory", reason="audio budget")
+                waited = True
+            except (AudioError, AudioTooBig) as exc:
+                raise JobFailed(exc.code, exc.message) from exc
+            except Cancelled as exc:
+                raise Retry(exc.reason or "stopped") from exc
+            await asyncio.sleep(MEMORY_RECHECK_SECONDS)
+            if self._draining():
+                raise Retry("draining")
+
+    async def _fetch(self, job: Job) -> IO[bytes]:
+        """The input's bytes in a temporary file at position 0."""
+        if job.source.kind == "gcs":
+            try:
+                return await asyncio.to_thread(
+                    self.storage.download, str(job.source.uri), self.settings.max_upload_bytes
+                )
+            except StorageError as exc:
+                if exc.status >= 500:
+                    raise Retry(exc.message) from exc  # GCS trouble, not the input's
+                raise JobFailed(exc.code, exc.message) from exc
+        local = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+        if not await asyncio.to_thread(self.files.get_input, job.id, local):
+            local.close()
+            raise JobFailed("input_missing", "the uploaded file is no longer in the store")
+        local.seek(0)
+        return local
+
+
+def _on_timeline(segments: list[Segment], offset: float) -> list[Segment]:
+    """Segments of a unit's audio moved onto the recording's timeline."""
+    moved = []
+    for segment in segments:
+        words = None
+        if segment.words is not None:
+            words = [replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words]
+        moved.append(
+            replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
+        )
+    return moved
