@@ -51,10 +51,14 @@ def progressed(job: Job, plan: Plan, windows: int, speech_seconds: float) -> Job
     return job
 
 
-def unit_done(job: Job, number: int) -> Job | None:
-    """Unit ``number`` is stored; None if it already was or the job has ended."""
+def unit_done(
+    job: Job, plan: Plan, number: int, progress: tuple[int, float] = (0, 0.0)
+) -> Job | None:
+    """Unit ``number`` is stored, with the ``progress`` (windows, speech seconds) it has
+    not reported yet; None if it already was or the job has ended."""
     if job.status.terminal or number in job.units_done:
         return None
+    progressed(job, plan, *progress)
     job.units_done = sorted([*job.units_done, number])
     return job
 

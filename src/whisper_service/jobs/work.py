@@ -55,6 +55,9 @@ T = TypeVar("T")
 
 # How often work held back by the memory guard looks again.
 MEMORY_RECHECK_SECONDS = 1.0
+# How often a unit writes its progress into the job's record (one document that every
+# instance on the job writes: Firestore sustains about one write a second on it).
+PROGRESS_SECONDS = 5.0
 # Units never hold less than one full window of audio.
 MIN_UNIT_SECONDS = 30.0
 
@@ -188,10 +191,11 @@ class JobWork:
             audio = await asyncio.to_thread(self.files.get_unit_audio, job.id, number)
             if audio is None:
                 raise Retry(f"the audio of unit {number} is missing")
-            await self._windows(job, plan, number, audio, checkpoint, engine, token)
-        done = await asyncio.to_thread(
-            self.store.update, job.id, lambda j: transitions.unit_done(j, number)
-        )
+            unreported = await self._windows(job, plan, number, audio, checkpoint, engine, token)
+        else:
+            unreported = (0, 0.0)  # a redelivery of a unit whose windows were all done
+        stored = partial(transitions.unit_done, plan=plan, number=number, progress=unreported)
+        done = await asyncio.to_thread(self.store.update, job.id, stored)
         if done.status.terminal:
             raise Stopped
         log.info("job_unit_done", unit=number, windows=len(unit.windows),
@@ -208,9 +212,13 @@ class JobWork:
         checkpoint: UnitCheckpoint,
         engine: Engine,
         token: CancelToken,
-    ) -> None:
+    ) -> tuple[int, float]:
+        """Run the unit's windows not checkpointed; the windows and speech seconds done
+        but not yet in the record's progress (stored with the unit)."""
         unit = plan.units[number]
         options = job.options.transcribe_options(plan.language)
+        reported_at = time.monotonic()
+        windows, seconds = 0, 0.0
         while checkpoint.windows_done < len(unit.windows):
             await self._wait_for_memory(token)
             start = checkpoint.windows_done
@@ -222,16 +230,22 @@ class JobWork:
             checkpoint.segments.extend(_on_timeline(part.segments, unit.start))
             checkpoint.windows_done += len(batch)
             await asyncio.to_thread(self.files.put_checkpoint, job.id, number, checkpoint)
-            latest = await asyncio.to_thread(
-                self.store.update,
-                job.id,
-                partial(
-                    transitions.progressed, plan=plan, windows=len(batch), speech_seconds=speech
-                ),
-            )
-            if latest.status.terminal:
+            windows, seconds = windows + len(batch), seconds + speech
+            if checkpoint.windows_done == len(unit.windows):
+                break  # the unit's own transaction reports the rest
+            # Every instance working on a job writes the same record: progress goes in
+            # at most every few seconds; a cancel is seen by a plain read per batch.
+            if time.monotonic() - reported_at >= PROGRESS_SECONDS:
+                report = partial(transitions.progressed, plan=plan, windows=windows,
+                                 speech_seconds=seconds)  # fmt: skip
+                latest: Job | None = await asyncio.to_thread(self.store.update, job.id, report)
+                windows, seconds, reported_at = 0, 0.0, time.monotonic()
+            else:
+                latest = await asyncio.to_thread(self.store.get, job.id)
+            if latest is None or latest.status.terminal:
                 token.cancel("cancelled")
                 raise Stopped
+        return windows, seconds
 
     async def _infer(
         self,
