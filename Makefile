@@ -82,11 +82,13 @@ audit: install-dev
 	$(BIN)/pip-audit --disable-pip --no-deps -r dependencies/requirements_secure.txt
 
 # Speed: pytest-benchmark suites, then every comparison of docs/benchmarks.md (ratios
-# measured within one run, load tests on 127.0.0.1). About 10 minutes; not in `make test`.
-bench: install-dev
+# measured within one run, load tests on 127.0.0.1), then one long job on 1, 2 and 3
+# instances over the emulators. About 16 minutes; not in `make test`.
+bench: install-dev emulators
 	$(BIN)/pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider \
 	  --benchmark-only --benchmark-json=.benchmarks/pytest-benchmark.json --timeout 1200
 	$(BIN)/python benchmarks/compare.py --output .benchmarks/compare.json
+	$(BIN)/python benchmarks/jobs_scaling.py --output .benchmarks/jobs_scaling.json
 
 # docs/configuration.md's settings and presets tables, from the Settings model.
 docs: install

@@ -13,6 +13,12 @@ windows transcribed in-process by the raw engine.
 
 from __future__ import annotations
 
+import os
+
+# As `whisper-service` does for the instances: the in-process side must not pay for
+# numpy's spinning BLAS pool either (set before numpy loads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import contextlib
 import json
@@ -77,16 +83,20 @@ def concatenation(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def cluster(count: int, gcp: GcpEmulators, gcs: Emulator, logs: Path) -> Iterator[Any]:
-    """``count`` instances behind one push subscription, as in the distributed tests."""
+def cluster(count: int, gcp: GcpEmulators, gcs: Emulator, logs: Path, files: str) -> Iterator[Any]:
+    """``count`` instances behind one push subscription, as in the distributed tests;
+    job files in the GCS emulator (``files="gcs"``) or a directory they all share."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
     gcs.client().create_bucket(name)
+    shared = logs / "files"
+    shared.mkdir(mode=0o700, exist_ok=True)
     topic = f"projects/{PROJECT}/topics/{name}"
     env = {
         **gcp.env(), **INSTANCE,
         "STORAGE_EMULATOR_HOST": gcs.url, "WHISPER_MODEL_CACHE_DIR": str(MODEL_CACHE),
         "WHISPER_JOBS_STORE": "firestore", "WHISPER_FIRESTORE_COLLECTION": name,
-        "WHISPER_JOBS_FILES": f"gs://{name}/jobs", "WHISPER_JOBS_QUEUE": "pubsub",
+        "WHISPER_JOBS_FILES": f"gs://{name}/jobs" if files == "gcs" else str(shared),
+        "WHISPER_JOBS_QUEUE": "pubsub",
         "WHISPER_PUBSUB_TOPIC": topic, "WHISPER_PUBSUB_DEAD_LETTER_TOPIC": f"{topic}-dead-letter",
         "WHISPER_PUBSUB_PUSH_TOKEN": TOKEN,
     }  # fmt: skip
@@ -166,18 +176,21 @@ def in_process_seconds(units: list[dict[str, Any]], audio: np.ndarray) -> dict[i
     return seconds
 
 
-def measure(counts: list[int], work: Path) -> dict[str, Any]:
+def measure(counts: list[int], work: Path, files: str) -> dict[str, Any]:
     """Wall time per file and instance count, speedups, and the unit overhead."""
-    files = {"radio_127s": AUDIO / LONG_AUDIO, "concat_20min": concatenation(work / "20min.wav")}
+    recordings = {
+        "radio_127s": AUDIO / LONG_AUDIO,
+        "concat_20min": concatenation(work / "20min.wav"),
+    }
     gcp, gcs = GcpEmulators(work), Emulator(work / "gcs.log")
-    report: dict[str, Any] = {"wall_s": {}, "speedup": {}}
+    report: dict[str, Any] = {"files": files, "wall_s": {}, "speedup": {}}
     try:
         for count in counts:
             logs = work / f"n{count}"
             logs.mkdir(exist_ok=True)
-            with cluster(count, gcp, gcs, logs) as (instances, _):
+            with cluster(count, gcp, gcs, logs, files) as (instances, _):
                 run_job(instances[0].url, AUDIO / "jfk.flac")  # warm every path once
-                for label, path in files.items():
+                for label, path in recordings.items():
                     seconds, job = run_job(instances[0].url, path)
                     report["wall_s"].setdefault(label, {})[count] = round(seconds, 2)
                     print(f"{label} on {count}: {seconds:.1f} s, {job['units']}", file=sys.stderr)
@@ -226,10 +239,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "jobs_scaling.json")
+    parser.add_argument(
+        "--files",
+        choices=["gcs", "directory"],
+        default="gcs",
+        help="job files in gcp-storage-emulator, or a directory the instances share",
+    )
     args = parser.parse_args()
     work = Path("/tmp/whisper-bench/jobs-scaling")  # noqa: S108
     work.mkdir(parents=True, exist_ok=True)
-    report = measure(args.instances, work)
+    report = measure(args.instances, work, args.files)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

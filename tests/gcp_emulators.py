@@ -62,8 +62,12 @@ class GcpEmulators:
     def __init__(self, log_dir: Path) -> None:
         self.pubsub = GcloudEmulator("pubsub", log_dir / "pubsub.log")
         self.firestore = GcloudEmulator("firestore", log_dir / "firestore.log")
-        self.pubsub.wait()
-        self.firestore.wait()
+        try:
+            self.pubsub.wait()
+            self.firestore.wait()
+        except BaseException:
+            self.stop()  # neither may outlive a failed start
+            raise
 
     def env(self) -> dict[str, str]:
         """What points the client libraries (ours and a server's) at the emulators."""

@@ -362,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     from whisper_service.models import ModelNotFound
 
     args = build_parser().parse_args(argv)
+    # numpy's OpenBLAS only builds mel features here, and its thread pool spins after
+    # every call: on 2 CPUs it took a core from CTranslate2 (two single-threaded
+    # processes ran 1.6x faster than one instead of 1.9x). Set before numpy loads, in
+    # this process and every one it starts (gunicorn's workers); an operator's wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return int(args.func(args))
     except (SettingsError, ModelNotFound, ServiceError, ValueError, OSError) as exc:

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 from tests.subtitles import parse_srt_strict, parse_vtt_strict
 from tests.support import (
     HOTWORDS_REFERENCE,
     MODEL_CACHE,
     MULTILINGUAL_START,
+    LiveServer,
     assert_begins_like,
     assert_jfk,
     assert_transcript,
@@ -115,3 +118,13 @@ def test_models_prepare_for_both_engines() -> None:
     assert result.returncode == 0, result.stderr
     assert "faster-whisper: tiny.en (ctranslate2)" in result.stdout
     assert "openai-whisper: tiny.en (openai-whisper)" in result.stdout
+
+
+def test_served_workers_keep_numpys_blas_to_one_thread(default_server: LiveServer) -> None:
+    # Its spinning pool took a core from inference (docs/benchmarks.md, jobs across
+    # instances); `whisper-service` sets it for every process it starts.
+    assert default_server.process is not None
+    workers = psutil.Process(default_server.process.pid).children()
+    assert workers
+    for worker in workers:
+        assert worker.environ().get("OPENBLAS_NUM_THREADS") == "1"

@@ -55,6 +55,7 @@ from whisper_service.jobs.records import (
     Window,
     new_job_id,
 )
+from whisper_service.jobs.store import Additions
 from whisper_service.storage import GcsStorage
 
 PUSH_TOKEN = "push-token-for-the-emulator"  # noqa: S105 - the emulator's stand-in
@@ -353,6 +354,34 @@ def test_two_units_finishing_together_merge_once(gcp: GcpEmulators, tmp_path: Pa
         assert result.text == "part 0. part 1."
         assert [s.id for s in result.segments] == [0, 1]
         assert sorted(won) == [False, True], round_
+
+
+def test_additions_from_instances_at_once_are_never_lost(gcp: GcpEmulators) -> None:
+    # Units on many instances add to one record without a transaction (field
+    # transforms): nothing may be lost, and a unit stored twice counts once.
+    store = FirestoreStore(gcp.firestore_client(), f"adds-{uuid.uuid4().hex[:8]}")
+    job = Job(id=new_job_id(), source=JobSource(kind="upload"), options=JobOptions())
+    store.create(job)
+    barrier = threading.Barrier(4)
+
+    def instance(number: int) -> None:
+        barrier.wait()
+        for _ in range(10):
+            store.add(job.id, Additions(deliveries={str(number): 1}, windows=1, audio_seconds=0.5))
+        store.add(job.id, Additions(units_done=(number,)))
+        store.add(job.id, Additions(units_done=(number,)))  # a redelivery
+
+    threads = [threading.Thread(target=instance, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = store.get(job.id)
+    assert final is not None
+    assert final.deliveries == {str(n): 10 for n in range(4)}
+    assert sorted(final.units_done) == [0, 1, 2, 3]
+    assert final.progress.windows_done == 40
+    assert final.progress.audio_seconds_done == pytest.approx(20.0)
 
 
 def test_sigkill_of_an_instance_mid_unit_loses_nothing(

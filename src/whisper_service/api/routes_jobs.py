@@ -37,7 +37,14 @@ from whisper_service.engines import Transcription
 from whisper_service.engines.base import check_options
 from whisper_service.errors import ServiceError
 from whisper_service.formats import ResponseFormat
-from whisper_service.jobs.records import Job, JobOptions, JobSource, JobStatus, new_job_id
+from whisper_service.jobs.records import (
+    Job,
+    JobOptions,
+    JobProgress,
+    JobSource,
+    JobStatus,
+    new_job_id,
+)
 from whisper_service.jobs.service import Jobs
 from whisper_service.jobs.store import JobNotFound
 from whisper_service.observability.context import request_id_var
@@ -66,7 +73,7 @@ def job_view(request: Request, job: Job) -> JobView:
         created_at=_iso(job.created_at),
         started_at=_iso(job.started_at),
         finished_at=_iso(job.finished_at),
-        progress=JobProgressOut(**job.progress.model_dump(), percent=job.progress.percent),
+        progress=_progress(job.progress),
         source=job.source.model_dump(exclude_none=True),
         options=job.options.model_dump(mode="json"),
         language=job.language,
@@ -80,6 +87,19 @@ def job_view(request: Request, job: Job) -> JobView:
         if job.output_uri:
             view.output_uri = job.output_uri
     return view
+
+
+def _progress(progress: JobProgress) -> JobProgressOut:
+    """Progress as shown: instances add to it side by side, without a transaction, so
+    it is bounded by the totals here."""
+    total, windows = progress.audio_seconds_total, progress.windows_total
+    return JobProgressOut(
+        audio_seconds_done=min(progress.audio_seconds_done, total or progress.audio_seconds_done),
+        audio_seconds_total=total,
+        windows_done=min(progress.windows_done, windows or progress.windows_done),
+        windows_total=windows,
+        percent=progress.percent,
+    )
 
 
 def _segments(job: Job, result: Transcription) -> list[SegmentOut]:

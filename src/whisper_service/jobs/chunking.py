@@ -13,6 +13,8 @@ several instances can work on one recording at once.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -22,8 +24,10 @@ from whisper_service.jobs.records import Unit, Window
 
 WINDOW_SECONDS = 30.0
 # Silero VAD over the whole of a long recording holds several arrays its size at once
-# (measured: 1.2 GB more for 2 h); over 2-minute slices, 120 MB more.
+# (measured: 1.2 GB more for 2 h); over 2-minute slices, 120 MB more per slice in flight.
 VAD_SLICE_SECONDS = 120.0
+# Slices in VAD at once, each holding its own arrays (about 120 MB for 2 minutes).
+VAD_THREADS = 4
 # Shorter than this carries no word worth a decoder pass.
 MIN_WINDOW_SECONDS = 0.2
 
@@ -50,11 +54,21 @@ def _speech_windows(audio: np.ndarray, max_seconds: float) -> list[Window]:
     # longer than a window, pauses of 160 ms are enough to cut at.
     options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=160)
     step = int(VAD_SLICE_SECONDS * SAMPLE_RATE)
+    offsets = range(0, len(audio), step)
+
+    def speech(offset: int) -> list[dict[str, int]]:
+        found: list[dict[str, int]] = get_speech_timestamps(audio[offset : offset + step], options)
+        return found
+
+    # Slices are independent (the model keeps no state between calls) and planning is
+    # the serial part of a job: run them on every CPU (onnxruntime releases the GIL).
+    with ThreadPoolExecutor(max_workers=min(VAD_THREADS, len(os.sched_getaffinity(0)))) as pool:
+        per_slice = list(pool.map(speech, offsets))
     regions = []
-    for offset in range(0, len(audio), step):
+    for offset, found in zip(offsets, per_slice, strict=True):
         # A region cut by a slice boundary comes back as two touching ones; the windows
         # below join them again unless a window is full there.
-        for region in get_speech_timestamps(audio[offset : offset + step], options):
+        for region in found:
             regions.append((offset + region["start"], offset + region["end"]))
     windows: list[Window] = []
     for first, last in regions:

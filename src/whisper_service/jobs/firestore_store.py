@@ -1,8 +1,9 @@
 """Job records as Firestore documents (``WHISPER_JOBS_STORE=firestore``).
 
 One document per job in ``WHISPER_FIRESTORE_COLLECTION``, its id the job's id. Every
-change runs in a transaction, so two instances finishing units at the same moment
-both land, and only one of them sees the job complete. ``GET /jobs`` is a query on
+change of state runs in a transaction; what instances add side by side (deliveries,
+progress, units stored) goes in as field transforms, which never wait on the
+document's lock, and then is read back. ``GET /jobs`` is a query on
 ``client`` ordered by ``created_at`` (a composite index, rendered with the other
 deployment assets); ``expires_at`` is the field the TTL policy deletes by.
 """
@@ -14,9 +15,10 @@ from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from whisper_service.jobs.records import Job, JobStatus
-from whisper_service.jobs.store import Change, JobNotFound, expired, valid_id
+from whisper_service.jobs.store import Additions, Change, JobNotFound, expired, valid_id
 from whisper_service.storage import StorageUnavailable
 
 
@@ -79,6 +81,33 @@ class FirestoreStore:
 
         result: Job = self._call("updating a job", apply, self._client.transaction())
         return result
+
+    def add(self, job_id: str, additions: Additions) -> Job:
+        """Field transforms (increments, a set union), then a read: transactions from
+        several instances on one document wait on its lock (the emulator: 2 s at the
+        90th percentile with two writers), transforms do not."""
+        if not valid_id(job_id):
+            raise JobNotFound(job_id)
+        reference = self._collection.document(job_id)
+        fields: dict[str, Any] = {"updated_at": time.time()}
+        for piece, count in additions.deliveries.items():
+            fields[FieldPath("deliveries", piece).to_api_repr()] = firestore.Increment(count)
+        if additions.units_done:
+            fields["units_done"] = firestore.ArrayUnion(list(additions.units_done))
+        if additions.windows:
+            fields["progress.windows_done"] = firestore.Increment(additions.windows)
+        if additions.audio_seconds:
+            fields["progress.audio_seconds_done"] = firestore.Increment(additions.audio_seconds)
+        try:
+            self._call("updating a job", reference.update, fields)
+        except StorageUnavailable as exc:
+            if isinstance(exc.__cause__, exceptions.NotFound):
+                raise JobNotFound(job_id) from exc
+            raise
+        job = _job(self._call("reading a job", reference.get))
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
 
     def recent(self, client: str | None, status: JobStatus | None, limit: int) -> list[Job]:
         """A query on the owner (and status), newest first."""

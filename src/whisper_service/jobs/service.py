@@ -28,7 +28,7 @@ from whisper_service.jobs.files import JobFiles
 from whisper_service.jobs.objects import Conflict
 from whisper_service.jobs.push_auth import PushAuth
 from whisper_service.jobs.records import Job, JobError, JobStatus
-from whisper_service.jobs.store import DirectoryStore, JobNotFound, JobStore
+from whisper_service.jobs.store import Additions, DirectoryStore, JobNotFound, JobStore
 from whisper_service.jobs.work import JobFailed, JobWork, Stopped
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
@@ -174,11 +174,15 @@ class Jobs:
 
     async def _do(self, delivery: Delivery, engine: Engine, token: CancelToken) -> str:
         try:
-            job = await asyncio.to_thread(
-                self.store.update,
-                delivery.job_id,
-                lambda j: transitions.delivered(j, delivery.piece),
-            )
+            if delivery.unit is None:  # one plan per job: a transaction that starts it
+                job = await asyncio.to_thread(
+                    self.store.update,
+                    delivery.job_id,
+                    lambda j: transitions.delivered(j, delivery.piece),
+                )
+            else:  # units run side by side on many instances: an addition
+                counted = Additions(deliveries={delivery.piece: 1})
+                job = await asyncio.to_thread(self.store.add, delivery.job_id, counted)
         except JobNotFound:
             log.warning("job_delivery_orphaned")  # expired or deleted: nothing to do
             return "skipped"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -31,6 +32,18 @@ MAX_UPDATE_TRIES = 50
 
 Change = Callable[[Job], Job | None]
 """Applied to the current record; returns the new one, or None to leave it as it is."""
+
+
+@dataclass(frozen=True)
+class Additions:
+    """What a delivery adds to its job's record: deliveries counted, units stored,
+    progress. Additions commute, so instances working on one job at once need no
+    transaction for them (``transitions.added``)."""
+
+    deliveries: dict[str, int] = field(default_factory=dict)
+    units_done: tuple[int, ...] = ()
+    windows: int = 0
+    audio_seconds: float = 0.0
 
 
 class JobNotFound(Exception):
@@ -53,6 +66,11 @@ class JobStore(Protocol):
     def update(self, job_id: str, change: Change) -> Job:
         """Apply ``change`` atomically (retried on races); the record as it is after.
         Raises JobNotFound."""
+        ...
+
+    def add(self, job_id: str, additions: Additions) -> Job:
+        """Apply ``additions`` atomically without a transaction; the record as it is
+        after. Raises JobNotFound."""
         ...
 
     def recent(self, client: str | None, status: JobStatus | None, limit: int) -> list[Job]:
@@ -130,6 +148,12 @@ class DirectoryStore:
                 self.objects.delete(f"{ACTIVE}{job_id}")
             return changed
         raise Conflict(f"job {job_id} kept changing under {MAX_UPDATE_TRIES} updates")
+
+    def add(self, job_id: str, additions: Additions) -> Job:
+        """One machine has no contention to avoid: a compare-and-swap like any change."""
+        from whisper_service.jobs.transitions import added
+
+        return self.update(job_id, lambda job: added(job, additions))
 
     def recent(self, client: str | None, status: JobStatus | None, limit: int) -> list[Job]:
         """Ids sort by creation time: read backwards until ``limit`` match."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from whisper_service.jobs.records import Job, JobError, JobStatus, Plan
-from whisper_service.jobs.store import expiry
+from whisper_service.jobs.store import Additions, expiry
 
 UNEXPECTED = JobError(
     code="internal_error",
@@ -38,29 +38,26 @@ def planned(job: Job, plan: Plan) -> Job | None:
     return job
 
 
-def progressed(job: Job, plan: Plan, windows: int, speech_seconds: float) -> Job | None:
-    """``windows`` more windows covering ``speech_seconds`` are checkpointed. Audio done
-    counts speech only, scaled to the recording, so it reaches the total exactly when
-    every window is done."""
-    if job.status.terminal:
-        return None
-    share = speech_seconds / plan.speech_seconds if plan.speech_seconds else 0.0
-    done = job.progress.audio_seconds_done + share * plan.duration
-    job.progress.audio_seconds_done = round(min(done, plan.duration), 3)
-    job.progress.windows_done += windows
+def added(job: Job, additions: Additions) -> Job:
+    """``additions`` applied: the change every instance on a job makes at once, which
+    commutes, so it needs no transaction (Firestore applies it as field transforms)."""
+    for piece, count in additions.deliveries.items():
+        job.deliveries[piece] = job.deliveries.get(piece, 0) + count
+    job.units_done = [
+        *job.units_done,
+        *(n for n in additions.units_done if n not in job.units_done),
+    ]
+    job.progress.windows_done += additions.windows
+    job.progress.audio_seconds_done = round(
+        job.progress.audio_seconds_done + additions.audio_seconds, 3
+    )
     return job
 
 
-def unit_done(
-    job: Job, plan: Plan, number: int, progress: tuple[int, float] = (0, 0.0)
-) -> Job | None:
-    """Unit ``number`` is stored, with the ``progress`` (windows, speech seconds) it has
-    not reported yet; None if it already was or the job has ended."""
-    if job.status.terminal or number in job.units_done:
-        return None
-    progressed(job, plan, *progress)
-    job.units_done = sorted([*job.units_done, number])
-    return job
+def audio_share(plan: Plan, speech_seconds: float) -> float:
+    """The recording's seconds that ``speech_seconds`` of windows stand for in progress:
+    speech only is decoded, scaled so that every window done is the whole recording."""
+    return plan.duration * speech_seconds / plan.speech_seconds if plan.speech_seconds else 0.0
 
 
 def complete(job: Job) -> bool:

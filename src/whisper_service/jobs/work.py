@@ -5,10 +5,12 @@
   units sized from the measured real-time factor, store each unit's audio and the
   plan, then publish one delivery per unit. A redelivered plan reuses a stored plan.
 - **Unit**: windows in batches through the shared inference workers; after each
-  batch a unit checkpoint, then the record's progress (a transaction that also tells
-  whether the job was cancelled meanwhile). A redelivered unit resumes at its first
-  window not checkpointed; a unit already stored is acked without work. The
-  transaction that stores the last unit hands the job to ``merge``.
+  batch a unit checkpoint, and a read of the record (was the job cancelled?); every
+  few seconds the progress goes in. A redelivered unit resumes at its first window not
+  checkpointed; a unit already stored is acked without work. Progress and the unit's
+  number go into the record as additions (``JobStore.add``: no transaction, since
+  every instance on the job writes that one record); the delivery that reads back
+  every unit stored hands the job to ``merge``.
 
 Raises ``Retry`` for what another delivery may get past (draining, storage trouble,
 model not loaded) and ``JobFailed`` for what none will (bad input, too long).
@@ -21,7 +23,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import IO, TypeVar
 
 import numpy as np
@@ -43,7 +44,7 @@ from whisper_service.jobs.dispatch import Delivery, Queue, Retry
 from whisper_service.jobs.files import JobFiles, unit_samples
 from whisper_service.jobs.merge import Merger
 from whisper_service.jobs.records import Job, JobError, Plan, Unit, UnitCheckpoint, Window
-from whisper_service.jobs.store import JobStore
+from whisper_service.jobs.store import Additions, JobStore
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.memory import AudioMemory, AudioTooBig, MemoryRefused
 from whisper_service.serving.scheduler import Rejected, Scheduler
@@ -160,9 +161,11 @@ class JobWork:
                 language_probability=probability,
                 units=plan_units(windows, self.unit_seconds()),
             )
-            for number, unit in enumerate(plan.units):
-                samples = unit_samples(audio, unit)
-                await asyncio.to_thread(self.files.put_unit_audio, job.id, number, samples)
+            # In parallel: on GCS each is a round trip, and planning is the job's serial part.
+            await asyncio.gather(*(
+                asyncio.to_thread(self.files.put_unit_audio, job.id, n, unit_samples(audio, u))
+                for n, u in enumerate(plan.units)
+            ))  # fmt: skip
         # Written last: a stored plan always has every unit's audio beside it.
         await asyncio.to_thread(self.files.put_plan, job.id, plan)
         return plan
@@ -194,8 +197,10 @@ class JobWork:
             unreported = await self._windows(job, plan, number, audio, checkpoint, engine, token)
         else:
             unreported = (0, 0.0)  # a redelivery of a unit whose windows were all done
-        stored = partial(transitions.unit_done, plan=plan, number=number, progress=unreported)
-        done = await asyncio.to_thread(self.store.update, job.id, stored)
+        windows, speech = unreported
+        stored = Additions(units_done=(number,), windows=windows,
+                           audio_seconds=transitions.audio_share(plan, speech))  # fmt: skip
+        done = await asyncio.to_thread(self.store.add, job.id, stored)
         if done.status.terminal:
             raise Stopped
         log.info("job_unit_done", unit=number, windows=len(unit.windows),
@@ -236,9 +241,9 @@ class JobWork:
             # Every instance working on a job writes the same record: progress goes in
             # at most every few seconds; a cancel is seen by a plain read per batch.
             if time.monotonic() - reported_at >= PROGRESS_SECONDS:
-                report = partial(transitions.progressed, plan=plan, windows=windows,
-                                 speech_seconds=seconds)  # fmt: skip
-                latest: Job | None = await asyncio.to_thread(self.store.update, job.id, report)
+                share = transitions.audio_share(plan, seconds)
+                report = Additions(windows=windows, audio_seconds=share)
+                latest: Job | None = await asyncio.to_thread(self.store.add, job.id, report)
                 windows, seconds, reported_at = 0, 0.0, time.monotonic()
             else:
                 latest = await asyncio.to_thread(self.store.get, job.id)
