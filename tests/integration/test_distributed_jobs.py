@@ -52,6 +52,7 @@ from whisper_service.jobs.records import (
     Plan,
     Unit,
     UnitCheckpoint,
+    UnitSpec,
     Window,
     new_job_id,
 )
@@ -260,9 +261,9 @@ def test_a_unit_that_always_fails_is_dead_lettered_and_fails_its_job(
         status=JobStatus.RUNNING,
         units_total=1,
     )
-    files.put_plan(job.id, Plan(duration=10, language="en", units=[
-        Unit(start=0, end=10, windows=[Window(start=0, end=10)])
-    ]))  # fmt: skip
+    unit = Unit(start=0, end=10, windows=[Window(start=0, end=10)])
+    files.put_plan(job.id, Plan(duration=10, language="en", units=[unit]))
+    files.put_unit_spec(job.id, 0, UnitSpec(unit=unit, language="en"))
     store.create(job)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PUBSUB_EMULATOR_HOST", gcp.pubsub.host)

@@ -14,6 +14,7 @@ several instances can work on one recording at once.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -36,18 +37,28 @@ def plan_windows(
     audio: np.ndarray, mode: Literal["vad", "fixed"], max_seconds: float = WINDOW_SECONDS
 ) -> list[Window]:
     """The windows to transcribe, in order."""
-    duration = len(audio) / SAMPLE_RATE
+    return [w for ready in final_windows(audio, mode, max_seconds) for w in ready]
+
+
+def final_windows(
+    audio: np.ndarray, mode: Literal["vad", "fixed"], max_seconds: float = WINDOW_SECONDS
+) -> Iterator[list[Window]]:
+    """The windows in order, in groups as they become final: with ``vad``, one group per
+    2-minute slice, so a job can publish its first units while VAD goes on."""
     if mode == "fixed":
+        duration = len(audio) / SAMPLE_RATE
         starts = np.arange(0.0, duration, max_seconds)
-        windows = [
-            Window(start=float(s), end=float(min(s + max_seconds, duration))) for s in starts
-        ]
-    else:
-        windows = _speech_windows(audio, max_seconds)
+        yield _kept([Window(start=float(s), end=float(min(s + max_seconds, duration)))
+                     for s in starts])  # fmt: skip
+        return
+    yield from _speech_windows(audio, max_seconds)
+
+
+def _kept(windows: list[Window]) -> list[Window]:
     return [w for w in windows if w.end - w.start >= MIN_WINDOW_SECONDS]
 
 
-def _speech_windows(audio: np.ndarray, max_seconds: float) -> list[Window]:
+def _speech_windows(audio: np.ndarray, max_seconds: float) -> Iterator[list[Window]]:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     # The same VAD settings faster-whisper's batched pipeline uses: no speech region
@@ -61,33 +72,62 @@ def _speech_windows(audio: np.ndarray, max_seconds: float) -> list[Window]:
         return found
 
     # Slices are independent (the model keeps no state between calls) and planning is
-    # the serial part of a job: run them on every CPU (onnxruntime releases the GIL).
+    # the serial part of a job: run them on every CPU (onnxruntime releases the GIL);
+    # map() hands the results back in order as they complete.
+    open_windows: list[Window] = []
     with ThreadPoolExecutor(max_workers=min(VAD_THREADS, len(os.sched_getaffinity(0)))) as pool:
-        per_slice = list(pool.map(speech, offsets))
-    regions = []
-    for offset, found in zip(offsets, per_slice, strict=True):
-        # A region cut by a slice boundary comes back as two touching ones; the windows
-        # below join them again unless a window is full there.
-        for region in found:
-            regions.append((offset + region["start"], offset + region["end"]))
-    windows: list[Window] = []
-    for first, last in regions:
-        start, end = first / SAMPLE_RATE, last / SAMPLE_RATE
-        if windows and end - windows[-1].start <= max_seconds:
-            windows[-1] = Window(start=windows[-1].start, end=end)
-        else:
-            windows.append(Window(start=start, end=min(end, start + max_seconds)))
-    return windows
+        for offset, found in zip(offsets, pool.map(speech, offsets), strict=True):
+            # A region cut by a slice boundary comes back as two touching ones; they
+            # join again below unless the window is full there.
+            for region in found:
+                start, end = (
+                    (offset + region["start"]) / SAMPLE_RATE,
+                    (offset + region["end"]) / SAMPLE_RATE,
+                )
+                if open_windows and end - open_windows[-1].start <= max_seconds:
+                    open_windows[-1] = Window(start=open_windows[-1].start, end=end)
+                else:
+                    open_windows.append(Window(start=start, end=min(end, start + max_seconds)))
+            # Regions still to come start at or after this slice's end: only the last
+            # window can still grow, and only while its start is within reach.
+            reached = (offset + step) / SAMPLE_RATE
+            keep = 1 if open_windows and open_windows[-1].start + max_seconds > reached else 0
+            ready, open_windows = (
+                open_windows[: len(open_windows) - keep],
+                open_windows[len(open_windows) - keep :],
+            )
+            yield _kept(ready)
+    yield _kept(open_windows)
+
+
+class UnitGrouper:
+    """Consecutive windows grouped into units spanning at most ``max_seconds`` of the
+    recording (a window longer than that is a unit of its own), a unit handed out as
+    soon as the next window does not fit in it."""
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        self._open: Unit | None = None
+
+    def add(self, window: Window) -> Unit | None:
+        """Take the next window; the unit it closed, if any."""
+        current = self._open
+        if current is not None and window.end - current.start <= self.max_seconds:
+            self._open = Unit(start=current.start, end=window.end,
+                              windows=[*current.windows, window])  # fmt: skip
+            return None
+        self._open = Unit(start=window.start, end=window.end, windows=[window])
+        return current
+
+    def finish(self) -> Unit | None:
+        """The last unit, once every window has been added."""
+        last, self._open = self._open, None
+        return last
 
 
 def plan_units(windows: list[Window], max_seconds: float) -> list[Unit]:
-    """Consecutive windows grouped into units spanning at most ``max_seconds`` of the
-    recording (a window longer than that is a unit of its own)."""
-    units: list[Unit] = []
-    for window in windows:
-        if units and window.end - units[-1].start <= max_seconds:
-            last = units[-1]
-            units[-1] = Unit(start=last.start, end=window.end, windows=[*last.windows, window])
-        else:
-            units.append(Unit(start=window.start, end=window.end, windows=[window]))
-    return units
+    """All of ``windows`` grouped into units (see UnitGrouper)."""
+    grouper = UnitGrouper(max_seconds)
+    units = [u for u in map(grouper.add, windows) if u is not None]
+    last = grouper.finish()
+    return [*units, last] if last is not None else units

@@ -3,6 +3,7 @@
     jobs/<id>/input                 an uploaded file, until the job ends
     jobs/<id>/plan.json             the units the audio was cut into
     jobs/<id>/units/<n>.pcm         unit n's audio: 16 kHz mono, 16-bit little-endian
+    jobs/<id>/units/<n>.spec.json   unit n's windows and language
     jobs/<id>/units/<n>.json        unit n's checkpoint (windows done, their segments)
     jobs/<id>/result.json           the merged transcription
 
@@ -20,7 +21,7 @@ import numpy as np
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines.base import Transcription
 from whisper_service.jobs.objects import ObjectStore
-from whisper_service.jobs.records import TRANSCRIPTION, Plan, Unit, UnitCheckpoint
+from whisper_service.jobs.records import TRANSCRIPTION, Plan, Unit, UnitCheckpoint, UnitSpec
 from whisper_service.jobs.store import JOBS
 
 PCM_SCALE = 32767.0
@@ -62,6 +63,17 @@ class JobFiles:
         if found is None:
             return None
         return np.frombuffer(found[0], dtype="<i2").astype(np.float32) / PCM_SCALE
+
+    def put_unit_spec(self, job_id: str, number: int, spec: UnitSpec) -> None:
+        """What unit ``number``'s delivery needs (after its audio)."""
+        self.objects.write(
+            f"{JOBS}{job_id}/units/{number}.spec.json", spec.model_dump_json().encode()
+        )
+
+    def get_unit_spec(self, job_id: str, number: int) -> UnitSpec | None:
+        """Unit ``number``'s windows and language, if stored."""
+        found = self.objects.read(f"{JOBS}{job_id}/units/{number}.spec.json")
+        return None if found is None else UnitSpec.model_validate_json(found[0])
 
     def put_checkpoint(self, job_id: str, number: int, checkpoint: UnitCheckpoint) -> None:
         """Unit ``number``'s progress."""

@@ -140,8 +140,16 @@ class Unit(BaseModel):
 
     @property
     def speech_seconds(self) -> float:
-        """Audio the windows cover (what progress counts)."""
+        """Audio the windows cover."""
         return sum(w.end - w.start for w in self.windows)
+
+
+class UnitSpec(BaseModel):
+    """What a unit's delivery needs, stored as soon as the unit is final (before the
+    plan as a whole is): its windows, and the language every unit decodes in."""
+
+    unit: Unit
+    language: str | None = None
 
 
 class Plan(BaseModel):
@@ -151,11 +159,6 @@ class Plan(BaseModel):
     language: str | None = None
     language_probability: float = 0.0
     units: list[Unit]
-
-    @property
-    def speech_seconds(self) -> float:
-        """Audio all the windows cover."""
-        return sum(u.speech_seconds for u in self.units)
 
 
 class UnitCheckpoint(BaseModel):

@@ -54,12 +54,6 @@ def added(job: Job, additions: Additions) -> Job:
     return job
 
 
-def audio_share(plan: Plan, speech_seconds: float) -> float:
-    """The recording's seconds that ``speech_seconds`` of windows stand for in progress:
-    speech only is decoded, scaled so that every window done is the whole recording."""
-    return plan.duration * speech_seconds / plan.speech_seconds if plan.speech_seconds else 0.0
-
-
 def complete(job: Job) -> bool:
     """Whether every unit is stored (the job is ready to merge)."""
     return job.units_total is not None and len(job.units_done) >= job.units_total

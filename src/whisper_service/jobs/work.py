@@ -3,7 +3,8 @@
 - **Plan**: fetch and decode the input once, cut it into windows (``chunking``), fix
   the language on the first window when the caller gave none, group the windows into
   units sized from the measured real-time factor, store each unit's audio and the
-  plan, then publish one delivery per unit. A redelivered plan reuses a stored plan.
+  plan; each unit is published as soon as VAD has passed it, so other instances start
+  while the plan goes on. A redelivered plan reuses a stored plan.
 - **Unit**: windows in batches through the shared inference workers; after each
   batch a unit checkpoint, and a read of the record (was the job cancelled?); every
   few seconds the progress goes in. A redelivered unit resumes at its first window not
@@ -39,11 +40,11 @@ from whisper_service.engines.base import (
     Transcription,
 )
 from whisper_service.jobs import transitions
-from whisper_service.jobs.chunking import plan_units, plan_windows
+from whisper_service.jobs.chunking import UnitGrouper, final_windows
 from whisper_service.jobs.dispatch import Delivery, Queue, Retry
 from whisper_service.jobs.files import JobFiles, unit_samples
 from whisper_service.jobs.merge import Merger
-from whisper_service.jobs.records import Job, JobError, Plan, Unit, UnitCheckpoint, Window
+from whisper_service.jobs.records import Job, JobError, Plan, Unit, UnitCheckpoint, UnitSpec, Window
 from whisper_service.jobs.store import Additions, JobStore
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.memory import AudioMemory, AudioTooBig, MemoryRefused
@@ -130,8 +131,10 @@ class JobWork:
     # --- the plan ---
 
     async def plan(self, job: Job, engine: Engine, token: CancelToken) -> None:
-        """Plan ``job`` (or reuse its stored plan) and publish its units."""
+        """Plan ``job``, publishing each unit as soon as it is final, so that other
+        instances start while VAD goes on; a redelivered plan reuses a stored plan."""
         plan = await asyncio.to_thread(self.files.get_plan, job.id)
+        fresh = plan is None
         if plan is None:
             plan = await self._make_plan(job, engine, token)
         job = await asyncio.to_thread(
@@ -139,36 +142,61 @@ class JobWork:
         )
         if job.status.terminal:
             raise Stopped
-        if not plan.units:  # silence only: nothing to transcribe
-            await self.merger.merge(job, plan)
-            return
         pending = [n for n in range(len(plan.units)) if n not in job.units_done]
-        await self.queue.publish([Delivery(job_id=job.id, unit=n) for n in pending])
+        if transitions.complete(job):  # silence only, or every unit ran during planning
+            await self.merger.merge(job, plan)
+        elif not fresh:  # a plan stored by an earlier delivery: its units again
+            await self.queue.publish([Delivery(job_id=job.id, unit=n) for n in pending])
         log.info("job_planned", units=len(plan.units), unit_seconds=round(self.unit_seconds(), 1),
-                 windows=job.progress.windows_total, published=len(pending))  # fmt: skip
+                 windows=job.progress.windows_total, pending=len(pending))  # fmt: skip
 
     async def _make_plan(self, job: Job, engine: Engine, token: CancelToken) -> Plan:
+        units: list[Unit] = []
         with self.audio_memory.reservation() as memory:
             audio = await self._decode(job, token, memory.ensure)
             mode = "vad" if job.options.vad_filter else self.settings.jobs_chunking
-            windows = await asyncio.to_thread(plan_windows, audio, mode)
+            groups = final_windows(audio, mode)
+            grouper = UnitGrouper(self.unit_seconds())
             language, probability = job.options.language, 0.0
-            if language is None and windows:
-                language, probability = await self._language(engine, audio, windows[0], token)
-            plan = Plan(
-                duration=len(audio) / 16_000,
-                language=language,
-                language_probability=probability,
-                units=plan_units(windows, self.unit_seconds()),
-            )
-            # In parallel: on GCS each is a round trip, and planning is the job's serial part.
-            await asyncio.gather(*(
-                asyncio.to_thread(self.files.put_unit_audio, job.id, n, unit_samples(audio, u))
-                for n, u in enumerate(plan.units)
-            ))  # fmt: skip
-        # Written last: a stored plan always has every unit's audio beside it.
+            while (ready := await asyncio.to_thread(next, groups, None)) is not None:
+                if language is None and ready:
+                    language, probability = await self._language(engine, audio, ready[0], token)
+                closed = [u for u in map(grouper.add, ready) if u is not None]
+                await self._publish(job.id, audio, units, closed, language)
+            last = grouper.finish()
+            await self._publish(job.id, audio, units, [last] if last else [], language)
+        plan = Plan(duration=len(audio) / 16_000, language=language,
+                    language_probability=probability, units=units)  # fmt: skip
+        # Written last: a stored plan always has every unit beside it.
         await asyncio.to_thread(self.files.put_plan, job.id, plan)
         return plan
+
+    async def _publish(
+        self,
+        job_id: str,
+        audio: np.ndarray,
+        units: list[Unit],
+        new: list[Unit],
+        language: str | None,
+    ) -> None:
+        """Store ``new`` units (audio, then what their deliveries need), numbered after
+        ``units``, and publish them."""
+        first = len(units)
+        units.extend(new)
+        # In parallel: on GCS each is a round trip, and planning is the job's serial part.
+        await asyncio.gather(*(
+            asyncio.to_thread(self.files.put_unit_audio, job_id, first + i, unit_samples(audio, u))
+            for i, u in enumerate(new)
+        ))  # fmt: skip
+        await asyncio.gather(*(
+            asyncio.to_thread(self.files.put_unit_spec, job_id, first + i,
+                              UnitSpec(unit=u, language=language))
+            for i, u in enumerate(new)
+        ))  # fmt: skip
+        if new:
+            await self.queue.publish(
+                [Delivery(job_id=job_id, unit=first + i) for i in range(len(new))]
+            )
 
     async def _language(
         self, engine: Engine, audio: np.ndarray, first: Window, token: CancelToken
@@ -184,44 +212,47 @@ class JobWork:
 
     async def unit(self, job: Job, number: int, engine: Engine, token: CancelToken) -> None:
         """Transcribe unit ``number``; merge the job if that completed its units."""
-        plan = await asyncio.to_thread(self.files.get_plan, job.id)
-        if plan is None or number >= len(plan.units):
-            raise Retry("the job's plan is missing")
-        unit = plan.units[number]
+        spec = await asyncio.to_thread(self.files.get_unit_spec, job.id, number)
+        if spec is None:
+            raise Retry(f"the windows of unit {number} are missing")
+        unit = spec.unit
         checkpoint = await asyncio.to_thread(self.files.get_checkpoint, job.id, number)
         checkpoint = checkpoint or UnitCheckpoint()
         if checkpoint.windows_done < len(unit.windows):
             audio = await asyncio.to_thread(self.files.get_unit_audio, job.id, number)
             if audio is None:
                 raise Retry(f"the audio of unit {number} is missing")
-            unreported = await self._windows(job, plan, number, audio, checkpoint, engine, token)
+            options = job.options.transcribe_options(spec.language)
+            windows, speech = await self._windows(
+                job.id, unit, number, audio, checkpoint, options, engine, token
+            )
         else:
-            unreported = (0, 0.0)  # a redelivery of a unit whose windows were all done
-        windows, speech = unreported
-        stored = Additions(units_done=(number,), windows=windows,
-                           audio_seconds=transitions.audio_share(plan, speech))  # fmt: skip
+            windows, speech = 0, 0.0  # a redelivery of a unit whose windows were all done
+        stored = Additions(units_done=(number,), windows=windows, audio_seconds=speech)
         done = await asyncio.to_thread(self.store.add, job.id, stored)
         if done.status.terminal:
             raise Stopped
         log.info("job_unit_done", unit=number, windows=len(unit.windows),
                  units_done=len(done.units_done), units_total=done.units_total)  # fmt: skip
-        if transitions.complete(done):
+        if transitions.complete(done):  # the plan is stored before units_total is set
+            plan = await asyncio.to_thread(self.files.get_plan, job.id)
+            if plan is None:
+                raise Retry("the job's plan is missing")
             await self.merger.merge(done, plan)
 
     async def _windows(
         self,
-        job: Job,
-        plan: Plan,
+        job_id: str,
+        unit: Unit,
         number: int,
         audio: np.ndarray,
         checkpoint: UnitCheckpoint,
+        options: TranscribeOptions,
         engine: Engine,
         token: CancelToken,
     ) -> tuple[int, float]:
         """Run the unit's windows not checkpointed; the windows and speech seconds done
         but not yet in the record's progress (stored with the unit)."""
-        unit = plan.units[number]
-        options = job.options.transcribe_options(plan.language)
         reported_at = time.monotonic()
         windows, seconds = 0, 0.0
         while checkpoint.windows_done < len(unit.windows):
@@ -234,19 +265,18 @@ class JobWork:
             self.realtime.observe(time.monotonic() - began, speech)
             checkpoint.segments.extend(_on_timeline(part.segments, unit.start))
             checkpoint.windows_done += len(batch)
-            await asyncio.to_thread(self.files.put_checkpoint, job.id, number, checkpoint)
+            await asyncio.to_thread(self.files.put_checkpoint, job_id, number, checkpoint)
             windows, seconds = windows + len(batch), seconds + speech
             if checkpoint.windows_done == len(unit.windows):
-                break  # the unit's own transaction reports the rest
+                break  # what is left goes in with the unit itself
             # Every instance working on a job writes the same record: progress goes in
             # at most every few seconds; a cancel is seen by a plain read per batch.
             if time.monotonic() - reported_at >= PROGRESS_SECONDS:
-                share = transitions.audio_share(plan, seconds)
-                report = Additions(windows=windows, audio_seconds=share)
-                latest: Job | None = await asyncio.to_thread(self.store.add, job.id, report)
+                report = Additions(windows=windows, audio_seconds=seconds)
+                latest: Job | None = await asyncio.to_thread(self.store.add, job_id, report)
                 windows, seconds, reported_at = 0, 0.0, time.monotonic()
             else:
-                latest = await asyncio.to_thread(self.store.get, job.id)
+                latest = await asyncio.to_thread(self.store.get, job_id)
             if latest is None or latest.status.terminal:
                 token.cancel("cancelled")
                 raise Stopped
