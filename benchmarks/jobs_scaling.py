@@ -8,7 +8,7 @@ is its delivery (from ``job_delivery_started`` to ``job_unit_done`` in the logs:
 fetching its audio, the batches, checkpoints, progress transactions) against the same
 windows transcribed in-process by the raw engine.
 
-    python benchmarks/jobs_scaling.py [--instances 1 2 3] [--output FILE]
+    python benchmarks/jobs_scaling.py [--instances 1 2 3] [--rounds 3] [--files gcs|directory]
 """
 
 from __future__ import annotations
@@ -176,14 +176,15 @@ def in_process_seconds(units: list[dict[str, Any]], audio: np.ndarray) -> dict[i
     return seconds
 
 
-def measure(counts: list[int], work: Path, files: str) -> dict[str, Any]:
-    """Wall time per file and instance count, speedups, and the unit overhead."""
+def measure(counts: list[int], work: Path, files: str, rounds: int) -> dict[str, Any]:
+    """Wall time (median of ``rounds``) per file and instance count, speedups, and the
+    unit overhead."""
     recordings = {
         "radio_127s": AUDIO / LONG_AUDIO,
         "concat_20min": concatenation(work / "20min.wav"),
     }
     gcp, gcs = GcpEmulators(work), Emulator(work / "gcs.log")
-    report: dict[str, Any] = {"files": files, "wall_s": {}, "speedup": {}}
+    report: dict[str, Any] = {"files": files, "wall_s": {}, "runs_s": {}, "speedup": {}}
     try:
         for count in counts:
             logs = work / f"n{count}"
@@ -191,11 +192,15 @@ def measure(counts: list[int], work: Path, files: str) -> dict[str, Any]:
             with cluster(count, gcp, gcs, logs, files) as (instances, _):
                 run_job(instances[0].url, AUDIO / "jfk.flac")  # warm every path once
                 for label, path in recordings.items():
-                    seconds, job = run_job(instances[0].url, path)
-                    report["wall_s"].setdefault(label, {})[count] = round(seconds, 2)
-                    print(f"{label} on {count}: {seconds:.1f} s, {job['units']}", file=sys.stderr)
+                    runs = [run_job(instances[0].url, path) for _ in range(rounds)]
+                    walls = [seconds for seconds, _ in runs]
+                    report["wall_s"].setdefault(label, {})[count] = round(
+                        statistics.median(walls), 2
+                    )
+                    report["runs_s"].setdefault(label, {})[count] = [round(w, 2) for w in walls]
+                    print(f"{label} on {count}: {walls}", file=sys.stderr)
                     if count == 1 and label == "concat_20min":
-                        report["unit_overhead"] = overhead(instances, job, path)
+                        report["unit_overhead"] = overhead(instances, runs[-1][1], path)
     finally:
         gcp.stop()
         gcs.process.terminate()
@@ -238,6 +243,7 @@ def job_wall(job: dict[str, Any]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each job; the median")
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "jobs_scaling.json")
     parser.add_argument(
         "--files",
@@ -248,7 +254,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path("/tmp/whisper-bench/jobs-scaling")  # noqa: S108
     work.mkdir(parents=True, exist_ok=True)
-    report = measure(args.instances, work, args.files)
+    report = measure(args.instances, work, args.files, args.rounds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
