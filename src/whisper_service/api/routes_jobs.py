@@ -64,7 +64,8 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def job_view(request: Request, job: Job) -> JobView:
-    """A job as the API shows it (never the lease or the submitter's key id)."""
+    """A job as the API shows it (never the submitter's key id, nor which process
+    queued it)."""
     base = str(request.base_url).rstrip("/")
     view = JobView(
         id=job.id,
