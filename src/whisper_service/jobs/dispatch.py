@@ -90,7 +90,7 @@ class LocalQueue:
         self.max_attempts = max_attempts
         self._queue: asyncio.Queue[tuple[Delivery, int]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: set[asyncio.TimerHandle] = set()
 
     async def publish(self, deliveries: list[Delivery]) -> None:
         """Queue each delivery as a first attempt."""
@@ -120,8 +120,18 @@ class LocalQueue:
                 delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (attempts - 1))
                 log.info("job_delivery_retrying", job_id=delivery.job_id, piece=delivery.piece,
                          attempts=attempts, reason=retry.reason, in_seconds=delay)  # fmt: skip
-                loop = asyncio.get_running_loop()
-                self._timers.append(loop.call_later(delay, self.put, delivery, attempts))
+                self._later(delay, delivery, attempts)
+
+    def _later(self, delay: float, delivery: Delivery, attempts: int) -> None:
+        """Queue ``delivery`` again after ``delay``; a fired timer is forgotten, so a
+        long-lived process holds only the retries still pending."""
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self.put(delivery, attempts)
+
+        timer = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(timer)
 
     async def close(self) -> None:
         """Stop the consumers and pending retries."""

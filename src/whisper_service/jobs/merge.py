@@ -106,7 +106,9 @@ class Merger:
             return False
         metrics.JOBS_FINISHED.labels(status.value).inc()
         if error is not None:
-            log.warning(f"job_{status.value}", code=error.code, reason=error.message)
+            # A DELETE is the caller's choice; a failure is worth a look.
+            level = log.info if status is JobStatus.CANCELLED else log.warning
+            level(f"job_{status.value}", job_id=job_id, code=error.code, reason=error.message)
         # The input and the units are no longer needed; the result stays until expiry.
         await asyncio.to_thread(self.files.discard_work, job_id)
         return True

@@ -138,11 +138,6 @@ class Unit(BaseModel):
     end: float
     windows: list[Window]
 
-    @property
-    def speech_seconds(self) -> float:
-        """Audio the windows cover."""
-        return sum(w.end - w.start for w in self.windows)
-
 
 class UnitSpec(BaseModel):
     """What a unit's delivery needs, stored as soon as the unit is final (before the

@@ -108,8 +108,7 @@ class Jobs:
     async def cancel(self, job_id: str) -> Job:
         """End the job cancelled; its units stop at their next window (at once here).
         Raises JobNotFound."""
-        if await self.work.merger.end(job_id, JobStatus.CANCELLED, transitions.CANCELLED):
-            log.info("job_cancelled", job_id=job_id)
+        await self.work.merger.end(job_id, JobStatus.CANCELLED, transitions.CANCELLED)
         for token in self._running.get(job_id, ()):
             token.cancel("cancelled")
         job = await asyncio.to_thread(self.store.get, job_id)
@@ -143,7 +142,7 @@ class Jobs:
             token = CancelToken()
             self._running.setdefault(delivery.job_id, set()).add(token)
             self._idle.clear()
-            metrics.JOB_UNITS_RUNNING.inc()
+            metrics.JOB_DELIVERIES_RUNNING.inc()
             context = request_id_var.set(delivery.job_id)
             outcome = "retry"
             try:
@@ -163,7 +162,7 @@ class Jobs:
                 raise
             finally:
                 request_id_var.reset(context)
-                metrics.JOB_UNITS_RUNNING.dec()
+                metrics.JOB_DELIVERIES_RUNNING.dec()
                 metrics.JOB_DELIVERIES.labels(_kind(delivery), outcome).inc()
                 tokens = self._running.get(delivery.job_id, set())
                 tokens.discard(token)

@@ -174,7 +174,7 @@ DRAINING = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livemax",
 )
-JOB_UNITS_RUNNING = Gauge(
+JOB_DELIVERIES_RUNNING = Gauge(
     "job_deliveries_running",
     "Job deliveries (plans and units) this instance works on now.",
     namespace=NAMESPACE,
