@@ -108,6 +108,8 @@ class DecodedAudio:
     source_codec: str
     source_channels: int
     source_rate: int
+    # (2, n) float32, left then right: only when decoded with ``stereo=True``.
+    channels: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
@@ -218,8 +220,11 @@ def decode_audio(
     max_seconds: float,
     check: Check | None = None,
     reserve: Reserve | None = None,
+    stereo: bool = False,
 ) -> DecodedAudio:
-    """Decode ``source`` (a path or a seekable binary file) to 16 kHz mono float32.
+    """Decode ``source`` (a path or a seekable binary file) to 16 kHz mono float32;
+    with ``stereo``, also its two channels (for diarization by channel: the mono
+    samples are their mean; the memory reserved is five times the mono samples').
 
     ``check`` is called between packets and may raise to stop (a deadline, a client
     gone); ``reserve(nbytes)`` is called before the sample buffer is allocated or
@@ -228,13 +233,14 @@ def decode_audio(
     """
     with _open_audio(source) as container:
         info = _info(container)
-        max_samples = int(max_seconds * SAMPLE_RATE)
+        width = 2 if stereo else 1
+        max_samples = int(max_seconds * SAMPLE_RATE) * width
         expected = info.seconds if info.seconds is not None else UNKNOWN_DURATION_SECONDS
         # 1 % and a second of slack: container durations are estimates.
         capacity = min(int(expected * SAMPLE_RATE * 1.01) + SAMPLE_RATE, max_samples + 1)
-        samples = _Samples(capacity, reserve)
+        samples = _Samples(capacity * width, reserve)
         try:
-            _decode_into(container, samples, max_samples, check)
+            _decode_into(container, samples, max_samples, check, "stereo" if stereo else "mono")
         except ServiceError:  # the input's fault, a hook's refusal, a deadline
             raise
         except av.error.FFmpegError as exc:
@@ -251,11 +257,24 @@ def decode_audio(
         raise AudioTooLong(f"the audio is longer than the {max_seconds:g} s limit")
     if samples.size == 0:
         raise EmptyAudio("the file contains an audio stream but no audio samples")
-    return DecodedAudio(samples.trimmed(), info.format, info.codec, info.channels, info.sample_rate)
+    if not stereo:
+        return DecodedAudio(
+            samples.trimmed(), info.format, info.codec, info.channels, info.sample_rate
+        )
+    if reserve is not None:
+        # At the peak: the interleaved samples, the two channels apart, and their mix.
+        reserve(samples.size * SAMPLE_BYTES * 5 // 2)
+    channels = np.ascontiguousarray(samples.trimmed().reshape(-1, 2).T)
+    mono = channels.mean(axis=0, dtype=np.float32)
+    return DecodedAudio(mono, info.format, info.codec, info.channels, info.sample_rate, channels)
 
 
 def _decode_into(
-    container: InputContainer, samples: _Samples, max_samples: int, check: Check | None
+    container: InputContainer,
+    samples: _Samples,
+    max_samples: int,
+    check: Check | None,
+    layout: str,
 ) -> None:
     stream = container.streams.audio[0]
     resampler: av.AudioResampler | None = None
@@ -292,7 +311,7 @@ def _decode_into(
                 # set up for one input shape, so flush it and start another.
                 if resampler is not None:
                     add(resampler.resample(None))
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+                resampler = av.AudioResampler(format="flt", layout=layout, rate=SAMPLE_RATE)
                 shape = frame_shape
             add(resampler.resample(frame))
     if damaged:

@@ -52,13 +52,18 @@ def _cue_text(text: str) -> str:
     return _BLANK_LINES.sub(" ", text.strip()).replace("-->", "->")
 
 
-def _cues(transcription: Transcription) -> list[tuple[float, float, str]]:
+def _cues(transcription: Transcription) -> list[tuple[float, float, str, str | None]]:
     cues = []
     for segment in transcription.segments:
         text = _cue_text(segment.text)
         if text:
-            cues.append((segment.start, max(segment.end, segment.start), text))
+            speaker = _cue_text(segment.speaker) if segment.speaker else None
+            cues.append((segment.start, max(segment.end, segment.start), text, speaker))
     return cues
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def to_text(transcription: Transcription) -> str:
@@ -67,28 +72,34 @@ def to_text(transcription: Transcription) -> str:
 
 
 def to_srt(transcription: Transcription) -> str:
-    """SubRip subtitles."""
+    """SubRip subtitles; a diarized cue starts with its speaker, ``[A] ...``."""
     blocks = [
-        f"{i}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{text}\n"
-        for i, (start, end, text) in enumerate(_cues(transcription), start=1)
+        f"{i}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n"
+        f"{f'[{speaker}] ' if speaker else ''}{text}\n"
+        for i, (start, end, text, speaker) in enumerate(_cues(transcription), start=1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(transcription: Transcription) -> str:
-    """WebVTT subtitles."""
+    """WebVTT subtitles; a diarized cue is a voice span, ``<v A>...``."""
     blocks = ["WEBVTT\n"]
-    for start, end, text in _cues(transcription):
-        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        blocks.append(f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{escaped}\n")
+    for start, end, text, speaker in _cues(transcription):
+        voice = f"<v {_escape(speaker)}>" if speaker else ""
+        times = f"{timestamp(start, '.')} --> {timestamp(end, '.')}"
+        blocks.append(f"{times}\n{voice}{_escape(text)}\n")
     return "\n".join(blocks)
 
 
 def to_tsv(transcription: Transcription) -> str:
-    """openai-whisper's TSV: ``start``, ``end`` (integer milliseconds) and ``text``."""
-    lines = ["start\tend\ttext"]
-    for start, end, text in _cues(transcription):
-        lines.append(f"{round(start * 1000)}\t{round(end * 1000)}\t{text.replace(chr(9), ' ')}")
+    """openai-whisper's TSV: ``start``, ``end`` (integer milliseconds) and ``text``;
+    a diarized transcript adds a ``speaker`` column last."""
+    cues = _cues(transcription)
+    diarized = any(speaker for *_, speaker in cues)
+    lines = ["start\tend\ttext" + ("\tspeaker" if diarized else "")]
+    for start, end, text, speaker in cues:
+        line = f"{round(start * 1000)}\t{round(end * 1000)}\t{text.replace(chr(9), ' ')}"
+        lines.append(line + (f"\t{(speaker or '').replace(chr(9), ' ')}" if diarized else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -102,12 +113,15 @@ TEXT_WRITERS = {
 
 def word_dict(word: Word) -> dict[str, Any]:
     """A word as JSON."""
-    return {
+    data: dict[str, Any] = {
         "word": word.word,
         "start": round(word.start, 3),
         "end": round(word.end, 3),
         "probability": round(word.probability, 4),
     }
+    if word.speaker is not None:
+        data["speaker"] = word.speaker
+    return data
 
 
 def segment_dict(segment: Segment, *, with_words: bool) -> dict[str, Any]:
@@ -126,6 +140,8 @@ def segment_dict(segment: Segment, *, with_words: bool) -> dict[str, Any]:
     }
     if with_words:
         data["words"] = [word_dict(w) for w in segment.words or []]
+    if segment.speaker is not None:
+        data["speaker"] = segment.speaker
     return data
 
 

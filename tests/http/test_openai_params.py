@@ -20,6 +20,7 @@ pytestmark = pytest.mark.anyio
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 VOICE = "data:audio/wav;base64," + base64.b64encode(b"RIFF....WAVE").decode()
+DIARIZED = ("response_format", "diarized_json")
 
 
 async def post(
@@ -41,17 +42,24 @@ async def post(
         ([("temprature", "0.2")], "unknown_parameter", "temprature", "Unrecognized request"),
         ([("keywords[]", "Ünal")], "unsupported_option", "keywords", "gpt-transcribe"),
         ([("languages[]", "en")], "unsupported_option", "languages", "gpt-transcribe"),
-        ([("response_format", "diarized_json")], "unsupported_option", "response_format",
-         "diarization"),
+        ([("response_format", "diarized_json"), ("prompt", "Hello")], "invalid_parameter",
+         "prompt", "diarization"),
+        ([("response_format", "diarized_json"), ("include[]", "logprobs")],
+         "invalid_parameter", "include", "diarized_json"),
         ([("known_speaker_names[]", "agent"), ("known_speaker_references[]", VOICE)],
-         "unsupported_option", "known_speaker_names", "diarization"),
-        ([("known_speaker_names[]", "agent")], "invalid_parameter",
+         "invalid_parameter", "known_speaker_names", "diarized_json"),
+        ([DIARIZED, ("known_speaker_names[]", "agent")], "invalid_parameter",
          "known_speaker_references", "pair up"),
-        ([("known_speaker_names[]", n) for n in "abcde"]
+        ([DIARIZED, *[("known_speaker_names[]", n) for n in "abcde"]]
          + [("known_speaker_references[]", VOICE)] * 5,
          "invalid_parameter", "known_speaker_names", "at most 4"),
-        ([("known_speaker_names[]", "agent"), ("known_speaker_references[]", "hello")],
+        ([DIARIZED, ("known_speaker_names[]", "agent"), ("known_speaker_references[]", "hello")],
          "invalid_parameter", "known_speaker_references", "data URL"),
+        ([DIARIZED, ("known_speaker_names[]", "agent"), ("known_speaker_references[]", VOICE)],
+         "invalid_parameter", "known_speaker_references", "not usable audio"),
+        ([DIARIZED, ("known_speaker_names[]", "a"), ("known_speaker_names[]", "a"),
+          ("known_speaker_references[]", VOICE), ("known_speaker_references[]", VOICE)],
+         "invalid_parameter", "known_speaker_names", "distinct"),
         ([("include[]", "logprobs"), ("response_format", "srt")], "invalid_parameter",
          "include", "response_format=json"),
         ([("include[]", "tokens")], "invalid_parameter", "include[].0", "logprobs"),

@@ -13,7 +13,9 @@ from typing import Annotated
 
 from fastapi import File, Form, UploadFile
 
+from whisper_service.api.speaker_params import Diarize, diarize_options
 from whisper_service.config import Settings
+from whisper_service.diarization.speakers import DiarizeOptions
 from whisper_service.engines import Task, TranscribeOptions
 from whisper_service.engines.languages import normalize_language
 from whisper_service.errors import InvalidParameter, ServiceError
@@ -58,6 +60,20 @@ class TranscriptionForm:
     vad_filter: Annotated[
         bool, Form(description="Skip silence (Silero VAD); jobs cut at pauses either way")
     ] = False
+    diarize: Annotated[
+        Diarize,
+        Form(
+            description="Speaker labels: true = told apart by voice, channel = one "
+            "speaker per channel of a stereo recording"
+        ),
+    ] = Diarize.FALSE
+    min_speakers: Annotated[
+        int | None, Form(ge=1, le=32, description="With diarize=true: at least this many")
+    ] = None
+    max_speakers: Annotated[
+        int | None,
+        Form(ge=1, le=32, description="With diarize=true: at most this many (default 8)"),
+    ] = None
 
     def check_source(self, settings: Settings) -> None:
         """Exactly one audio source, and an output location when the caller wants one."""
@@ -70,6 +86,10 @@ class TranscriptionForm:
                 status=400,
                 param="save_to_gcs",
             )
+
+    def diarization(self, settings: Settings) -> DiarizeOptions | None:
+        """The speakers asked for (None: none), checked."""
+        return diarize_options(settings, self.diarize, self.min_speakers, self.max_speakers)
 
     def options(self, settings: Settings) -> TranscribeOptions:
         """The engine options these fields ask for (server defaults filled in)."""

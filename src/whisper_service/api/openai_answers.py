@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from whisper_service.api.openai_schemas import (
+    DiarizedSegment,
     Logprob,
+    OpenAIDiarizedTranscription,
     OpenAITranscription,
     OpenAIVerboseTranscription,
     OpenAIWord,
@@ -48,6 +50,46 @@ def verbose_body(result: Transcription, task: Task, *, words: bool) -> OpenAIVer
         if words
         else None,
         usage=Usage.of(result.duration),
+    )
+
+
+def diarized_segments(result: Transcription) -> list[DiarizedSegment]:
+    """The transcript's segments with their speakers, in OpenAI's shape."""
+    return [
+        DiarizedSegment(
+            id=f"seg_{segment.id}",
+            start=round(segment.start, 3),
+            end=round(segment.end, 3),
+            speaker=segment.speaker or "A",
+            text=segment.text.strip(),
+        )
+        for segment in result.segments
+    ]
+
+
+def diarized_body(result: Transcription) -> OpenAIDiarizedTranscription:
+    """response_format=diarized_json."""
+    return OpenAIDiarizedTranscription(
+        duration=round(result.duration, 3),
+        text=result.text,
+        segments=diarized_segments(result),
+        usage=Usage.of(result.duration),
+    )
+
+
+def diarized_stream_events() -> EventFormat:
+    """stream=true with diarized_json: nothing while decoding (the speakers are found
+    over the whole recording), then a ``transcript.text.segment`` per segment, then
+    ``transcript.text.done``."""
+
+    async def done(result: Transcription) -> dict[str, Any]:
+        event = TranscriptTextDone(text=result.text, usage=Usage.of(result.duration))
+        return event.model_dump(mode="json")
+
+    return EventFormat(
+        segment=lambda _: None,
+        done=done,
+        finished=lambda result: [s.model_dump(mode="json") for s in diarized_segments(result)],
     )
 
 

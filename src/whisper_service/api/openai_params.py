@@ -10,10 +10,7 @@ never dropped.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -29,12 +26,6 @@ TRANSCRIPTION_FIELDS = {
 TRANSLATION_FIELDS = {"file", "model", "prompt", "response_format", "temperature"}
 # OpenAI's realtime server_vad defaults, for the fields a server_vad object leaves out.
 SERVER_VAD_DEFAULTS = VadSettings(threshold=0.5, min_silence_ms=500, speech_pad_ms=300)
-MAX_KNOWN_SPEAKERS = 4
-_DATA_URL = re.compile(r"^data:audio/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
-DIARIZATION_PENDING = (
-    "speaker diarization (response_format=diarized_json, known_speaker_names[], "
-    "known_speaker_references[]) is not available on this service yet"
-)
 
 
 def _base_name(field: str) -> str:
@@ -123,41 +114,6 @@ def _number(
     return value
 
 
-def check_known_speakers(form: FormData) -> None:
-    """Validate known speakers as OpenAI does, then refuse them: diarization is not
-    here yet."""
-    names = _values(form, "known_speaker_names")
-    references = _values(form, "known_speaker_references")
-    if not names and not references:
-        return
-    if len(names) > MAX_KNOWN_SPEAKERS:
-        raise InvalidParameter(
-            f"at most {MAX_KNOWN_SPEAKERS} known speakers are supported",
-            param="known_speaker_names",
-        )
-    if len(names) != len(references):
-        raise InvalidParameter(
-            "known_speaker_names[] and known_speaker_references[] must pair up "
-            f"({len(names)} names, {len(references)} references)",
-            param="known_speaker_references",
-        )
-    for reference in references:
-        match = _DATA_URL.match(reference.strip())
-        try:
-            if match is None:
-                raise ValueError
-            base64.b64decode(match["data"], validate=False)
-        except (ValueError, binascii.Error) as exc:
-            raise InvalidParameter(
-                "each known_speaker_references[] entry must be an audio data URL "
-                "(data:audio/wav;base64,...)",
-                param="known_speaker_references",
-            ) from exc
-    raise ServiceError(
-        DIARIZATION_PENDING, code="unsupported_option", status=400, param="known_speaker_names"
-    )
-
-
 def check_transcription_form(form: FormData) -> VadSettings | None:
     """Every field of a transcription request checked against OpenAI's; the ones
     Whisper cannot honour refused; the chunking it asks for (None: none)."""
@@ -170,5 +126,9 @@ def check_transcription_form(form: FormData) -> VadSettings | None:
                 status=400,
                 param=field,
             )
-    check_known_speakers(form)
     return parse_chunking(form)
+
+
+def known_speaker_fields(form: FormData) -> tuple[list[str], list[str]]:
+    """``known_speaker_names[]`` and ``known_speaker_references[]`` as sent."""
+    return _values(form, "known_speaker_names"), _values(form, "known_speaker_references")

@@ -72,6 +72,28 @@ class TranscriptTextDone(BaseModel):
     logprobs: list[Logprob] | None = omitted_when_none("With include[]=logprobs")
 
 
+class DiarizedSegment(BaseModel):
+    """diarized_json: a segment with its speaker (OpenAI's
+    ``TranscriptionDiarizedSegment``); with stream=true, the same as an event."""
+
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    speaker: str = Field(description="A known speaker's name, else A, B, ... in order")
+    text: str
+
+
+class OpenAIDiarizedTranscription(BaseModel):
+    """response_format=diarized_json (OpenAI's ``TranscriptionDiarized``)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
+    usage: Usage
+
+
 class ModelCard(BaseModel):
     """A model this instance serves."""
 

@@ -18,16 +18,24 @@ from pydantic import BaseModel
 
 from whisper_service.api.deps import EngineDep, RuntimeDep
 from whisper_service.api.forms import MAX_PROMPT_CHARS, parse_language
-from whisper_service.api.openai_answers import json_body, stream_events, verbose_body
+from whisper_service.api.openai_answers import (
+    diarized_body,
+    diarized_stream_events,
+    json_body,
+    stream_events,
+    verbose_body,
+)
 from whisper_service.api.openai_params import (
-    DIARIZATION_PENDING,
     TRANSLATION_FIELDS,
     check_known_fields,
     check_transcription_form,
+    known_speaker_fields,
 )
 from whisper_service.api.openai_schemas import (
+    DiarizedSegment,
     ModelCard,
     ModelList,
+    OpenAIDiarizedTranscription,
     OpenAITranscription,
     OpenAIVerboseTranscription,
     TranscriptTextDelta,
@@ -36,6 +44,7 @@ from whisper_service.api.openai_schemas import (
 from whisper_service.api.openapi import event_stream
 from whisper_service.api.schemas import StreamError, error_responses
 from whisper_service.api.sources import Upload
+from whisper_service.api.speaker_params import Diarize, diarize_options, known_voices
 from whisper_service.api.streaming import stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
 from whisper_service.engines import Engine, Task, TranscribeOptions, VadSettings
@@ -46,7 +55,7 @@ from whisper_service.serving.runtime import OPENAI_MODEL_ALIAS, Runtime
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 Granularity = Literal["word", "segment"]
-# ResponseFormat's values, and OpenAI's diarized_json (refused until diarization lands).
+# ResponseFormat's values, and OpenAI's diarized_json (speakers; a json answer).
 OpenAIFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "tsv", "diarized_json"]
 STREAMABLE = (ResponseFormat.JSON, ResponseFormat.TEXT)
 
@@ -54,10 +63,12 @@ STREAMABLE = (ResponseFormat.JSON, ResponseFormat.TEXT)
 def _responses(*, streams: bool) -> dict[int | str, dict[str, Any]]:
     content = dict(TEXT_FORMAT_CONTENT)
     if streams:
-        content |= event_stream(TranscriptTextDelta, TranscriptTextDone, StreamError)
+        content |= event_stream(
+            TranscriptTextDelta, DiarizedSegment, TranscriptTextDone, StreamError
+        )
     return {
         200: {
-            "model": OpenAITranscription | OpenAIVerboseTranscription,
+            "model": OpenAITranscription | OpenAIVerboseTranscription | OpenAIDiarizedTranscription,
             "content": content,
             "description": "The transcript in response_format; events with stream=true",
         },
@@ -76,12 +87,29 @@ def _check_model(requested: str, runtime: Runtime) -> None:
         )
 
 
-def _response_format(value: OpenAIFormat) -> ResponseFormat:
-    if value == "diarized_json":
-        raise ServiceError(
-            DIARIZATION_PENDING, code="unsupported_option", status=400, param="response_format"
+def _check_diarization(
+    diarized: bool, prompt: str | None, logprobs: bool, known: tuple[list[str], list[str]]
+) -> None:
+    """OpenAI's rules for its diarizing model: no prompt, no logprobs; known speakers
+    only with diarized_json."""
+    if not diarized:
+        if known[0] or known[1]:
+            raise InvalidParameter(
+                "known_speaker_names[] and known_speaker_references[] label the speakers "
+                "of response_format=diarized_json",
+                param="known_speaker_names",
+            )
+        return
+    if prompt:
+        raise InvalidParameter(
+            "prompt is not supported with diarization (response_format=diarized_json)",
+            param="prompt",
         )
-    return ResponseFormat(value)
+    if logprobs:
+        raise InvalidParameter(
+            "include[]=logprobs is not supported with response_format=diarized_json",
+            param="include",
+        )
 
 
 def _check_combinations(
@@ -119,10 +147,21 @@ async def _handle(
     logprobs: bool = False,
     stream: bool = False,
     chunking: VadSettings | None = None,
+    known: tuple[list[str], list[str]] = ([], []),
 ) -> Response:
     _check_model(model, runtime)
-    fmt = _response_format(response_format)
+    diarized = response_format == "diarized_json"
+    if diarized and task == "translate":
+        raise InvalidParameter("diarized_json is a transcription format", param="response_format")
+    # A diarized answer is json with speakers.
+    fmt = ResponseFormat.JSON if diarized else ResponseFormat(response_format)
     _check_combinations(fmt, granularities, logprobs, stream)
+    _check_diarization(diarized, prompt, logprobs, known)
+    diarization = (
+        diarize_options(runtime.settings, Diarize.TRUE, None, None, await known_voices(*known))
+        if diarized
+        else None
+    )
     words = "word" in granularities
     options = TranscribeOptions(
         language=parse_language(language),
@@ -137,11 +176,15 @@ async def _handle(
     )
     source = Upload(file)
     if stream:
-        events = stream_events(logprobs=logprobs)
-        return await stream_transcription(request, runtime, engine, options, source, events)
-    result = await transcribe(request, runtime, engine, options, source)
+        events = diarized_stream_events() if diarized else stream_events(logprobs=logprobs)
+        return await stream_transcription(
+            request, runtime, engine, options, source, events, diarization
+        )
+    result = await transcribe(request, runtime, engine, options, source, diarization)
     body: BaseModel
-    if fmt is ResponseFormat.VERBOSE_JSON:
+    if diarized:
+        body = diarized_body(result)
+    elif fmt is ResponseFormat.VERBOSE_JSON:
         body = verbose_body(result, task, words=words)
     else:
         body = json_body(result, logprobs=logprobs)
@@ -185,8 +228,10 @@ async def transcriptions(
         ),
     ] = None,
 ) -> Response:
-    """Transcribe in the source language."""
-    chunking = check_transcription_form(await request.form())
+    """Transcribe in the source language; with response_format=diarized_json, who
+    said what."""
+    form = await request.form()
+    chunking = check_transcription_form(form)
     return await _handle(
         request,
         runtime,
@@ -202,6 +247,7 @@ async def transcriptions(
         logprobs=bool(include),
         stream=stream,
         chunking=chunking,
+        known=known_speaker_fields(form),
     )
 
 

@@ -21,12 +21,14 @@ from whisper_service.api.schemas import (
     TranscriptionOut,
     TranscriptSegmentEvent,
     Usage,
+    Utterance,
     VerboseTranscriptionOut,
     error_responses,
 )
 from whisper_service.api.sources import AudioSource, GcsObject, Upload
 from whisper_service.api.streaming import EventFormat, stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, infer, render, transcribe
+from whisper_service.diarization import speakers_in
 from whisper_service.engines import Engine, Segment, TranscribeOptions, Transcription
 from whisper_service.engines.base import require_multilingual
 from whisper_service.engines.languages import language_name
@@ -67,6 +69,7 @@ async def transcribe_route(
     settings = runtime.settings
     form.check_source(settings)
     options = form.options(settings)
+    diarization = form.diarization(settings)
     verbose = form.response_format is ResponseFormat.VERBOSE_JSON
     started = time.monotonic()
     source: AudioSource = Upload(form.file) if form.file else GcsObject(str(form.gcs_uri))
@@ -78,23 +81,39 @@ async def transcribe_route(
                 param="stream",
             )
 
-        def segment_event(segment: Segment) -> dict[str, Any]:
+        def segment_event(segment: Segment) -> dict[str, Any] | None:
+            if diarization is not None:
+                return None  # sent once the speakers are known (finished_events)
             event = TranscriptSegmentEvent.of(segment, with_words=options.word_timestamps)
             return event.model_dump(mode="json")
+
+        def finished_events(result: Transcription) -> list[dict[str, Any]]:
+            if diarization is None:
+                return []
+            return [
+                TranscriptSegmentEvent.of(s, with_words=options.word_timestamps).model_dump(
+                    mode="json"
+                )
+                for s in result.segments
+            ]
 
         async def done_event(result: Transcription) -> dict[str, Any]:
             output_uri = await _save_if_asked(runtime, result, form)
             event = TranscriptDoneEvent(
-                **_summary(result, engine, started, output_uri),
+                **_summary(result, engine, started, output_uri, diarization is not None),
                 segments=_segments(result, options) if verbose else None,
             )
             return event.model_dump(mode="json")
 
-        events = EventFormat(segment=segment_event, done=done_event)
-        return await stream_transcription(request, runtime, engine, options, source, events)
-    result = await transcribe(request, runtime, engine, options, source)
+        events = EventFormat(segment=segment_event, done=done_event, finished=finished_events)
+        return await stream_transcription(
+            request, runtime, engine, options, source, events, diarization
+        )
+    result = await transcribe(request, runtime, engine, options, source, diarization)
     output_uri = await _save_if_asked(runtime, result, form)
-    body = TranscriptionOut(**_summary(result, engine, started, output_uri))
+    body = TranscriptionOut(
+        **_summary(result, engine, started, output_uri, diarization is not None)
+    )
     if verbose:
         body = VerboseTranscriptionOut(
             **body.model_dump(), task=options.task, segments=_segments(result, options)
@@ -106,7 +125,11 @@ async def transcribe_route(
 
 
 def _summary(
-    result: Transcription, engine: Engine, started: float, output_uri: str | None
+    result: Transcription,
+    engine: Engine,
+    started: float,
+    output_uri: str | None,
+    diarized: bool = False,
 ) -> dict[str, Any]:
     """The fields every json answer of /transcribe has."""
     return {
@@ -119,7 +142,15 @@ def _summary(
         "processing_seconds": round(time.monotonic() - started, 3),
         "usage": Usage.of(result.duration),
         "output_uri": output_uri,
+        **_speakers(result, diarized),
     }
+
+
+def _speakers(result: Transcription, diarized: bool) -> dict[str, Any]:
+    """The json answers' speakers and utterances, when the transcript was diarized."""
+    if not diarized:
+        return {}
+    return {"speakers": speakers_in(result), "utterances": Utterance.all_of(result.segments)}
 
 
 def _segments(result: Transcription, options: TranscribeOptions) -> list[SegmentOut]:

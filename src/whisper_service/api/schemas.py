@@ -59,6 +59,7 @@ class WordOut(BaseModel):
     start: float
     end: float
     probability: float
+    speaker: str | None = omitted_when_none("With diarize")
 
 
 class SegmentOut(BaseModel):
@@ -76,6 +77,7 @@ class SegmentOut(BaseModel):
     compression_ratio: float
     no_speech_prob: float
     words: list[WordOut] | None = omitted_when_none("With word_timestamps")
+    speaker: str | None = omitted_when_none("With diarize")
 
     @classmethod
     def of(cls, segment: Segment, *, with_words: bool) -> SegmentOut:
@@ -96,6 +98,37 @@ class Usage(BaseModel):
         return cls(seconds=math.ceil(round(duration, 3)))
 
 
+class Utterance(BaseModel):
+    """What one speaker said before another spoke."""
+
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+    @classmethod
+    def all_of(cls, segments: list[Segment]) -> list[Utterance]:
+        """The segments' speakers' turns, in order."""
+        found: list[Utterance] = []
+        for segment in segments:
+            if segment.speaker is None:
+                continue
+            if found and found[-1].speaker == segment.speaker:
+                last = found[-1]
+                last.end = round(segment.end, 3)
+                last.text = f"{last.text} {segment.text.strip()}".strip()
+            else:
+                found.append(
+                    cls(
+                        speaker=segment.speaker,
+                        start=round(segment.start, 3),
+                        end=round(segment.end, 3),
+                        text=segment.text.strip(),
+                    )
+                )
+        return found
+
+
 class TranscriptionOut(BaseModel):
     """/transcribe with response_format=json."""
 
@@ -108,6 +141,12 @@ class TranscriptionOut(BaseModel):
     processing_seconds: float
     usage: Usage
     output_uri: str | None = omitted_when_none("Where save_to_gcs wrote the transcript")
+    speakers: list[str] | None = omitted_when_none(
+        "With diarize: the speakers, in order of first appearance"
+    )
+    utterances: list[Utterance] | None = omitted_when_none(
+        "With diarize: who said what, each speaker's consecutive segments joined"
+    )
 
 
 class VerboseTranscriptionOut(TranscriptionOut):

@@ -55,14 +55,16 @@ async def decode_source(
     *,
     check: Check | None = None,
     reserve: Reserve | None = None,
+    stereo: bool = False,
 ) -> DecodedAudio:
-    """The source's audio, decoded with the limits; ``check`` and ``reserve`` as for
-    ``audio.decode_audio`` (a deadline, a departed client, the memory budget)."""
+    """The source's audio, decoded with the limits; ``check``, ``reserve`` and
+    ``stereo`` as for ``audio.decode_audio`` (a deadline, a departed client, the
+    memory budget; the two channels kept)."""
     if isinstance(source, Upload):
         check_upload_size(source.file, settings)
         source.file.file.seek(0)
         return await _decode(
-            source.file.file, source.file.size or 0, settings, "file", check, reserve
+            source.file.file, source.file.size or 0, settings, "file", check, reserve, stereo
         )
     with telemetry.span("gcs.download", **{"whisper.gcs.uri": source.uri}):
         try:
@@ -73,7 +75,7 @@ async def decode_source(
             exc.about("gcs_uri")
             raise
     with fetched:
-        return await _decode(fetched, 0, settings, "gcs_uri", check, reserve)
+        return await _decode(fetched, 0, settings, "gcs_uri", check, reserve, stereo)
 
 
 async def probe_upload(upload: UploadFile, settings: Settings) -> AudioInfo:
@@ -106,6 +108,7 @@ async def _decode(
     param: str,
     check: Check | None,
     reserve: Reserve | None,
+    stereo: bool,
 ) -> DecodedAudio:
     with telemetry.span("audio.decode", **{"whisper.upload.bytes": size}) as span:
         try:
@@ -115,6 +118,7 @@ async def _decode(
                 max_seconds=settings.max_audio_seconds,
                 check=check,
                 reserve=reserve,
+                stereo=stereo,
             )
         except ServiceError as exc:
             span.set_attribute("error.type", exc.code)

@@ -29,7 +29,10 @@ from whisper_service.api.transcription import (
     admitted_audio,
     log_transcription,
     run_admitted,
+    transcription_work,
 )
+from whisper_service.diarization.speakers import DiarizeOptions
+from whisper_service.diarization.transcripts import check_channels
 from whisper_service.engines import Engine, Segment, TranscribeOptions, Transcription
 from whisper_service.engines.base import check_options
 from whisper_service.errors import ServiceError
@@ -46,11 +49,13 @@ _releasing: set[asyncio.Task[None]] = set()
 @dataclass(frozen=True)
 class EventFormat:
     """What a stream's events look like (OpenAI's, or the service's own): the event
-    for a decoded segment (None: nothing to send for it) and the last one, with the
-    whole transcript (awaited: it may store the transcript first)."""
+    for a decoded segment (None: nothing to send for it), the events sent once the
+    whole transcript is there (a diarized transcript's segments: speakers are known
+    only then), and the last one (awaited: it may store the transcript first)."""
 
     segment: Callable[[Segment], dict[str, Any] | None]
     done: Callable[[Transcription], Awaitable[dict[str, Any]]]
+    finished: Callable[[Transcription], list[dict[str, Any]]] = lambda _: []
 
 
 def error_event(error: ServiceError) -> dict[str, Any]:
@@ -66,17 +71,23 @@ async def stream_transcription(
     options: TranscribeOptions,
     source: AudioSource,
     events: EventFormat,
+    diarization: DiarizeOptions | None = None,
 ) -> EventSourceResponse:
     """Check, admit and decode now; then stream the transcription's events."""
     check_options(engine, options)
     stack = AsyncExitStack()
+    stereo = diarization is not None and diarization.mode == "channel"
     try:
-        admitted = await stack.enter_async_context(admitted_audio(request, runtime, source))
+        admitted = await stack.enter_async_context(
+            admitted_audio(request, runtime, source, stereo=stereo)
+        )
+        if diarization is not None:
+            check_channels(admitted.audio, diarization)
     except BaseException:
         await stack.aclose()
         raise
     return EventSourceResponse(
-        _events(runtime, admitted, engine, options, events, stack),
+        _events(runtime, admitted, engine, options, diarization, events, stack),
         ping=PING_SECONDS,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -87,6 +98,7 @@ async def _events(
     admitted: Admitted,
     engine: Engine,
     options: TranscribeOptions,
+    diarization: DiarizeOptions | None,
     events: EventFormat,
     stack: AsyncExitStack,
 ) -> AsyncIterator[ServerSentEvent]:
@@ -96,14 +108,11 @@ async def _events(
     def on_segment(segment: Segment) -> None:  # on the inference thread
         loop.call_soon_threadsafe(decoded.put_nowait, segment)
 
-    def work(samples: Any, token: Any) -> Transcription:
-        return engine.transcribe(samples, options, token, on_segment)
-
     inference = asyncio.ensure_future(
         run_admitted(
             runtime,
             admitted,
-            work,
+            transcription_work(engine, options, admitted.audio, diarization, on_segment),
             task=options.task,
             seconds=admitted.audio.duration,
             # The SSE response watches the connection itself and closes this stream.
@@ -120,6 +129,7 @@ async def _events(
         try:
             result = inference.result()
             log_transcription(runtime.settings, result)
+            finished = events.finished(result)
             done = await events.done(result)
         except ServiceError as error:
             telemetry.rejected(error.code)
@@ -130,6 +140,8 @@ async def _events(
             log.exception("stream_failed")
             yield _event(error_event(ServiceError("internal server error; see the logs")))
             return
+        for payload in finished:
+            yield _event(payload)
         yield _event(done)
     finally:
         abandoned = not inference.done()  # the client left, or the server is stopping

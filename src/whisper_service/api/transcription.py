@@ -8,7 +8,9 @@ A request is parsed by its route (``routes_*``, ``forms``), then here:
 3. decoded: the upload or gs:// object, off the event loop, with limits (``sources``),
    under the request's deadline, stopped if the client leaves;
 4. queued and transcribed: the scheduler runs the engine on an inference thread,
-   under the same deadline, dropping it if the client has left;
+   under the same deadline, dropping it if the client has left; with diarization,
+   the speakers are found and put on the transcript in the same place
+   (``diarization.transcripts``);
 5. answered: ``render`` writes the response format.
 
 Every failure on the way is a ServiceError that ``api/errors.py`` renders.
@@ -20,7 +22,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,8 +35,14 @@ from whisper_service.api.schemas import json_response
 from whisper_service.api.sources import AudioSource, decode_source
 from whisper_service.audio import DecodedAudio
 from whisper_service.config import Settings
+from whisper_service.diarization.speakers import DiarizeOptions
+from whisper_service.diarization.transcripts import (
+    check_channels,
+    transcribe_channels,
+    with_speakers,
+)
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Transcription
-from whisper_service.engines.base import check_options
+from whisper_service.engines.base import SegmentCallback, check_options
 from whisper_service.errors import ServiceError
 from whisper_service.formats import MEDIA_TYPES, TEXT_WRITERS, ResponseFormat
 from whisper_service.observability.context import request_id_var
@@ -91,7 +99,7 @@ class Admitted:
 
 @asynccontextmanager
 async def admitted_audio(
-    request: Request, runtime: Runtime, source: AudioSource
+    request: Request, runtime: Runtime, source: AudioSource, *, stereo: bool = False
 ) -> AsyncIterator[Admitted]:
     """Admit the request and decode its audio. Refusals are ServiceErrors: memory
     (503), a full queue (429), the deadline (504), a client gone.
@@ -107,7 +115,12 @@ async def admitted_audio(
             request,
             token,
             decode_source(
-                source, runtime.settings, runtime.storage, check=token.check, reserve=memory.ensure
+                source,
+                runtime.settings,
+                runtime.storage,
+                check=token.check,
+                reserve=memory.ensure,
+                stereo=stereo,
             ),
         )
         yield Admitted(audio, token, admission)
@@ -169,23 +182,51 @@ async def infer(
     return result, duration
 
 
+def transcription_work(
+    engine: Engine,
+    options: TranscribeOptions,
+    audio: DecodedAudio,
+    diarization: DiarizeOptions | None,
+    on_segment: SegmentCallback | None = None,
+) -> Callable[[np.ndarray, CancelToken], Transcription]:
+    """What runs on the inference worker: the engine, then the speakers when asked
+    for (the engine then aligns words, which find where speakers change)."""
+    if diarization is None:
+        return lambda samples, t: engine.transcribe(samples, options, t, on_segment)
+    if diarization.mode == "channel":
+        return lambda _samples, t: transcribe_channels(engine, options, audio, t)
+    aligned = replace(options, word_timestamps=True)
+
+    def work(samples: np.ndarray, token: CancelToken) -> Transcription:
+        result = engine.transcribe(samples, aligned, token, on_segment)
+        return with_speakers(result, audio, diarization, token, keep_words=options.word_timestamps)
+
+    return work
+
+
 async def transcribe(
     request: Request,
     runtime: Runtime,
     engine: Engine,
     options: TranscribeOptions,
     source: AudioSource,
+    diarization: DiarizeOptions | None = None,
 ) -> Transcription:
-    """Check the options against the model, then admit, decode, queue and transcribe;
-    log the outcome."""
+    """Check the options against the model, then admit, decode, queue and transcribe
+    (and diarize); log the outcome."""
     check_options(engine, options)
-    result, _ = await infer(
-        request,
-        runtime,
-        source,
-        lambda samples, t: engine.transcribe(samples, options, t),
-        task=options.task,
-    )
+    stereo = diarization is not None and diarization.mode == "channel"
+    async with admitted_audio(request, runtime, source, stereo=stereo) as admitted:
+        if diarization is not None:
+            check_channels(admitted.audio, diarization)
+        result = await run_admitted(
+            runtime,
+            admitted,
+            transcription_work(engine, options, admitted.audio, diarization),
+            task=options.task,
+            seconds=admitted.audio.duration,
+            is_disconnected=request.is_disconnected,
+        )
     log_transcription(runtime.settings, result)
     return result
 

@@ -119,6 +119,19 @@ class ModelFields(BaseModel):
     warmup: bool = Field(
         True, description="One inference on a second of low noise before readiness turns 200."
     )
+    diarization: bool = Field(
+        True,
+        description="Speaker labels on request (`diarize`, `diarized_json`): resemblyzer's "
+        "speaker encoder (17 MB of weights, about 40 MiB resident) is loaded at startup. "
+        "false = such requests are refused with 400 unsupported_option.",
+    )
+    diarization_max_speakers: int = Field(
+        8,
+        ge=1,
+        le=32,
+        description="Most speakers one input is split into when the caller sets no "
+        "max_speakers (the largest max_speakers a caller may set).",
+    )
 
 
 class LimitsFields(BaseModel):

@@ -115,6 +115,7 @@ class Word:
     end: float
     word: str
     probability: float
+    speaker: str | None = None  # with diarization
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Segment:
     compression_ratio: float
     no_speech_prob: float
     words: list[Word] | None = None
+    speaker: str | None = None  # with diarization
 
 
 @dataclass(frozen=True)

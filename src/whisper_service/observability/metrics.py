@@ -123,6 +123,21 @@ INFERENCE_WORKERS = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livesum",
 )
+DIARIZATION_SECONDS = Histogram(
+    "diarization_seconds",
+    "Time to find the speakers of one input and label its transcript, by mode "
+    "(voices: embeddings and clustering; channel: one speaker per channel).",
+    ["mode"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+DIARIZATION_SPEAKERS = Histogram(
+    "diarization_speakers",
+    "Speakers found in one diarized input.",
+    ["mode"],
+    namespace=NAMESPACE,
+    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 16),
+)
 QUEUE_WAIT = Histogram(
     "queue_wait_seconds",
     "Time a request waited for an inference worker.",

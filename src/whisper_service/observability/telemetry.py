@@ -44,6 +44,12 @@ class Telemetry:
         self._queue_wait = meter.create_histogram(
             "whisper.queue.wait", "s", "Time waiting for an inference worker"
         )
+        self._diarization = meter.create_histogram(
+            "whisper.diarization.duration", "s", "Time to find and label the speakers"
+        )
+        self._speakers = meter.create_histogram(
+            "whisper.diarization.speakers", "{speaker}", "Speakers found per input"
+        )
 
     def configure(self, tracer_provider: trace.TracerProvider, meter: otel_metrics.Meter) -> None:
         """Use these providers from now on."""
@@ -76,6 +82,27 @@ class Telemetry:
             yield span
             seconds = time.perf_counter() - started
         self.transcribed(engine, model, task, audio_seconds, seconds)
+
+    @contextmanager
+    def diarization(self, mode: str, audio_seconds: float) -> Iterator[Span]:
+        """Span and time finding the speakers of one input (recorded when the body
+        succeeds); the body reports how many it found with ``speakers_found``."""
+        attributes = {
+            "whisper.diarization.mode": mode,
+            "whisper.audio.duration_seconds": round(audio_seconds, 3),
+        }
+        with self.span("diarization", **attributes) as span:
+            started = time.perf_counter()
+            yield span
+            seconds = time.perf_counter() - started
+        prom.DIARIZATION_SECONDS.labels(mode).observe(seconds)
+        self._diarization.record(seconds, {"mode": mode})
+
+    def speakers_found(self, span: Span, mode: str, count: int) -> None:
+        """A diarization found ``count`` speakers."""
+        span.set_attribute("whisper.diarization.speakers", count)
+        prom.DIARIZATION_SPEAKERS.labels(mode).observe(count)
+        self._speakers.record(count, {"mode": mode})
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         """An HTTP response was sent."""

@@ -95,6 +95,11 @@ def load_model(settings: Settings) -> LoadedModel:
         # selection before the first real request does.
         noise = np.random.default_rng(0).normal(0, 1e-3, SAMPLE_RATE).astype(np.float32)
         engine.transcribe(noise, TranscribeOptions(beam_size=1, temperature=0.0))
+    if settings.diarization:
+        from whisper_service.diarization.encoder import speaker_encoder
+
+        # Loaded (and its first batch run) here, so no request waits for it.
+        speaker_encoder().embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)], 1.0)
     return LoadedModel(artifact, engine, time.monotonic() - started)
 
 

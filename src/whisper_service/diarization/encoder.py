@@ -1,0 +1,141 @@
+"""Speaker embeddings: resemblyzer's pretrained speaker encoder, run batched.
+
+The weights are the ``pretrained.pt`` that the ``resemblyzer`` package ships (a GE2E
+speaker encoder: 40 mel bands, a 3-layer LSTM of 256 units, a 256-dimensional
+embedding). Only that file is used. Importing the ``resemblyzer`` package itself would
+import ``webrtcvad``, which needs ``pkg_resources`` (gone from setuptools 81), and
+librosa for the mel filterbank; the network is a dozen lines of torch and the mel
+spectrogram is computed here with numpy exactly as resemblyzer computes it through
+librosa (``melspectrogram(n_fft=400, hop_length=160, n_mels=40)``: power spectrum,
+Hann window, centred frames, Slaney mel filters). So the image needs neither package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from whisper_service.audio import SAMPLE_RATE
+
+N_FFT = 400  # 25 ms
+HOP = 160  # 10 ms: 100 mel frames a second
+N_MELS = 40
+EMBEDDING_SIZE = 256
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP
+# Windows are embedded in batches of this many: about 60 MiB of LSTM activations.
+BATCH_WINDOWS = 256
+# Voices are embedded at a common loudness, as resemblyzer's preprocessing does
+# (quiet recordings are raised to -30 dBFS, loud ones left alone).
+TARGET_DBFS = -30.0
+
+
+def weights_path() -> Path:
+    """Where the installed ``resemblyzer`` package keeps ``pretrained.pt`` (found
+    without importing the package)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the resemblyzer package (speaker encoder weights) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+
+
+@cache
+def _mel_filters() -> np.ndarray:
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    # librosa's Slaney mel filterbank, as faster-whisper reimplements it in numpy.
+    filters: np.ndarray = FeatureExtractor.get_mel_filters(SAMPLE_RATE, N_FFT, n_mels=N_MELS)
+    return filters.astype(np.float32)
+
+
+def mel_frames(audio: np.ndarray) -> np.ndarray:
+    """(frames, 40) mel power spectrogram of 16 kHz mono ``audio``, frame ``i``
+    centred on sample ``i * 160``."""
+    padded = np.pad(audio.astype(np.float32, copy=False), (N_FFT // 2, N_FFT // 2))
+    count = 1 + (len(padded) - N_FFT) // HOP
+    stride = padded.strides[0]
+    frames = np.lib.stride_tricks.as_strided(padded, (count, N_FFT), (stride * HOP, stride))
+    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic, as librosa's
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    result: np.ndarray = (power @ _mel_filters().T).astype(np.float32)
+    return result
+
+
+def loudness_gain(audio: np.ndarray) -> float:
+    """The gain that raises ``audio`` to TARGET_DBFS (1 if it is already louder)."""
+    power = float(np.mean(np.square(audio, dtype=np.float64))) if len(audio) else 0.0
+    if power <= 0:
+        return 1.0
+    dbfs = 10 * np.log10(power)
+    return float(max(1.0, 10 ** ((TARGET_DBFS - dbfs) / 20)))
+
+
+class SpeakerEncoder:
+    """resemblyzer's network with its pretrained weights; embeds windows of audio.
+
+    Thread-safe: torch modules in eval mode under ``no_grad`` hold no per-call state.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        import torch
+        from torch import nn
+
+        class Network(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lstm = nn.LSTM(N_MELS, EMBEDDING_SIZE, 3, batch_first=True)
+                self.linear = nn.Linear(EMBEDDING_SIZE, EMBEDDING_SIZE)
+                self.relu = nn.ReLU()
+
+            def forward(self, mels: torch.Tensor) -> torch.Tensor:
+                _, (hidden, _) = self.lstm(mels)
+                embeds: torch.Tensor = self.relu(self.linear(hidden[-1]))
+                norms: torch.Tensor = torch.norm(embeds, dim=1, keepdim=True).clamp_min(1e-9)
+                return embeds / norms
+
+        self._torch = torch
+        self.network = Network()
+        checkpoint = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
+        # The checkpoint also holds the GE2E training loss's similarity scale and bias.
+        self.network.load_state_dict(checkpoint["model_state"], strict=False)
+        self.network.eval()
+
+    def embed(
+        self, audio: np.ndarray, windows: Sequence[tuple[float, float]], seconds: float
+    ) -> np.ndarray:
+        """(len(windows), 256) unit-length embeddings of the (start, end) windows of
+        ``audio`` (seconds), each cut or zero-padded to ``seconds`` of mel frames."""
+        if not windows:
+            return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+        mels = mel_frames(audio * loudness_gain(audio))
+        length = round(seconds * FRAMES_PER_SECOND)
+        batch = np.zeros((len(windows), length, N_MELS), dtype=np.float32)
+        for row, (start, end) in enumerate(windows):
+            first = round(start * FRAMES_PER_SECOND)
+            count = max(1, min(length, round((end - start) * FRAMES_PER_SECOND)))
+            piece = mels[first : first + count]
+            batch[row, : len(piece)] = piece
+        out = []
+        with self._torch.no_grad():
+            for first in range(0, len(batch), BATCH_WINDOWS):
+                chunk = self._torch.from_numpy(batch[first : first + BATCH_WINDOWS])
+                out.append(self.network(chunk).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+
+_lock = threading.Lock()
+_encoder: SpeakerEncoder | None = None
+
+
+def speaker_encoder() -> SpeakerEncoder:
+    """The process's one encoder, loaded on first use (startup loads it when
+    diarization is on, so no request pays for it)."""
+    global _encoder
+    with _lock:
+        if _encoder is None:
+            _encoder = SpeakerEncoder()
+        return _encoder

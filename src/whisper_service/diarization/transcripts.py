@@ -1,0 +1,120 @@
+"""A transcript with its speakers: the step the transcription pipeline runs after the
+engine, on the same inference worker, under the same deadline, traced and measured.
+
+By voice (``diarize=true``): the engine transcribes the recording, ``speakers`` finds
+the turns, ``attribution`` puts them on the words. By channel (``diarize=channel``, a
+call with one speaker per channel): each channel is transcribed on its own, silence
+skipped, and the segments of both interleaved by time; each is its channel's. Two
+voices talking over each other stay intelligible that way, where a transcript of the
+mix would garble both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import structlog
+
+from whisper_service.audio import DecodedAudio
+from whisper_service.diarization.attribution import attribute, relabel, speakers_in
+from whisper_service.diarization.speakers import DiarizeOptions, diarize, letters
+from whisper_service.engines.base import CancelToken, Engine, TranscribeOptions, Transcription
+from whisper_service.errors import InvalidParameter
+from whisper_service.observability.telemetry import telemetry
+
+log = structlog.get_logger(__name__)
+
+
+CHANNEL_NAMES = ("left", "right")
+# Channels this alike are one signal twice (a mono recording saved as stereo).
+SAME_SIGNAL_CORRELATION = 0.98
+
+
+def check_channels(audio: DecodedAudio, options: DiarizeOptions) -> None:
+    """400 for ``diarize=channel`` on audio that is not two different channels."""
+    if options.mode != "channel":
+        return
+    advice = "use diarize=true to tell voices apart"
+    if audio.source_channels != 2 or audio.channels is None:
+        raise InvalidParameter(
+            "diarize=channel labels a stereo recording with one speaker per channel; this "
+            f"audio has {audio.source_channels} channel(s): {advice}",
+            param="diarize",
+        )
+    left, right = audio.channels
+    if np.std(left) > 0 and np.std(right) > 0:
+        correlation = float(np.corrcoef(left, right)[0, 1])
+        if correlation >= SAME_SIGNAL_CORRELATION:
+            raise InvalidParameter(
+                "diarize=channel needs one speaker per channel, but both channels of this "
+                f"recording carry the same audio: {advice}",
+                param="diarize",
+            )
+
+
+def transcribe_channels(
+    engine: Engine, options: TranscribeOptions, audio: DecodedAudio, token: CancelToken
+) -> Transcription:
+    """Each channel transcribed on its own (the second in the first's language), the
+    segments interleaved by start time and labelled with their channel."""
+    check_channels(audio, DiarizeOptions(mode="channel"))
+    channels = audio.channels if audio.channels is not None else ()
+    with telemetry.diarization("channel", audio.duration) as span:
+        quiet = replace(options, vad_filter=True)  # each channel is silent half the time
+        parts: list[tuple[str, Transcription]] = []
+        for name, samples in zip(CHANNEL_NAMES, channels, strict=True):
+            part = engine.transcribe(samples, quiet, token)
+            parts.append((name, part))
+            quiet = replace(quiet, language=part.language)
+        segments = sorted(
+            (
+                replace(
+                    segment,
+                    speaker=name,
+                    words=[replace(w, speaker=name) for w in segment.words]
+                    if segment.words
+                    else None,
+                )
+                for name, part in parts
+                for segment in part.segments
+            ),
+            key=lambda s: (s.start, s.end),
+        )
+        segments = [replace(s, id=number) for number, s in enumerate(segments)]
+        first = parts[0][1]
+        result = Transcription(
+            text="".join(s.text for s in segments).strip(),
+            language=first.language,
+            language_probability=first.language_probability,
+            duration=audio.duration,
+            segments=segments,
+        )
+        speakers = speakers_in(result)
+        telemetry.speakers_found(span, "channel", len(speakers))
+    log.info("diarized", mode="channel", speakers=len(speakers), segments=len(segments))
+    return result
+
+
+def with_speakers(
+    result: Transcription,
+    audio: DecodedAudio,
+    options: DiarizeOptions,
+    token: CancelToken,
+    *,
+    keep_words: bool,
+) -> Transcription:
+    """``result`` with a speaker by voice on every segment (and word), split at speaker
+    changes; the words dropped again unless ``keep_words`` (diarization asks the
+    engine for them to find where speakers change)."""
+    token.check()
+    with telemetry.diarization(options.mode, audio.duration) as span:
+        turns = diarize(audio.samples, options, token.check)
+        known = {voice.name for voice in options.known}
+        labelled = relabel(attribute(result, turns), letters(len(turns) + len(known)), known)
+        speakers = speakers_in(labelled)
+        telemetry.speakers_found(span, options.mode, len(speakers))
+    log.info("diarized", mode=options.mode, speakers=len(speakers), turns=len(turns))
+    if keep_words:
+        return labelled
+    return replace(labelled, segments=[replace(s, words=None) for s in labelled.segments])
