@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,14 +28,16 @@ from whisper_service.api.schemas import (
     JobUnitsOut,
     JobView,
     SegmentOut,
+    Utterance,
     error_responses,
     json_response,
 )
 from whisper_service.api.sources import check_gcs_input, probe_upload
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render
+from whisper_service.diarization import DiarizeOptions, speakers_in
 from whisper_service.engines import Transcription
 from whisper_service.engines.base import check_options
-from whisper_service.errors import ServiceError
+from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
 from whisper_service.jobs.records import (
     Job,
@@ -107,6 +109,13 @@ def _segments(job: Job, result: Transcription) -> list[SegmentOut]:
     return [SegmentOut.of(s, with_words=job.options.word_timestamps) for s in result.segments]
 
 
+def _speakers(job: Job, result: Transcription) -> dict[str, Any]:
+    """A diarized job's speakers and utterances, as /transcribe answers them."""
+    if not job.options.diarize:
+        return {}
+    return {"speakers": speakers_in(result), "utterances": Utterance.all_of(result.segments)}
+
+
 def _job_not_found(job_id: str) -> ServiceError:
     return ServiceError(f"no job {job_id!r}", code="job_not_found", status=404, param="job_id")
 
@@ -151,11 +160,21 @@ async def create_job(
     """Accept a job: 202 with its id and ``status_url`` (also in ``Location``)."""
     settings = runtime.settings
     form.check_source(settings)
+    diarization = form.diarization(settings)
+    if diarization is not None and diarization.mode == "channel":
+        raise InvalidParameter(
+            "a job labels speakers by voice (diarize=true); diarize=channel is available "
+            "on /transcribe",
+            param="diarize",
+        )
     # A job keeps the same decoding options as /transcribe, plus what it does with them.
     options = JobOptions(
         **asdict(form.options(settings)),
         response_format=form.response_format,
         save_to_gcs=form.save_to_gcs,
+        diarize=diarization is not None,
+        min_speakers=(diarization or DiarizeOptions()).min_speakers,
+        max_speakers=(diarization or DiarizeOptions()).max_speakers,
     )
     check_options(engine, options.transcribe_options())
     upload: IO[bytes] | None = None
@@ -220,6 +239,7 @@ async def get_job(request: Request, jobs: JobsDep, client: ClientDep, job_id: st
                 language_probability=round(result.language_probability, 4),
                 duration=round(result.duration, 3),
                 segments=_segments(job, result),
+                **_speakers(job, result),
             )
     elif not job.status.terminal:
         headers["Retry-After"] = str(POLL_SECONDS)
@@ -260,7 +280,7 @@ async def get_job_result(
         )
     fmt = response_format or job.options.response_format
     if fmt is not ResponseFormat.VERBOSE_JSON:
-        body = JobTranscript(text=result.text)
+        body = JobTranscript(text=result.text, **_speakers(job, result))
     else:
         body = JobTranscript(
             text=result.text,
@@ -268,6 +288,7 @@ async def get_job_result(
             language=result.language,
             duration=round(result.duration, 3),
             segments=_segments(job, result),
+            **_speakers(job, result),
         )
     return render(result, fmt, body)
 

@@ -331,6 +331,8 @@ class JobTranscript(BaseModel):
     language_probability: float | None = omitted_when_none()
     duration: float | None = omitted_when_none()
     segments: list[SegmentOut] | None = omitted_when_none()
+    speakers: list[str] | None = omitted_when_none("With diarize")
+    utterances: list[Utterance] | None = omitted_when_none("With diarize")
 
 
 class JobUnitsOut(BaseModel):

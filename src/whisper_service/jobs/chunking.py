@@ -8,7 +8,8 @@ produces is offset to the original timeline and the transcript's times run on
 continuously across windows.
 
 Windows are then grouped into units, the pieces one queue message carries, so that
-several instances can work on one recording at once.
+several instances can work on one recording at once; a unit's size follows the
+real-time factor the instance measures (``RealtimeFactor``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -131,3 +133,21 @@ def plan_units(windows: list[Window], max_seconds: float) -> list[Unit]:
     units = [u for u in map(grouper.add, windows) if u is not None]
     last = grouper.finish()
     return [*units, last] if last is not None else units
+
+
+@dataclass
+class RealtimeFactor:
+    """Inference seconds per second of audio on this instance, smoothed over batches;
+    until measured, assume real time (units then hold ``WHISPER_JOBS_UNIT_SECONDS``
+    of audio, so a slow first guess errs towards small units)."""
+
+    value: float = 1.0
+    measured: bool = field(default=False)
+
+    def observe(self, seconds: float, audio_seconds: float) -> None:
+        """Fold in one batch."""
+        if audio_seconds <= 0:
+            return
+        sample = seconds / audio_seconds
+        self.value = sample if not self.measured else 0.7 * self.value + 0.3 * sample
+        self.measured = True

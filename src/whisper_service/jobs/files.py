@@ -5,6 +5,7 @@
     jobs/<id>/units/<n>.pcm         unit n's audio: 16 kHz mono, 16-bit little-endian
     jobs/<id>/units/<n>.spec.json   unit n's windows and language
     jobs/<id>/units/<n>.json        unit n's checkpoint (windows done, their segments)
+    jobs/<id>/units/<n>.speakers.npz  with diarize: unit n's speech windows, embedded
     jobs/<id>/result.json           the merged transcription
 
 Every file is written whole by one writer and never changed in place, except a unit's
@@ -14,11 +15,13 @@ is needed here: the record's transactions decide who does what.
 
 from __future__ import annotations
 
+import io
 from typing import IO
 
 import numpy as np
 
 from whisper_service.audio import SAMPLE_RATE
+from whisper_service.diarization.speakers import SpeakerWindows
 from whisper_service.engines.base import Transcription
 from whisper_service.jobs.objects import ObjectStore
 from whisper_service.jobs.records import TRANSCRIPTION, Plan, Unit, UnitCheckpoint, UnitSpec
@@ -84,6 +87,29 @@ class JobFiles:
         """Unit ``number``'s progress, if it started."""
         found = self.objects.read(f"{JOBS}{job_id}/units/{number}.json")
         return None if found is None else UnitCheckpoint.model_validate_json(found[0])
+
+    def put_unit_speakers(self, job_id: str, number: int, found: SpeakerWindows) -> None:
+        """Unit ``number``'s speech windows (timeline times) and their embeddings."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            windows=np.asarray(found.windows, dtype=np.float64).reshape(-1, 2),
+            regions=np.asarray(found.regions, dtype=np.int64),
+            embeddings=found.embeddings.astype(np.float32),
+        )
+        self.objects.write(f"{JOBS}{job_id}/units/{number}.speakers.npz", buffer.getvalue())
+
+    def get_unit_speakers(self, job_id: str, number: int) -> SpeakerWindows | None:
+        """Unit ``number``'s embedded speech windows, if stored."""
+        found = self.objects.read(f"{JOBS}{job_id}/units/{number}.speakers.npz")
+        if found is None:
+            return None
+        with np.load(io.BytesIO(found[0])) as data:
+            return SpeakerWindows(
+                windows=[(float(a), float(b)) for a, b in data["windows"]],
+                regions=[int(r) for r in data["regions"]],
+                embeddings=data["embeddings"],
+            )
 
     def put_result(self, job_id: str, result: Transcription) -> None:
         """The merged transcription."""

@@ -1,5 +1,6 @@
 """Merging a job whose every unit is stored: segments in timeline order, ids
-renumbered, the language the plan fixed, then the one transition to ``succeeded``.
+renumbered, the language the plan fixed, the speakers when asked for (clustered over
+the whole recording), then the one transition to ``succeeded``.
 
 Merging is deterministic, so whoever merges writes the same result. Two deliveries
 may merge at once (the unit that completed the set, and a redelivery of it after a
@@ -16,6 +17,13 @@ from dataclasses import replace
 import structlog
 
 from whisper_service.config import Settings
+from whisper_service.diarization.attribution import attribute, relabel, speakers_in
+from whisper_service.diarization.speakers import (
+    DiarizeOptions,
+    SpeakerWindows,
+    label_turns,
+    letters,
+)
 from whisper_service.engines.base import Transcription
 from whisper_service.formats import MEDIA_TYPES, transcript_file
 from whisper_service.jobs import transitions
@@ -23,6 +31,7 @@ from whisper_service.jobs.files import JobFiles
 from whisper_service.jobs.records import Job, JobError, JobStatus, Plan
 from whisper_service.jobs.store import JobStore
 from whisper_service.observability import metrics
+from whisper_service.observability.telemetry import telemetry
 from whisper_service.storage import GcsStorage, OutputExists
 
 log = structlog.get_logger(__name__)
@@ -75,13 +84,37 @@ class Merger:
             segments.extend(checkpoint.segments)
         segments.sort(key=lambda s: (s.start, s.end))
         segments = [replace(s, id=i) for i, s in enumerate(segments)]
-        return Transcription(
+        merged = Transcription(
             "".join(s.text for s in segments).strip(),
             plan.language or job.options.language or "en",
             plan.language_probability,
             plan.duration,
             segments,
         )
+        if job.options.diarize:
+            merged = self._diarized(job, plan, merged)
+        return merged
+
+    def _diarized(self, job: Job, plan: Plan, merged: Transcription) -> Transcription:
+        """Speakers clustered over every unit's embeddings at once (per unit, unit 2's
+        A need not be unit 1's A), then put on the merged transcript."""
+        found = SpeakerWindows()
+        for number in range(len(plan.units)):
+            part = self.files.get_unit_speakers(job.id, number)
+            if part is None:
+                raise RuntimeError(f"unit {number} is marked done but has no speakers")
+            found.extend(part)
+        options = job.options
+        diarization = DiarizeOptions(
+            min_speakers=options.min_speakers, max_speakers=options.max_speakers
+        )
+        with telemetry.diarization("voices", merged.duration) as span:
+            turns = label_turns(found, diarization)
+            labelled = relabel(attribute(merged, turns), letters(len(turns)), set())
+            telemetry.speakers_found(span, "voices", len(speakers_in(labelled)))
+        if options.word_timestamps:
+            return labelled
+        return replace(labelled, segments=[replace(s, words=None) for s in labelled.segments])
 
     async def end(
         self,

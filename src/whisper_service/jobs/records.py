@@ -42,16 +42,21 @@ class JobOptions(BaseModel):
     prompt: str | None = None
     vad_filter: bool = False
     save_to_gcs: bool = False
+    # Speakers by voice: each unit embeds its speech, the merge clusters them all.
+    diarize: bool = False
+    min_speakers: int = 1
+    max_speakers: int = 8
 
     def transcribe_options(self, language: str | None = None) -> TranscribeOptions:
-        """Engine options; ``language`` (detected on the first batch) wins when set."""
+        """Engine options; ``language`` (detected on the first batch) wins when set.
+        Diarization needs the words' times (where speakers change)."""
         return TranscribeOptions(
             language=language or self.language,
             task=self.task,
             beam_size=self.beam_size,
             temperature=self.temperature,
             prompt=self.prompt,
-            word_timestamps=self.word_timestamps,
+            word_timestamps=self.word_timestamps or self.diarize,
         )
 
 

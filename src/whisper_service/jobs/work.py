@@ -8,10 +8,11 @@
 - **Unit**: windows in batches through the shared inference workers; after each
   batch a unit checkpoint, and a read of the record (was the job cancelled?); every
   few seconds the progress goes in. A redelivered unit resumes at its first window not
-  checkpointed; a unit already stored is acked without work. Progress and the unit's
-  number go into the record as additions (``JobStore.add``: no transaction, since
-  every instance on the job writes that one record); the delivery that reads back
-  every unit stored hands the job to ``merge``.
+  checkpointed; a unit already stored is acked without work. With diarization, the
+  unit's speech windows are embedded and stored too (the merge clusters them all).
+  Progress and the unit's number go into the record as additions (``JobStore.add``:
+  no transaction, since every instance on the job writes that one record); the
+  delivery that reads back every unit stored hands the job to ``merge``.
 
 Raises ``Retry`` for what another delivery may get past (draining, storage trouble,
 model not loaded) and ``JobFailed`` for what none will (bad input, too long).
@@ -23,7 +24,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import IO, TypeVar
 
 import numpy as np
@@ -31,6 +32,7 @@ import structlog
 
 from whisper_service.audio import AudioError, decode_audio
 from whisper_service.config import Settings
+from whisper_service.diarization import embed_speech
 from whisper_service.engines.base import (
     Cancelled,
     CancelToken,
@@ -40,7 +42,7 @@ from whisper_service.engines.base import (
     Transcription,
 )
 from whisper_service.jobs import transitions
-from whisper_service.jobs.chunking import UnitGrouper, final_windows
+from whisper_service.jobs.chunking import RealtimeFactor, UnitGrouper, final_windows
 from whisper_service.jobs.dispatch import Delivery, Queue, Retry
 from whisper_service.jobs.files import JobFiles, unit_samples
 from whisper_service.jobs.merge import Merger
@@ -74,24 +76,6 @@ class JobFailed(Exception):
 
 class Stopped(Exception):
     """The job ended (cancelled, failed elsewhere) while this delivery worked on it."""
-
-
-@dataclass
-class RealtimeFactor:
-    """Inference seconds per second of audio on this instance, smoothed over batches;
-    until measured, assume real time (units then hold ``WHISPER_JOBS_UNIT_SECONDS``
-    of audio, so a slow first guess errs towards small units)."""
-
-    value: float = 1.0
-    measured: bool = field(default=False)
-
-    def observe(self, seconds: float, audio_seconds: float) -> None:
-        """Fold in one batch."""
-        if audio_seconds <= 0:
-            return
-        sample = seconds / audio_seconds
-        self.value = sample if not self.measured else 0.7 * self.value + 0.3 * sample
-        self.measured = True
 
 
 class JobWork:
@@ -218,7 +202,11 @@ class JobWork:
         unit = spec.unit
         checkpoint = await asyncio.to_thread(self.files.get_checkpoint, job.id, number)
         checkpoint = checkpoint or UnitCheckpoint()
-        if checkpoint.windows_done < len(unit.windows):
+        speakers_missing = job.options.diarize and (
+            await asyncio.to_thread(self.files.get_unit_speakers, job.id, number) is None
+        )
+        windows, speech = 0, 0.0  # a redelivery of a unit whose windows were all done
+        if checkpoint.windows_done < len(unit.windows) or speakers_missing:
             audio = await asyncio.to_thread(self.files.get_unit_audio, job.id, number)
             if audio is None:
                 raise Retry(f"the audio of unit {number} is missing")
@@ -226,8 +214,8 @@ class JobWork:
             windows, speech = await self._windows(
                 job.id, unit, number, audio, checkpoint, options, engine, token
             )
-        else:
-            windows, speech = 0, 0.0  # a redelivery of a unit whose windows were all done
+            if speakers_missing:
+                await self._embed_speakers(job.id, unit, number, audio, token)
         stored = Additions(units_done=(number,), windows=windows, audio_seconds=speech)
         done = await asyncio.to_thread(self.store.add, job.id, stored)
         if done.status.terminal:
@@ -281,6 +269,16 @@ class JobWork:
                 token.cancel("cancelled")
                 raise Stopped
         return windows, seconds
+
+    async def _embed_speakers(
+        self, job_id: str, unit: Unit, number: int, audio: np.ndarray, token: CancelToken
+    ) -> None:
+        """The unit's speech windows embedded (on an inference worker) and stored: the
+        merge clusters every unit's together, so speakers keep one label throughout."""
+        found = await self._scheduled(
+            lambda t: embed_speech(audio, offset=unit.start, check=t.check), token
+        )
+        await asyncio.to_thread(self.files.put_unit_speakers, job_id, number, found)
 
     async def _infer(
         self,
