@@ -62,7 +62,7 @@ def test_production_manifest_shape() -> None:
     assert annotations["autoscaling.knative.dev/maxScale"] == "10"
     assert annotations["run.googleapis.com/execution-environment"] == "gen2"
     container = template["spec"]["containers"][0]
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2048Mi"}
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2560Mi"}
     assert container["startupProbe"]["httpGet"]["path"] == "/health/startup"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     env = {e["name"]: e for e in container["env"]}

@@ -14,6 +14,11 @@ from whisper_service.config import Settings
 from whisper_service.serving.memory import MIN_BUDGET_MIB, running_inference_mib
 
 SERVICE_OVERHEAD_MIB = 100
+# Speaker diarization (WHISPER_DIARIZATION=true), per worker. Measured (RSS): the
+# encoder with scikit-learn and scipy loaded at startup about 70 MiB; diarizing 30
+# minutes peaks about 120 MiB more (VAD over 2-minute slices 53, the spectrogram 37,
+# embeddings and clustering 26; docs/benchmarks.md, "Speaker diarization").
+DIARIZATION_MIB = 150
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,16 @@ def engine_mib(model: str, engine: str, compute_type: str) -> int | None:
 
 
 def process_need_mib(
-    model: str, engine: str, compute_type: str, inference_workers: int, web_workers: int
+    model: str,
+    engine: str,
+    compute_type: str,
+    inference_workers: int,
+    web_workers: int,
+    diarization: bool = False,
 ) -> int | None:
-    """MiB the container needs: each gunicorn worker holds the service plus its model;
-    openai-whisper keeps one model replica per inference worker."""
+    """MiB the container needs: each gunicorn worker holds the service plus its model
+    (and the diarization's share); openai-whisper keeps one model replica per
+    inference worker."""
     one = engine_mib(model, engine, compute_type)
     if one is None:
         return None
@@ -90,7 +101,8 @@ def process_need_mib(
         per_worker = one + replica * (inference_workers - 1)
     else:
         per_worker = one + 50 * (inference_workers - 1)  # activations; weights are shared
-    return round(web_workers * (per_worker + SERVICE_OVERHEAD_MIB))
+    speakers = DIARIZATION_MIB if diarization else 0
+    return round(web_workers * (per_worker + SERVICE_OVERHEAD_MIB + speakers))
 
 
 def settings_need_mib(settings: Settings) -> int | None:
@@ -101,6 +113,7 @@ def settings_need_mib(settings: Settings) -> int | None:
         settings.compute_type,
         settings.inference_workers,
         settings.web_workers,
+        settings.diarization,
     )
 
 

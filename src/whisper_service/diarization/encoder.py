@@ -27,8 +27,11 @@ HOP = 160  # 10 ms: 100 mel frames a second
 N_MELS = 40
 EMBEDDING_SIZE = 256
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP
-# Windows are embedded in batches of this many: about 60 MiB of LSTM activations.
-BATCH_WINDOWS = 256
+# Windows are embedded in batches of this many (about 30 MiB of LSTM activations), and
+# the spectrogram computed a minute of frames at a time, so memory stays flat
+# however long the recording.
+BATCH_WINDOWS = 64
+MEL_BLOCK_FRAMES = 6000
 # Voices are embedded at a common loudness, as resemblyzer's preprocessing does
 # (quiet recordings are raised to -30 dBFS, loud ones left alone).
 TARGET_DBFS = -30.0
@@ -60,8 +63,12 @@ def mel_frames(audio: np.ndarray) -> np.ndarray:
     stride = padded.strides[0]
     frames = np.lib.stride_tricks.as_strided(padded, (count, N_FFT), (stride * HOP, stride))
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic, as librosa's
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    result: np.ndarray = (power @ _mel_filters().T).astype(np.float32)
+    filters = _mel_filters().T
+    result = np.empty((count, N_MELS), dtype=np.float32)
+    for first in range(0, count, MEL_BLOCK_FRAMES):
+        block = frames[first : first + MEL_BLOCK_FRAMES] * window
+        power = np.square(np.abs(np.fft.rfft(block, axis=1)), dtype=np.float32)
+        result[first : first + len(block)] = power @ filters
     return result
 
 
@@ -113,17 +120,17 @@ class SpeakerEncoder:
             return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
         mels = mel_frames(audio * loudness_gain(audio))
         length = round(seconds * FRAMES_PER_SECOND)
-        batch = np.zeros((len(windows), length, N_MELS), dtype=np.float32)
-        for row, (start, end) in enumerate(windows):
-            first = round(start * FRAMES_PER_SECOND)
-            count = max(1, min(length, round((end - start) * FRAMES_PER_SECOND)))
-            piece = mels[first : first + count]
-            batch[row, : len(piece)] = piece
         out = []
-        with self._torch.no_grad():
-            for first in range(0, len(batch), BATCH_WINDOWS):
-                chunk = self._torch.from_numpy(batch[first : first + BATCH_WINDOWS])
-                out.append(self.network(chunk).numpy())
+        for first in range(0, len(windows), BATCH_WINDOWS):
+            chunk = windows[first : first + BATCH_WINDOWS]
+            batch = np.zeros((len(chunk), length, N_MELS), dtype=np.float32)
+            for row, (start, end) in enumerate(chunk):
+                begin = round(start * FRAMES_PER_SECOND)
+                count = max(1, min(length, round((end - start) * FRAMES_PER_SECOND)))
+                piece = mels[begin : begin + count]
+                batch[row, : len(piece)] = piece
+            with self._torch.no_grad():
+                out.append(self.network(self._torch.from_numpy(batch)).numpy())
         return np.concatenate(out).astype(np.float32)
 
 

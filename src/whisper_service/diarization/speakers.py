@@ -33,6 +33,10 @@ HOP_SECONDS = 0.75
 # A silence this long ends a speech region; regions keep this much padding.
 MIN_SILENCE_MS = 300
 SPEECH_PAD_MS = 100
+# VAD runs over slices of this length (as jobs' planning does, jobs/chunking.py);
+# regions this close across a border are one.
+VAD_SLICE_SECONDS = 120.0
+SLICE_JOIN_SECONDS = 2 * SPEECH_PAD_MS / 1000
 # The cosine similarity from which a cluster is taken to be a known speaker
 # (measured: the same voice 0.8-0.9, different voices 0.5-0.75).
 KNOWN_SIMILARITY = 0.78
@@ -95,13 +99,33 @@ class SpeakerWindows:
         self.embeddings = np.concatenate([self.embeddings, other.embeddings])
 
 
+def warm_up() -> None:
+    """Load the encoder and the clustering libraries and run each once, so no request
+    waits for them (startup calls this when diarization is on)."""
+    speaker_encoder().embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)], 1.0)
+    rng = np.random.default_rng(0)
+    points = np.abs(rng.normal(size=(8, EMBEDDING_SIZE))).astype(np.float32)
+    cluster(points / np.linalg.norm(points, axis=1, keepdims=True), 2, 2)
+
+
 def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
-    """(start, end) seconds of speech in 16 kHz mono ``audio``."""
+    """(start, end) seconds of speech in 16 kHz mono ``audio``, found slice by slice
+    (Silero VAD's memory grows with its input: 1.2 GB more for 2 hours at once)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS)
-    found: list[dict[str, int]] = get_speech_timestamps(audio, options)
-    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in found]
+    step = int(VAD_SLICE_SECONDS * SAMPLE_RATE)
+    regions: list[tuple[float, float]] = []
+    for offset in range(0, len(audio), step):
+        found: list[dict[str, int]] = get_speech_timestamps(audio[offset : offset + step], options)
+        for region in found:
+            start = (offset + region["start"]) / SAMPLE_RATE
+            end = (offset + region["end"]) / SAMPLE_RATE
+            if regions and start - regions[-1][1] <= SLICE_JOIN_SECONDS:
+                regions[-1] = (regions[-1][0], end)  # one region cut by a slice border
+            else:
+                regions.append((start, end))
+    return regions
 
 
 def _windows_of(start: float, end: float) -> list[tuple[float, float]]:

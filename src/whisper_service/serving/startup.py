@@ -96,10 +96,9 @@ def load_model(settings: Settings) -> LoadedModel:
         noise = np.random.default_rng(0).normal(0, 1e-3, SAMPLE_RATE).astype(np.float32)
         engine.transcribe(noise, TranscribeOptions(beam_size=1, temperature=0.0))
     if settings.diarization:
-        from whisper_service.diarization.encoder import speaker_encoder
+        from whisper_service.diarization.speakers import warm_up
 
-        # Loaded (and its first batch run) here, so no request waits for it.
-        speaker_encoder().embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)], 1.0)
+        warm_up()
     return LoadedModel(artifact, engine, time.monotonic() - started)
 
 
