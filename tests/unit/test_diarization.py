@@ -128,6 +128,23 @@ def test_many_windows_are_grouped_before_clustering() -> None:
         assert len(set(labels[block * 600 : (block + 1) * 600])) == 1
 
 
+@pytest.mark.parametrize("samples", [1000, 7 * SAMPLE_RATE + 33, 100 * SAMPLE_RATE])
+def test_the_spectrogram_is_the_one_resemblyzer_was_trained_on(samples: int) -> None:
+    """resemblyzer computes it with librosa; the service computes it with numpy, a
+    block at a time, and must get the same numbers (edges included)."""
+    import librosa
+
+    from whisper_service.diarization.encoder import mel_frames
+
+    audio = case("three").samples[:samples]
+    expected = librosa.feature.melspectrogram(
+        y=audio, sr=SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=40
+    ).T
+    found = mel_frames(audio)
+    assert found.shape == expected.shape
+    assert np.abs(found - expected).max() <= 1e-6 * expected.max()
+
+
 def segment(start: float, end: float, words: list[tuple[float, float, str]] | None) -> Segment:
     return Segment(
         id=0, seek=0, start=start, end=end,

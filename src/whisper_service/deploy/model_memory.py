@@ -14,10 +14,11 @@ from whisper_service.config import Settings
 from whisper_service.serving.memory import MIN_BUDGET_MIB, running_inference_mib
 
 SERVICE_OVERHEAD_MIB = 100
-# Speaker diarization (WHISPER_DIARIZATION=true), per worker. Measured (RSS): the
-# encoder with scikit-learn and scipy loaded at startup about 70 MiB; diarizing 30
-# minutes peaks about 120 MiB more (VAD over 2-minute slices 53, the spectrogram 37,
-# embeddings and clustering 26; docs/benchmarks.md, "Speaker diarization").
+# Speaker diarization (WHISPER_DIARIZATION=true), per worker: the encoder with
+# scikit-learn and scipy, loaded at startup, measured at about 120 MiB resident. Its
+# working memory (at most about 130 MiB, for 30 minutes of audio) is held on the
+# inference worker after the engine's, within a running inference's share
+# (docs/benchmarks.md, "Speaker diarization").
 DIARIZATION_MIB = 150
 
 

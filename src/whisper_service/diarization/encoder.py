@@ -57,24 +57,34 @@ def _mel_filters() -> np.ndarray:
 
 def mel_frames(audio: np.ndarray) -> np.ndarray:
     """(frames, 40) mel power spectrogram of 16 kHz mono ``audio``, frame ``i``
-    centred on sample ``i * 160``."""
-    padded = np.pad(audio.astype(np.float32, copy=False), (N_FFT // 2, N_FFT // 2))
-    count = 1 + (len(padded) - N_FFT) // HOP
-    stride = padded.strides[0]
-    frames = np.lib.stride_tricks.as_strided(padded, (count, N_FFT), (stride * HOP, stride))
+    centred on sample ``i * 160`` (zeros beyond the ends), a block of frames at a time
+    so that no copy of a long recording is made."""
+    count = 1 + len(audio) // HOP
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic, as librosa's
     filters = _mel_filters().T
     result = np.empty((count, N_MELS), dtype=np.float32)
+    half = N_FFT // 2
     for first in range(0, count, MEL_BLOCK_FRAMES):
-        block = frames[first : first + MEL_BLOCK_FRAMES] * window
-        power = np.square(np.abs(np.fft.rfft(block, axis=1)), dtype=np.float32)
-        result[first : first + len(block)] = power @ filters
+        frames = min(MEL_BLOCK_FRAMES, count - first)
+        start = first * HOP - half
+        piece = np.zeros((frames - 1) * HOP + N_FFT, dtype=np.float32)
+        lo, hi = max(start, 0), min(start + len(piece), len(audio))
+        piece[lo - start : hi - start] = audio[lo:hi]
+        stride = piece.strides[0]
+        blocks = np.lib.stride_tricks.as_strided(piece, (frames, N_FFT), (stride * HOP, stride))
+        power = np.square(np.abs(np.fft.rfft(blocks * window, axis=1)), dtype=np.float32)
+        result[first : first + frames] = power @ filters
     return result
 
 
 def loudness_gain(audio: np.ndarray) -> float:
     """The gain that raises ``audio`` to TARGET_DBFS (1 if it is already louder)."""
-    power = float(np.mean(np.square(audio, dtype=np.float64))) if len(audio) else 0.0
+    # A block at a time: no float64 copy of a long recording.
+    step = SAMPLE_RATE * 60
+    energy = sum(
+        float(np.dot(b, b)) for b in (audio[i : i + step] for i in range(0, len(audio), step))
+    )
+    power = energy / len(audio) if len(audio) else 0.0
     if power <= 0:
         return 1.0
     dbfs = 10 * np.log10(power)
@@ -118,7 +128,8 @@ class SpeakerEncoder:
         ``audio`` (seconds), each cut or zero-padded to ``seconds`` of mel frames."""
         if not windows:
             return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
-        mels = mel_frames(audio * loudness_gain(audio))
+        mels = mel_frames(audio)
+        mels *= loudness_gain(audio) ** 2  # a power spectrogram: the gain squared
         length = round(seconds * FRAMES_PER_SECOND)
         out = []
         for first in range(0, len(windows), BATCH_WINDOWS):
