@@ -122,8 +122,8 @@ class ModelFields(BaseModel):
     diarization: bool = Field(
         True,
         description="Speaker labels on request (`diarize`, `diarized_json`): resemblyzer's "
-        "speaker encoder (17 MB of weights, about 40 MiB resident) is loaded at startup. "
-        "false = such requests are refused with 400 unsupported_option.",
+        "speaker encoder (on torch) and scikit-learn are loaded at startup, about 270 MiB "
+        "per worker. false = such requests are refused with 400 unsupported_option.",
     )
     diarization_max_speakers: int = Field(
         8,

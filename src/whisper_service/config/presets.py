@@ -29,7 +29,8 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "log_level": "INFO",
         "log_format": "json",
         # 2 GiB held the model, two running inferences and a 2-hour job's 440 MiB of
-        # audio; speaker diarization's 150 MiB (encoder, clustering) needs the rest.
+        # audio; speaker diarization's 270 MiB (torch for its encoder, scikit-learn)
+        # needs the rest.
         "memory_limit_mib": 2560,
         "cpu_limit": 2,
         "min_instances": 1,
@@ -76,9 +77,9 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         "log_level": "DEBUG",
         "log_format": "console",
         # 512 MiB held the int8 model and nothing else: one running inference adds up
-        # to 200 MiB, 30 minutes of audio 110 MiB, diarization 150 MiB
+        # to 200 MiB, 30 minutes of audio 110 MiB, diarization 270 MiB
         # (docs/configuration.md).
-        "memory_limit_mib": 1280,
+        "memory_limit_mib": 1536,
         "cpu_limit": 1,
         "min_instances": 0,
         "max_instances": 2,

@@ -149,11 +149,17 @@ _lock = threading.Lock()
 _encoder: SpeakerEncoder | None = None
 
 
-def speaker_encoder() -> SpeakerEncoder:
+def speaker_encoder(threads: int | None = None) -> SpeakerEncoder:
     """The process's one encoder, loaded on first use (startup loads it when
-    diarization is on, so no request pays for it)."""
+    diarization is on, so no request pays for it). ``threads``: torch's intra-op
+    threads, which startup sets to an inference worker's share of the CPUs (torch's
+    default, every CPU, would contend with the other inference workers)."""
     global _encoder
     with _lock:
         if _encoder is None:
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
             _encoder = SpeakerEncoder()
         return _encoder

@@ -99,10 +99,11 @@ class SpeakerWindows:
         self.embeddings = np.concatenate([self.embeddings, other.embeddings])
 
 
-def warm_up() -> None:
-    """Load the encoder and the clustering libraries and run each once, so no request
-    waits for them (startup calls this when diarization is on)."""
-    speaker_encoder().embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)], 1.0)
+def warm_up(threads: int | None = None) -> None:
+    """Load the encoder (with ``threads`` intra-op threads) and the clustering
+    libraries and run each once, so no request waits for them (startup calls this
+    when diarization is on)."""
+    speaker_encoder(threads).embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)], 1.0)
     rng = np.random.default_rng(0)
     points = np.abs(rng.normal(size=(8, EMBEDDING_SIZE))).astype(np.float32)
     cluster(points / np.linalg.norm(points, axis=1, keepdims=True), 2, 2)

@@ -98,7 +98,7 @@ def load_model(settings: Settings) -> LoadedModel:
     if settings.diarization:
         from whisper_service.diarization.speakers import warm_up
 
-        warm_up()
+        warm_up(settings.threads_per_worker(available_cpus()))
     return LoadedModel(artifact, engine, time.monotonic() - started)
 
 
