@@ -11,16 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from whisper_service.config import Settings
-from whisper_service.serving.memory import MIN_BUDGET_MIB, running_inference_mib
+from whisper_service.serving.memory import (
+    DIARIZATION_MIB,
+    MIN_BUDGET_MIB,
+    running_inference_mib,
+)
 
 SERVICE_OVERHEAD_MIB = 100
-# Speaker diarization (WHISPER_DIARIZATION=true), per worker: torch (for the speaker
-# encoder; a faster-whisper worker does not load it otherwise, 181 MiB), scikit-learn
-# and scipy (92 MiB), loaded at startup: a gunicorn worker measured 522 MiB with it,
-# 260 without. Its working memory (at most about 130 MiB, for 30 minutes of audio) is
-# held on the inference worker after the engine's, within a running inference's share
-# (docs/benchmarks.md, "Speaker diarization").
-DIARIZATION_MIB = 270
 
 
 @dataclass(frozen=True)

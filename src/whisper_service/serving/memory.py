@@ -32,6 +32,13 @@ RUNNING_INFERENCE_MIB = 200
 JOB_WINDOW_MIB = 90
 # Below this a budget is not worth having: the floor of the derived one.
 MIN_BUDGET_MIB = 64
+# Speaker diarization (WHISPER_DIARIZATION=true), per worker: torch for the speaker
+# encoder (a faster-whisper worker does not load it otherwise, 181 MiB), scikit-learn
+# and scipy (92 MiB); a gunicorn worker measured 522 MiB with it, 260 without. It loads
+# just after the model, so the budget sets it aside. Its working memory (at most about
+# 130 MiB, for 30 minutes of audio) is held on the inference worker after the
+# engine's, within a running inference's share (docs/benchmarks.md).
+DIARIZATION_MIB = 270
 
 
 def running_inference_mib(settings: Settings, *, jobs: bool) -> int:
@@ -45,13 +52,16 @@ def running_inference_mib(settings: Settings, *, jobs: bool) -> int:
 def audio_budget_bytes(settings: Settings, memory_limit: int, process_rss: int) -> int:
     """WHISPER_AUDIO_MEMORY_MIB when set; else this process's share of the container's
     limit, up to its degraded threshold, less what the process holds with its model
-    loaded and what its inference workers hold while they run."""
+    loaded, what diarization will load, and what its inference workers hold while
+    they run."""
     if settings.audio_memory_mib:
         return settings.audio_memory_mib * MIB
     ceiling = memory_limit * settings.health_memory_degraded_percent / 100
     share = ceiling / settings.web_workers
     running = running_inference_mib(settings, jobs=bool(settings.jobs_store))
-    free = share - process_rss - running * MIB
+    # Derived as the model becomes ready, before diarization has loaded.
+    speakers = DIARIZATION_MIB if settings.diarization else 0
+    free = share - process_rss - (running + speakers) * MIB
     return max(int(free), MIN_BUDGET_MIB * MIB)
 
 

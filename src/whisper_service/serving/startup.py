@@ -95,10 +95,6 @@ def load_model(settings: Settings) -> LoadedModel:
         # selection before the first real request does.
         noise = np.random.default_rng(0).normal(0, 1e-3, SAMPLE_RATE).astype(np.float32)
         engine.transcribe(noise, TranscribeOptions(beam_size=1, temperature=0.0))
-    if settings.diarization:
-        from whisper_service.diarization.speakers import warm_up
-
-        warm_up(settings.threads_per_worker(available_cpus()))
     return LoadedModel(artifact, engine, time.monotonic() - started)
 
 
@@ -126,3 +122,20 @@ async def load_in_background(runtime: Runtime) -> None:
         # How many requests of the longest accepted audio it holds at once.
         longest_requests_held=budget // decoded_bytes(settings.max_audio_seconds),
     )
+    if settings.diarization:
+        await load_diarization(settings)
+
+
+async def load_diarization(settings: Settings) -> None:
+    """Load the speaker encoder and clustering once the model serves (about 2 s:
+    readiness need not wait for them; a diarization asked for meanwhile waits for the
+    load). Missing weights are a broken image: exit as for a model."""
+    from whisper_service.diarization.speakers import warm_up
+
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(warm_up, settings.threads_per_worker(available_cpus()))
+    except Exception as exc:
+        log.critical("diarization_load_failed", error=str(exc))
+        os._exit(BOOT_ERROR_EXIT_CODE)
+    log.info("diarization_ready", load_seconds=round(time.monotonic() - started, 3))
