@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -25,7 +25,7 @@ from tests.speakers import (
     wav_bytes,
 )
 from tests.sse import events
-from tests.support import AUDIO, LiveServer, word_error_rate
+from tests.support import AUDIO, LiveServer, running, word_error_rate
 from whisper_service.audio import SAMPLE_RATE
 
 # ../shared/audio/README.md: one speaker on each channel.
@@ -203,27 +203,59 @@ def test_a_reference_clip_of_the_wrong_length_is_a_400(client: OpenAI) -> None:
         )  # fmt: skip
 
 
-def test_a_job_longer_than_one_unit_keeps_its_speakers(
-    live_server: Callable[..., LiveServer], tmp_path: Any
-) -> None:
-    server = live_server(
-        WHISPER_JOBS_STORE=str(tmp_path / "jobs"), WHISPER_JOBS_UNIT_MAX_AUDIO_SECONDS="30"
-    )
-    accepted = httpx.post(f"{server.url}/jobs", files={"file": ("talk.wav", wav_bytes(
-        recording().samples))}, data={"diarize": "true"}, timeout=60).json()  # fmt: skip
+@pytest.fixture(scope="module")
+def jobs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Jobs in a directory, units of at most 30 s: the 74 s recording makes three."""
+    work = tmp_path_factory.mktemp("diarized-jobs")
+    with running(work, WHISPER_JOBS_STORE=str(work / "jobs"),
+                 WHISPER_JOBS_UNIT_MAX_AUDIO_SECONDS="30") as server:  # fmt: skip
+        yield server
+
+
+def finished_job(server: LiveServer, audio: bytes, data: dict[str, str]) -> dict[str, Any]:
+    accepted = httpx.post(f"{server.url}/jobs", files={"file": ("talk.wav", audio)},
+                          data=data, timeout=60)  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/jobs/{accepted['id']}", timeout=30).json()
+        job: dict[str, Any] = httpx.get(f"{server.url}/jobs/{accepted.json()['id']}",
+                                        timeout=30).json()  # fmt: skip
         if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
+            return job
         time.sleep(1)
+    raise AssertionError(f"job still {job['status']} after 180 s")
+
+
+def test_a_job_longer_than_one_unit_keeps_its_speakers(jobs_server: LiveServer) -> None:
+    job = finished_job(jobs_server, wav_bytes(recording().samples), {"diarize": "true"})
     assert job["status"] == "succeeded", json.dumps(job)
     assert job["units"]["total"] >= 2
     result = job["result"]
     assert result["speakers"] == ["A", "B", "C"]
     found = utterance_turns(result["utterances"])
     assert confusion_rate(recording().reference, found) <= UTTERANCE_MAX_CONFUSION
-    srt = httpx.get(f"{server.url}/jobs/{accepted['id']}/result",
+    srt = httpx.get(f"{jobs_server.url}/jobs/{job['id']}/result",
                     params={"response_format": "srt"}, timeout=30).text  # fmt: skip
     assert "[A] " in srt
     assert "[C] " in srt
+
+
+def test_a_job_labels_a_call_by_channel(jobs_server: LiveServer) -> None:
+    stereo = (AUDIO / "stereo_diarization.wav").read_bytes()
+    job = finished_job(jobs_server, stereo, {"diarize": "channel"})
+    assert job["status"] == "succeeded", json.dumps(job)
+    assert job["units"]["total"] == 2  # one per channel
+    said: dict[str, str] = {}
+    for segment in job["result"]["segments"]:
+        said[segment["speaker"]] = said.get(segment["speaker"], "") + segment["text"]
+    assert word_error_rate(LEFT, said["left"]) <= 0.2
+    assert word_error_rate(RIGHT, said["right"]) <= 0.2
+    # jfk.flac's header says two channels, both the same signal: failed when planned.
+    twice = finished_job(jobs_server, (AUDIO / "jfk.flac").read_bytes(), {"diarize": "channel"})
+    assert twice["status"] == "failed"
+    assert "same audio" in twice["error"]["message"]
+    meeting_wav = wav_bytes(load("diarization/sample.wav")[: 5 * SAMPLE_RATE])
+    refused = httpx.post(f"{jobs_server.url}/jobs", files={"file": ("m.wav", meeting_wav)},
+                         data={"diarize": "channel"}, timeout=60)  # fmt: skip
+    assert refused.status_code == 400
+    assert "1 channel" in refused.json()["error"]["message"]

@@ -35,9 +35,10 @@ from whisper_service.api.schemas import (
 from whisper_service.api.sources import check_gcs_input, probe_upload
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render
 from whisper_service.diarization import DiarizeOptions, speakers_in
+from whisper_service.diarization.transcripts import not_two_channels
 from whisper_service.engines import Transcription
 from whisper_service.engines.base import check_options
-from whisper_service.errors import InvalidParameter, ServiceError
+from whisper_service.errors import ServiceError
 from whisper_service.formats import ResponseFormat
 from whisper_service.jobs.records import (
     Job,
@@ -111,7 +112,7 @@ def _segments(job: Job, result: Transcription) -> list[SegmentOut]:
 
 def _speakers(job: Job, result: Transcription) -> dict[str, Any]:
     """A diarized job's speakers and utterances, as /transcribe answers them."""
-    if not job.options.diarize:
+    if job.options.diarize == "none":
         return {}
     return {"speakers": speakers_in(result), "utterances": Utterance.all_of(result.segments)}
 
@@ -161,25 +162,23 @@ async def create_job(
     settings = runtime.settings
     form.check_source(settings)
     diarization = form.diarization(settings)
-    if diarization is not None and diarization.mode == "channel":
-        raise InvalidParameter(
-            "a job labels speakers by voice (diarize=true); diarize=channel is available "
-            "on /transcribe",
-            param="diarize",
-        )
+    speakers = diarization or DiarizeOptions()
     # A job keeps the same decoding options as /transcribe, plus what it does with them.
     options = JobOptions(
         **asdict(form.options(settings)),
         response_format=form.response_format,
         save_to_gcs=form.save_to_gcs,
-        diarize=diarization is not None,
-        min_speakers=(diarization or DiarizeOptions()).min_speakers,
-        max_speakers=(diarization or DiarizeOptions()).max_speakers,
+        diarize="none" if diarization is None else diarization.mode,
+        min_speakers=speakers.min_speakers,
+        max_speakers=speakers.max_speakers,
     )
     check_options(engine, options.transcribe_options())
     upload: IO[bytes] | None = None
     if form.file is not None:
-        await probe_upload(form.file, settings)
+        info = await probe_upload(form.file, settings)
+        if options.diarize == "channel" and info.channels != 2:
+            # What the header says; a stereo file with one signal twice fails when planned.
+            raise not_two_channels(info.channels)
         upload = form.file.file
         source = JobSource(kind="upload", filename=form.file.filename, bytes=form.file.size)
     else:

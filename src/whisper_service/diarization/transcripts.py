@@ -31,24 +31,31 @@ CHANNEL_NAMES = ("left", "right")
 SAME_SIGNAL_CORRELATION = 0.98
 
 
+ADVICE = "use diarize=true to tell voices apart"
+
+
+def not_two_channels(channels: int) -> InvalidParameter:
+    """The 400 for ``diarize=channel`` on audio of ``channels`` channels."""
+    return InvalidParameter(
+        "diarize=channel labels a stereo recording with one speaker per channel; this "
+        f"audio has {channels} channel(s): {ADVICE}",
+        param="diarize",
+    )
+
+
 def check_channels(audio: DecodedAudio, options: DiarizeOptions) -> None:
     """400 for ``diarize=channel`` on audio that is not two different channels."""
     if options.mode != "channel":
         return
-    advice = "use diarize=true to tell voices apart"
     if audio.source_channels != 2 or audio.channels is None:
-        raise InvalidParameter(
-            "diarize=channel labels a stereo recording with one speaker per channel; this "
-            f"audio has {audio.source_channels} channel(s): {advice}",
-            param="diarize",
-        )
+        raise not_two_channels(audio.source_channels)
     left, right = audio.channels
     if np.std(left) > 0 and np.std(right) > 0:
         correlation = float(np.corrcoef(left, right)[0, 1])
         if correlation >= SAME_SIGNAL_CORRELATION:
             raise InvalidParameter(
                 "diarize=channel needs one speaker per channel, but both channels of this "
-                f"recording carry the same audio: {advice}",
+                f"recording carry the same audio: {ADVICE}",
                 param="diarize",
             )
 

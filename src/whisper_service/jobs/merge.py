@@ -91,7 +91,7 @@ class Merger:
             plan.duration,
             segments,
         )
-        if job.options.diarize:
+        if job.options.diarize == "voices":
             merged = self._diarized(job, plan, merged)
         return merged
 

@@ -42,21 +42,22 @@ class JobOptions(BaseModel):
     prompt: str | None = None
     vad_filter: bool = False
     save_to_gcs: bool = False
-    # Speakers by voice: each unit embeds its speech, the merge clusters them all.
-    diarize: bool = False
+    # Speakers by voice (each unit embeds its speech, the merge clusters them all),
+    # or by channel (each channel of a stereo call planned into units of its own).
+    diarize: Literal["none", "voices", "channel"] = "none"
     min_speakers: int = 1
     max_speakers: int = 8
 
     def transcribe_options(self, language: str | None = None) -> TranscribeOptions:
         """Engine options; ``language`` (detected on the first batch) wins when set.
-        Diarization needs the words' times (where speakers change)."""
+        Diarization by voice needs the words' times (where speakers change)."""
         return TranscribeOptions(
             language=language or self.language,
             task=self.task,
             beam_size=self.beam_size,
             temperature=self.temperature,
             prompt=self.prompt,
-            word_timestamps=self.word_timestamps or self.diarize,
+            word_timestamps=self.word_timestamps or self.diarize == "voices",
         )
 
 
@@ -137,11 +138,13 @@ class Window(BaseModel):
 
 
 class Unit(BaseModel):
-    """One message's worth of work: consecutive windows, their audio stored apart."""
+    """One message's worth of work: consecutive windows, their audio stored apart
+    (with diarize=channel, of one channel: 0 left, 1 right)."""
 
     start: float
     end: float
     windows: list[Window]
+    channel: int | None = None
 
 
 class UnitSpec(BaseModel):

@@ -25,11 +25,12 @@ from whisper_service.engines.base import CancelToken, Engine
 from whisper_service.jobs import transitions
 from whisper_service.jobs.dispatch import Delivery, LocalQueue, Queue, Retry
 from whisper_service.jobs.files import JobFiles
+from whisper_service.jobs.inputs import JobFailed
 from whisper_service.jobs.objects import Conflict
 from whisper_service.jobs.push_auth import PushAuth
 from whisper_service.jobs.records import Job, JobError, JobStatus
 from whisper_service.jobs.store import Additions, DirectoryStore, JobNotFound, JobStore
-from whisper_service.jobs.work import JobFailed, JobWork, Stopped
+from whisper_service.jobs.work import JobWork, Stopped
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry

@@ -21,18 +21,17 @@ model not loaded) and ``JobFailed`` for what none will (bad input, too long).
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import IO, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import structlog
 
-from whisper_service.audio import AudioError, decode_audio
 from whisper_service.config import Settings
 from whisper_service.diarization import embed_speech
+from whisper_service.diarization.transcripts import CHANNEL_NAMES
 from whisper_service.engines.base import (
     Cancelled,
     CancelToken,
@@ -45,33 +44,24 @@ from whisper_service.jobs import transitions
 from whisper_service.jobs.chunking import RealtimeFactor, UnitGrouper, final_windows
 from whisper_service.jobs.dispatch import Delivery, Queue, Retry
 from whisper_service.jobs.files import JobFiles, unit_samples
+from whisper_service.jobs.inputs import MEMORY_RECHECK_SECONDS, JobInput
 from whisper_service.jobs.merge import Merger
-from whisper_service.jobs.records import Job, JobError, Plan, Unit, UnitCheckpoint, UnitSpec, Window
+from whisper_service.jobs.records import Job, Plan, Unit, UnitCheckpoint, UnitSpec, Window
 from whisper_service.jobs.store import Additions, JobStore
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.serving.memory import AudioMemory, AudioTooBig, MemoryRefused
+from whisper_service.serving.memory import AudioMemory
 from whisper_service.serving.scheduler import Rejected, Scheduler
-from whisper_service.storage import GcsStorage, StorageError
+from whisper_service.storage import GcsStorage
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# How often work held back by the memory guard looks again.
-MEMORY_RECHECK_SECONDS = 1.0
 # How often a unit writes its progress into the job's record (one document that every
 # instance on the job writes: Firestore sustains about one write a second on it).
 PROGRESS_SECONDS = 5.0
 # Units never hold less than one full window of audio.
 MIN_UNIT_SECONDS = 30.0
-
-
-class JobFailed(Exception):
-    """The job cannot succeed: bad input, missing object, audio too long."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.error = JobError(code=code, message=message)
 
 
 class Stopped(Exception):
@@ -105,6 +95,7 @@ class JobWork:
         self.audio_memory = audio_memory
         self.realtime = RealtimeFactor()
         self.merger = Merger(settings, store, files, storage)
+        self.inputs = JobInput(settings, storage, files, draining)
 
     def unit_seconds(self) -> float:
         """Audio per unit: what the target unit time transcribes at the measured
@@ -137,19 +128,26 @@ class JobWork:
     async def _make_plan(self, job: Job, engine: Engine, token: CancelToken) -> Plan:
         units: list[Unit] = []
         with self.audio_memory.reservation() as memory:
-            audio = await self._decode(job, token, memory.ensure)
+            decoded = await self.inputs.decode(job, token, memory.ensure)
+            # One track, or with diarize=channel each channel on its own (VAD, so a
+            # channel's silence while the other speaks is never transcribed).
+            tracks: list[tuple[int | None, np.ndarray]] = [(None, decoded.samples)]
             mode = "vad" if job.options.vad_filter else self.settings.jobs_chunking
-            groups = final_windows(audio, mode)
-            grouper = UnitGrouper(self.unit_seconds())
+            if decoded.channels is not None:
+                tracks, mode = list(enumerate(decoded.channels)), "vad"
             language, probability = job.options.language, 0.0
-            while (ready := await asyncio.to_thread(next, groups, None)) is not None:
-                if language is None and ready:
-                    language, probability = await self._language(engine, audio, ready[0], token)
-                closed = [u for u in map(grouper.add, ready) if u is not None]
-                await self._publish(job.id, audio, units, closed, language)
-            last = grouper.finish()
-            await self._publish(job.id, audio, units, [last] if last else [], language)
-        plan = Plan(duration=len(audio) / 16_000, language=language,
+            for channel, audio in tracks:
+                groups = final_windows(audio, mode)
+                grouper = UnitGrouper(self.unit_seconds())
+                while (ready := await asyncio.to_thread(next, groups, None)) is not None:
+                    if language is None and ready:
+                        found = await self._language(engine, audio, ready[0], token)
+                        language, probability = found
+                    closed = [u for u in map(grouper.add, ready) if u is not None]
+                    await self._publish(job.id, audio, units, closed, language, channel)
+                last = grouper.finish()
+                await self._publish(job.id, audio, units, [last] if last else [], language, channel)
+        plan = Plan(duration=decoded.duration, language=language,
                     language_probability=probability, units=units)  # fmt: skip
         # Written last: a stored plan always has every unit beside it.
         await asyncio.to_thread(self.files.put_plan, job.id, plan)
@@ -162,10 +160,12 @@ class JobWork:
         units: list[Unit],
         new: list[Unit],
         language: str | None,
+        channel: int | None,
     ) -> None:
-        """Store ``new`` units (audio, then what their deliveries need), numbered after
-        ``units``, and publish them."""
+        """Store ``new`` units of ``audio`` (of ``channel``; audio, then what their
+        deliveries need), numbered after ``units``, and publish them."""
         first = len(units)
+        new = [u.model_copy(update={"channel": channel}) for u in new]
         units.extend(new)
         # In parallel: on GCS each is a round trip, and planning is the job's serial part.
         await asyncio.gather(*(
@@ -202,7 +202,7 @@ class JobWork:
         unit = spec.unit
         checkpoint = await asyncio.to_thread(self.files.get_checkpoint, job.id, number)
         checkpoint = checkpoint or UnitCheckpoint()
-        speakers_missing = job.options.diarize and (
+        speakers_missing = job.options.diarize == "voices" and (
             await asyncio.to_thread(self.files.get_unit_speakers, job.id, number) is None
         )
         windows, speech = 0, 0.0  # a redelivery of a unit whose windows were all done
@@ -251,7 +251,8 @@ class JobWork:
             part = await self._infer(engine, audio, unit, batch, options, token)
             speech = sum(w.end - w.start for w in batch)
             self.realtime.observe(time.monotonic() - began, speech)
-            checkpoint.segments.extend(_on_timeline(part.segments, unit.start))
+            speaker = None if unit.channel is None else CHANNEL_NAMES[unit.channel]
+            checkpoint.segments.extend(_on_timeline(part.segments, unit.start, speaker))
             checkpoint.windows_done += len(batch)
             await asyncio.to_thread(self.files.put_checkpoint, job_id, number, checkpoint)
             windows, seconds = windows + len(batch), seconds + speech
@@ -324,65 +325,16 @@ class JobWork:
             waited = True
             await asyncio.sleep(MEMORY_RECHECK_SECONDS)
 
-    # --- the input ---
 
-    async def _decode(
-        self, job: Job, token: CancelToken, reserve: Callable[[int], None]
-    ) -> np.ndarray:
-        """The job's audio, decoded into the reservation; while the budget has no room
-        for it, wait (like the memory guard)."""
-        waited = False
-        while True:
-            source = await self._fetch(job)
-            try:
-                with source:
-                    decoded = await asyncio.to_thread(
-                        decode_audio,
-                        source,
-                        max_seconds=self.settings.jobs_max_audio_seconds,
-                        check=token.check,
-                        reserve=reserve,
-                    )
-                return decoded.samples
-            except MemoryRefused:
-                if not waited:
-                    log.warning("job_waiting_for_memory", reason="audio budget")
-                waited = True
-            except (AudioError, AudioTooBig) as exc:
-                raise JobFailed(exc.code, exc.message) from exc
-            except Cancelled as exc:
-                raise Retry(exc.reason or "stopped") from exc
-            await asyncio.sleep(MEMORY_RECHECK_SECONDS)
-            if self._draining():
-                raise Retry("draining")
-
-    async def _fetch(self, job: Job) -> IO[bytes]:
-        """The input's bytes in a temporary file at position 0."""
-        if job.source.kind == "gcs":
-            try:
-                return await asyncio.to_thread(
-                    self.storage.download, str(job.source.uri), self.settings.max_upload_bytes
-                )
-            except StorageError as exc:
-                if exc.status >= 500:
-                    raise Retry(exc.message) from exc  # GCS trouble, not the input's
-                raise JobFailed(exc.code, exc.message) from exc
-        local = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
-        if not await asyncio.to_thread(self.files.get_input, job.id, local):
-            local.close()
-            raise JobFailed("input_missing", "the uploaded file is no longer in the store")
-        local.seek(0)
-        return local
-
-
-def _on_timeline(segments: list[Segment], offset: float) -> list[Segment]:
-    """Segments of a unit's audio moved onto the recording's timeline."""
+def _on_timeline(segments: list[Segment], offset: float, speaker: str | None) -> list[Segment]:
+    """Segments of a unit's audio moved onto the recording's timeline (with their
+    channel's speaker, for diarize=channel)."""
     moved = []
     for segment in segments:
         words = None
         if segment.words is not None:
-            words = [replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words]
-        moved.append(
-            replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
-        )
+            words = [replace(w, start=w.start + offset, end=w.end + offset, speaker=speaker)
+                     for w in segment.words]  # fmt: skip
+        moved.append(replace(segment, start=segment.start + offset, end=segment.end + offset,
+                             words=words, speaker=speaker))  # fmt: skip
     return moved
