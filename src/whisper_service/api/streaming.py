@@ -82,7 +82,7 @@ async def stream_transcription(
             admitted_audio(request, runtime, source, stereo=stereo)
         )
         if diarization is not None:
-            check_channels(admitted.audio, diarization)
+            await asyncio.to_thread(check_channels, admitted.audio, diarization)
     except BaseException:
         await stack.aclose()
         raise

@@ -218,7 +218,7 @@ async def transcribe(
     stereo = diarization is not None and diarization.mode == "channel"
     async with admitted_audio(request, runtime, source, stereo=stereo) as admitted:
         if diarization is not None:
-            check_channels(admitted.audio, diarization)
+            await asyncio.to_thread(check_channels, admitted.audio, diarization)
         result = await run_admitted(
             runtime,
             admitted,

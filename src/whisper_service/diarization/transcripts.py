@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import structlog
 
-from whisper_service.audio import DecodedAudio
+from whisper_service.audio import SAMPLE_RATE, DecodedAudio
 from whisper_service.diarization.attribution import attribute, relabel, speakers_in
 from whisper_service.diarization.speakers import DiarizeOptions, diarize, letters
 from whisper_service.engines.base import CancelToken, Engine, TranscribeOptions, Transcription
@@ -49,24 +49,41 @@ def check_channels(audio: DecodedAudio, options: DiarizeOptions) -> None:
         return
     if audio.source_channels != 2 or audio.channels is None:
         raise not_two_channels(audio.source_channels)
-    left, right = audio.channels
-    if np.std(left) > 0 and np.std(right) > 0:
-        correlation = float(np.corrcoef(left, right)[0, 1])
-        if correlation >= SAME_SIGNAL_CORRELATION:
-            raise InvalidParameter(
-                "diarize=channel needs one speaker per channel, but both channels of this "
-                f"recording carry the same audio: {ADVICE}",
-                param="diarize",
-            )
+    if correlation(*audio.channels) >= SAME_SIGNAL_CORRELATION:
+        raise InvalidParameter(
+            "diarize=channel needs one speaker per channel, but both channels of this "
+            f"recording carry the same audio: {ADVICE}",
+            param="diarize",
+        )
+
+
+def correlation(left: np.ndarray, right: np.ndarray) -> float:
+    """Pearson's correlation of two equal-length signals (0 when one is flat), from
+    sums taken a minute at a time: no float64 copy of a long recording."""
+    step = 60 * SAMPLE_RATE
+    sums = np.zeros(5)
+    for start in range(0, len(left), step):
+        a, b = left[start : start + step], right[start : start + step]
+        sums += (a.sum(dtype=np.float64), b.sum(dtype=np.float64),
+                 np.dot(a, a), np.dot(b, b), np.dot(a, b))  # fmt: skip
+    count = max(len(left), 1)
+    mean_left, mean_right = sums[0] / count, sums[1] / count
+    var_left = sums[2] / count - mean_left**2
+    var_right = sums[3] / count - mean_right**2
+    if var_left <= 0 or var_right <= 0:
+        return 0.0
+    return float((sums[4] / count - mean_left * mean_right) / np.sqrt(var_left * var_right))
 
 
 def transcribe_channels(
     engine: Engine, options: TranscribeOptions, audio: DecodedAudio, token: CancelToken
 ) -> Transcription:
     """Each channel transcribed on its own (the second in the first's language), the
-    segments interleaved by start time and labelled with their channel."""
-    check_channels(audio, DiarizeOptions(mode="channel"))
-    channels = audio.channels if audio.channels is not None else ()
+    segments interleaved by start time and labelled with their channel (the audio
+    passed ``check_channels`` when it was admitted)."""
+    if audio.channels is None:
+        raise not_two_channels(audio.source_channels)
+    channels = audio.channels
     with telemetry.diarization("channel", audio.duration) as span:
         quiet = replace(options, vad_filter=True)  # each channel is silent half the time
         parts: list[tuple[str, Transcription]] = []

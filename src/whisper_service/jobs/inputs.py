@@ -73,7 +73,7 @@ class JobInput:
                         stereo=stereo,
                     )
                 if stereo:
-                    check_channels(decoded, DiarizeOptions(mode="channel"))
+                    await asyncio.to_thread(check_channels, decoded, DiarizeOptions(mode="channel"))
                 return decoded
             except MemoryRefused:
                 if not waited:
