@@ -28,13 +28,13 @@ from whisper_service.api.schemas import (
     JobUnitsOut,
     JobView,
     SegmentOut,
-    Utterance,
     error_responses,
     json_response,
+    speaker_fields,
 )
 from whisper_service.api.sources import check_gcs_input, probe_upload
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render
-from whisper_service.diarization import DiarizeOptions, speakers_in
+from whisper_service.diarization import DiarizeOptions
 from whisper_service.diarization.transcripts import not_two_channels
 from whisper_service.engines import Transcription
 from whisper_service.engines.base import check_options
@@ -112,9 +112,7 @@ def _segments(job: Job, result: Transcription) -> list[SegmentOut]:
 
 def _speakers(job: Job, result: Transcription) -> dict[str, Any]:
     """A diarized job's speakers and utterances, as /transcribe answers them."""
-    if job.options.diarize == "none":
-        return {}
-    return {"speakers": speakers_in(result), "utterances": Utterance.all_of(result.segments)}
+    return {} if job.options.diarize == "none" else speaker_fields(result)
 
 
 def _job_not_found(job_id: str) -> ServiceError:

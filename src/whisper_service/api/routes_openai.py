@@ -10,6 +10,7 @@ every 5xx.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -157,11 +158,12 @@ async def _handle(
     fmt = ResponseFormat.JSON if diarized else ResponseFormat(response_format)
     _check_combinations(fmt, granularities, logprobs, stream)
     _check_diarization(diarized, prompt, logprobs, known)
-    diarization = (
-        diarize_options(runtime.settings, Diarize.TRUE, None, None, await known_voices(*known))
-        if diarized
-        else None
-    )
+    diarization = None
+    if diarized:
+        # Refused (diarization off) before any reference clip is decoded.
+        diarization = diarize_options(runtime.settings, Diarize.TRUE, None, None)
+        if diarization is not None and (known[0] or known[1]):
+            diarization = replace(diarization, known=await known_voices(*known))
     words = "word" in granularities
     options = TranscribeOptions(
         language=parse_language(language),

@@ -21,14 +21,13 @@ from whisper_service.api.schemas import (
     TranscriptionOut,
     TranscriptSegmentEvent,
     Usage,
-    Utterance,
     VerboseTranscriptionOut,
     error_responses,
+    speaker_fields,
 )
 from whisper_service.api.sources import AudioSource, GcsObject, Upload
 from whisper_service.api.streaming import EventFormat, stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, infer, render, transcribe
-from whisper_service.diarization import speakers_in
 from whisper_service.engines import Engine, Segment, TranscribeOptions, Transcription
 from whisper_service.engines.base import require_multilingual
 from whisper_service.engines.languages import language_name
@@ -142,15 +141,8 @@ def _summary(
         "processing_seconds": round(time.monotonic() - started, 3),
         "usage": Usage.of(result.duration),
         "output_uri": output_uri,
-        **_speakers(result, diarized),
+        **(speaker_fields(result) if diarized else {}),
     }
-
-
-def _speakers(result: Transcription, diarized: bool) -> dict[str, Any]:
-    """The json answers' speakers and utterances, when the transcript was diarized."""
-    if not diarized:
-        return {}
-    return {"speakers": speakers_in(result), "utterances": Utterance.all_of(result.segments)}
 
 
 def _segments(result: Transcription, options: TranscribeOptions) -> list[SegmentOut]:

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from whisper_service.engines import Segment
+from whisper_service.diarization.attribution import speakers_in
+from whisper_service.engines import Segment, Transcription
 from whisper_service.formats import segment_dict
 
 
@@ -127,6 +128,15 @@ class Utterance(BaseModel):
                     )
                 )
         return found
+
+
+def speaker_fields(transcription: Transcription) -> dict[str, Any]:
+    """``speakers`` and ``utterances`` of a diarized transcript, as the json answers of
+    /transcribe and a job's result carry them."""
+    return {
+        "speakers": speakers_in(transcription),
+        "utterances": Utterance.all_of(transcription.segments),
+    }
 
 
 class TranscriptionOut(BaseModel):
