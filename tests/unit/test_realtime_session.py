@@ -1,0 +1,106 @@
+"""A live session apart from its transport, on real speech, with a transcriber that
+reports the audio it was given (issue 17, in progress)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.speakers import load
+from tests.support import LONG_AUDIO
+from whisper_service.audio import SAMPLE_RATE
+from whisper_service.realtime.session import Session, SessionConfig, SessionLimits
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """Answers with the turn's length; remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, bool]] = []
+
+    async def __call__(self, audio: np.ndarray, config: SessionConfig, *, final: bool) -> str:
+        self.calls.append((len(audio) / SAMPLE_RATE, final))
+        return f"{len(audio) / SAMPLE_RATE:.2f} s"
+
+
+async def stream(session: Session, audio: np.ndarray, chunk: int = SAMPLE_RATE // 10) -> None:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    for start in range(0, len(pcm), chunk):
+        await session.append(pcm[start : start + chunk].tobytes())
+    await session.finish()
+
+
+async def test_server_vad_turns_each_get_their_final_text() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    recorder = Recorder()
+    session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send)
+    await stream(session, load(LONG_AUDIO)[: 60 * SAMPLE_RATE])
+    kinds = [e["type"] for e in sent]
+    started = kinds.count("input_audio_buffer.speech_started")
+    assert started >= 4
+    assert kinds.count("input_audio_buffer.committed") == started
+    completed = [e for e in sent if e["type"].endswith("transcription.completed")]
+    assert len(completed) == started
+    # Every committed item is completed, in order, with its own audio.
+    committed = [e["item_id"] for e in sent if e["type"] == "input_audio_buffer.committed"]
+    assert [e["item_id"] for e in completed] == committed
+    assert sum(e["usage"]["seconds"] for e in completed) <= 60.5
+    assert any(e["type"].endswith("transcription.delta") for e in sent)  # partials
+    assert all(final for _, final in recorder.calls[-1:])
+
+
+async def test_manual_commits_and_clear() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), Recorder(), send)
+    await session.commit()
+    assert sent[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
+    audio = (load("jfk.flac")[: 2 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+    await session.append(audio)
+    await session.clear()
+    await session.commit()
+    assert sent[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
+    await session.append(audio)
+    await session.commit()
+    await session.finish()
+    assert sent[-1]["type"] == "conversation.item.input_audio_transcription.completed"
+    assert sent[-1]["transcript"] == "2.00 s"
+
+
+async def test_a_turn_without_a_pause_is_cut() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    recorder = Recorder()
+    limits = SessionLimits(max_turn_seconds=5.0, partial_seconds=100.0)
+    session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send, limits)
+    await stream(session, load(LONG_AUDIO)[: 20 * SAMPLE_RATE])
+    assert all(seconds <= 5.5 for seconds, final in recorder.calls if final)
+
+
+async def test_an_odd_frame_is_an_error_event_and_the_session_goes_on() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    session = Session(SessionConfig(rate=24_000, turn_detection=None), Recorder(), send)
+    await session.append(b"\x00\x01\x02")
+    assert sent[-1]["error"]["code"] == "invalid_audio_frame"
+    await session.append(b"\x00\x00" * 2400)
+    await session.commit()
+    await session.finish()
+    assert sent[-1]["type"].endswith("transcription.completed")
