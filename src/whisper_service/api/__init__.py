@@ -1,7 +1,8 @@
 """HTTP only: where a request is parsed, checked and answered.
 
 - ``routes_*``: one router per surface (transcribe, openai, jobs, health, metrics,
-  and ``internal``: where Pub/Sub pushes job deliveries);
+  ``realtime``: live sessions over WebSocket, and ``internal``: where Pub/Sub pushes
+  job deliveries);
 - ``forms``: the form fields /transcribe and /jobs share;
 - ``deps``: FastAPI dependencies (runtime, ready engine, jobs, caller);
 - ``transcription``: the one pipeline every route calls (check, admit, decode,
@@ -17,6 +18,7 @@ from whisper_service.api import (
     routes_jobs,
     routes_metrics,
     routes_openai,
+    routes_realtime,
     routes_transcribe,
 )
 from whisper_service.api.errors import install_error_handlers
@@ -25,6 +27,7 @@ ROUTERS = (
     routes_transcribe.router,
     routes_jobs.router,
     routes_openai.router,
+    routes_realtime.router,
     routes_health.router,
     routes_internal.router,
 )

@@ -45,11 +45,19 @@ class KeyIds:
         return "key:" + hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()[:12]
 
 
+# OpenAI's way for a browser WebSocket to carry a key: a subprotocol.
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
 def presented_key(scope: Scope) -> str | None:
     """The key the request carries, if any. ``X-API-Key`` wins over ``Authorization``:
-    behind Cloud Run's IAM, Authorization carries the platform's ID token."""
+    behind Cloud Run's IAM, Authorization carries the platform's ID token. A WebSocket
+    may carry it as the subprotocol ``openai-insecure-api-key.<key>``."""
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     bearer = None
+    for subprotocol in scope.get("subprotocols", []) if scope["type"] == "websocket" else []:
+        if subprotocol.startswith(KEY_SUBPROTOCOL) and len(subprotocol) > len(KEY_SUBPROTOCOL):
+            bearer = subprotocol[len(KEY_SUBPROTOCOL) :]
     for name, raw in headers:
         lowered, value = name.lower(), raw.decode("latin-1").strip()
         if lowered == b"x-api-key" and value:
@@ -95,7 +103,8 @@ class ApiKeyMiddleware:
         return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+        kind = scope["type"]
+        if kind not in ("http", "websocket") or (kind == "http" and scope["method"] == "OPTIONS"):
             await self.app(scope, receive, send)
             return
         public = (self.public_probes and is_probe(scope["path"])) or is_push(scope["path"])
@@ -105,7 +114,7 @@ class ApiKeyMiddleware:
         )
         if held_off and not public:
             assert self._failures is not None
-            await send_error(send, _too_many_failures(self._failures.retry_after(address)))
+            await send_error(send, _too_many_failures(self._failures.retry_after(address)), scope)
             return
         key = presented_key(scope)
         given = None if key is None else _digest(key)
@@ -133,6 +142,7 @@ class ApiKeyMiddleware:
                 status=401,
                 headers={"WWW-Authenticate": challenge},
             ),
+            scope,
         )
 
 

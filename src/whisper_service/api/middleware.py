@@ -143,8 +143,10 @@ def is_probe(path: str) -> bool:
     )
 
 
-async def send_error(send: Send, error: ServiceError) -> None:
-    """Answer from middleware (before any route runs) in the API's JSON error shape."""
+async def send_error(send: Send, error: ServiceError, scope: Scope | None = None) -> None:
+    """Answer from middleware (before any route runs) in the API's JSON error shape. A
+    WebSocket handshake is refused with that HTTP answer where the server can send one
+    (the ASGI ``websocket.http.response`` extension), else closed unaccepted (403)."""
     telemetry.rejected(error.code)
     body = json.dumps(error_body(error.status, error.code, error.message, error.param)).encode()
     raw_headers = [
@@ -153,8 +155,14 @@ async def send_error(send: Send, error: ServiceError) -> None:
     ]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     status = error.status
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+    prefix = "http"
+    if scope is not None and scope["type"] == "websocket":
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": error.code})
+            return
+        prefix = "websocket.http"
+    await send({"type": f"{prefix}.response.start", "status": status, "headers": raw_headers})
+    await send({"type": f"{prefix}.response.body", "body": body})
 
 
 class DrainMiddleware:

@@ -339,6 +339,51 @@ class StorageFields(BaseModel):
 TOPIC_PATTERN = r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}"
 
 
+class RealtimeFields(BaseModel):
+    """Live transcription over WebSocket: /v1/realtime and /stream."""
+
+    realtime_max_sessions: int = Field(
+        8,
+        ge=0,
+        le=1000,
+        description="Open live sessions one process holds; past it the handshake is "
+        "refused with HTTP 429. 0 turns live transcription off.",
+    )
+    realtime_partial_seconds: float = Field(
+        1.0,
+        ge=0.2,
+        le=30,
+        description="While a turn is open, its text so far is re-decoded after this much "
+        "new audio (a delta event).",
+    )
+    realtime_max_turn_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=30,
+        description="A turn that never pauses is closed (and transcribed) at this length: "
+        "Whisper's window.",
+    )
+    realtime_idle_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="A session that sends nothing for this long is closed (1000).",
+    )
+    realtime_max_session_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=3600,
+        description="Longest session (Cloud Run ends a WebSocket at 60 minutes).",
+    )
+    realtime_max_ahead_seconds: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="How far ahead of real time a session's audio may run (a client "
+        "replaying a recording fast): past it, each frame is dropped with an error event.",
+    )
+
+
 class JobsFields(BaseModel):
     """Async jobs for long audio."""
 

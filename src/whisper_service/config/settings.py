@@ -24,6 +24,7 @@ from whisper_service.config.fields import (
     LoggingFields,
     ModelFields,
     PlatformFields,
+    RealtimeFields,
     SecurityFields,
     ServingFields,
     StorageFields,
@@ -54,6 +55,7 @@ def env_var_name(field_name: str) -> str:
 class Settings(
     PlatformFields,
     LoggingFields,
+    RealtimeFields,
     JobsFields,
     StorageFields,
     SecurityFields,

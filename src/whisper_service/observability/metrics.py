@@ -138,6 +138,32 @@ DIARIZATION_SPEAKERS = Histogram(
     namespace=NAMESPACE,
     buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 16),
 )
+REALTIME_SESSIONS = Gauge(
+    "realtime_sessions",
+    "Live WebSocket transcription sessions open now.",
+    namespace=NAMESPACE,
+    multiprocess_mode="livesum",
+)
+REALTIME_REFUSED = Counter(
+    "realtime_sessions_refused_total",
+    "Live sessions refused at the handshake, by reason (too_many_sessions, unavailable, "
+    "unsupported_intent).",
+    ["reason"],
+    namespace=NAMESPACE,
+)
+REALTIME_AUDIO_SECONDS = Counter(
+    "realtime_audio_seconds_total",
+    "Seconds of audio streamed into live sessions.",
+    namespace=NAMESPACE,
+)
+REALTIME_LATENCY = Histogram(
+    "realtime_latency_seconds",
+    "Live sessions: final = end of a turn to its completed event; partial = start of "
+    "speech to the turn's first delta.",
+    ["kind"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
 QUEUE_WAIT = Histogram(
     "queue_wait_seconds",
     "Time a request waited for an inference worker.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,18 @@ from whisper_service.realtime.vad import StreamingVad, TurnDetection
 
 Event = dict[str, Any]
 Send = Callable[[Event], Awaitable[None]]
+# Told each latency: ("final", end of turn -> completed), ("partial", speech -> first delta).
+Observe = Callable[[str, float], None]
+
+
+class TranscriptionFailed(Exception):
+    """A turn could not be transcribed (queue full, deadline, drain): ``code`` and
+    ``message`` for the client's ``...transcription.failed`` event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class Transcriber(Protocol):
@@ -52,10 +65,11 @@ class SessionConfig:
 @dataclass(frozen=True)
 class SessionLimits:
     """Per-session bounds: the audio a turn may hold before it is cut, how often
-    partial text is refreshed."""
+    partial text is refreshed, how far ahead of real time a client may send."""
 
     max_turn_seconds: float = 30.0
     partial_seconds: float = 1.0
+    max_ahead_seconds: float = 120.0
 
 
 def new_id(prefix: str) -> str:
@@ -73,10 +87,13 @@ class Session:
         transcriber: Transcriber,
         send: Send,
         limits: SessionLimits | None = None,
+        observe: Observe | None = None,
     ) -> None:
         self.limits = limits or SessionLimits()
         self._transcriber = transcriber
         self._send = send
+        self._observe = observe or (lambda _kind, _seconds: None)
+        self._started_at: dict[str, float] = {}  # open turns: when speech started
         self.configure(config)
         self._buffer: list[np.ndarray] = []  # the open turn's audio (16 kHz)
         self._buffer_start = 0  # its first sample, on the session's timeline
@@ -85,6 +102,11 @@ class Session:
         self._previous: str | None = None
         self._work: asyncio.Task[None] | None = None  # transcriptions, in order
         self._since_partial = 0
+
+    @property
+    def received_seconds(self) -> float:
+        """Audio received so far, in seconds."""
+        return self._received / SAMPLE_RATE
 
     def configure(self, config: SessionConfig) -> None:
         """Apply a session update (the rate and turn detection reset the stream)."""
@@ -129,6 +151,7 @@ class Session:
         self._drop_before(sample)
         self._item = new_id("item")
         self._since_partial = 0
+        self._started_at[self._item] = time.monotonic()
         await self._send(events.speech_started(self._item, self._ms(sample)))
 
     async def _speech_stopped(self, sample: int) -> None:
@@ -148,7 +171,7 @@ class Session:
         await self._send(events.committed(item, self._previous))
         self._previous, self._item = item, None
         self._drop_before(self._buffer_start + len(audio))
-        self._enqueue(self._final(item, audio))
+        self._enqueue(self._final(item, audio, time.monotonic()))
 
     async def clear(self) -> None:
         """Drop the buffered audio and any open turn."""
@@ -178,13 +201,25 @@ class Session:
         self._work = asyncio.ensure_future(after())
 
     async def _partial(self, item: str, audio: np.ndarray) -> None:
-        text = await self._transcriber(audio, self.config, final=False)
+        try:
+            text = await self._transcriber(audio, self.config, final=False)
+        except TranscriptionFailed:
+            return  # a partial is a courtesy; the final will come
         if text:
+            started = self._started_at.pop(item, None)
+            if started is not None:  # the turn's first partial
+                self._observe("partial", time.monotonic() - started)
             await self._send(events.delta(item, text))
 
-    async def _final(self, item: str, audio: np.ndarray) -> None:
-        text = await self._transcriber(audio, self.config, final=True)
+    async def _final(self, item: str, audio: np.ndarray, ended: float) -> None:
+        self._started_at.pop(item, None)
+        try:
+            text = await self._transcriber(audio, self.config, final=True)
+        except TranscriptionFailed as exc:
+            await self._send(events.failed(item, exc.code, exc.message))
+            return
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
+        self._observe("final", time.monotonic() - ended)
 
     def _audio(self, until: int | None = None) -> np.ndarray:
         audio = np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
@@ -235,6 +270,16 @@ class events:  # noqa: N801 - a namespace of builders, read as events.delta(...)
     def delta(cls, item: str, text: str) -> Event:
         return cls._event("conversation.item.input_audio_transcription.delta",
                           item_id=item, content_index=0, delta=text)  # fmt: skip
+
+    @classmethod
+    def failed(cls, item: str, code: str, message: str) -> Event:
+        error = {"type": "server_error", "code": code, "message": message}
+        return cls._event("conversation.item.input_audio_transcription.failed",
+                          item_id=item, content_index=0, error=error)  # fmt: skip
+
+    @classmethod
+    def session(cls, kind: str, session: dict[str, Any]) -> Event:
+        return cls._event(kind, session=session)
 
     @classmethod
     def completed(cls, item: str, text: str, seconds: float) -> Event:

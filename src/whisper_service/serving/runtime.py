@@ -50,6 +50,7 @@ class Runtime:
     storage: GcsStorage = field(init=False)
     audio_memory: AudioMemory = field(init=False)
     jobs: Jobs | None = None
+    realtime_sessions: int = 0  # live WebSocket sessions open now
 
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)

@@ -98,6 +98,11 @@ class Scheduler:
         )
 
     @property
+    def idle_worker(self) -> bool:
+        """Whether work started now would run at once (a worker free, nobody waiting)."""
+        return self._running < self.workers and self._waiting == 0
+
+    @property
     def full(self) -> bool:
         """Whether a new request would be rejected now."""
         taken = self._running + self._waiting + self._admitted

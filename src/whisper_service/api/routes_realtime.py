@@ -1,0 +1,225 @@
+"""Live transcription over WebSocket: ``/v1/realtime?intent=transcription``, OpenAI's
+realtime transcription protocol (JSON events, base64 audio).
+
+The handshake is refused with an HTTP answer before the upgrade when the service
+cannot take the session: 429 past ``WHISPER_REALTIME_MAX_SESSIONS`` open sessions in
+this process, 503 while the model loads or the process drains, 400 for another
+intent; API keys are checked by the auth middleware as for HTTP (header, or OpenAI's
+``openai-insecure-api-key.<key>`` subprotocol). Inside a session every bad input is
+an ``error`` event and the session goes on; a client that leaves frees its session at
+once; an idle session is closed after ``WHISPER_REALTIME_IDLE_TIMEOUT_SECONDS``, any
+session after ``WHISPER_REALTIME_MAX_SESSION_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.types import Message
+from starlette.websockets import WebSocketDisconnect
+
+from whisper_service.api.errors import error_body
+from whisper_service.engines import CancelToken
+from whisper_service.errors import ServiceError
+from whisper_service.observability import metrics
+from whisper_service.realtime.protocol import (
+    ProtocolError,
+    appended_audio,
+    parse,
+    session_object,
+    updated_config,
+)
+from whisper_service.realtime.session import (
+    Send,
+    Session,
+    SessionConfig,
+    SessionLimits,
+    events,
+    new_id,
+)
+from whisper_service.realtime.transcriber import ScheduledTranscriber
+from whisper_service.serving.runtime import Runtime
+
+router = APIRouter(tags=["realtime"])
+log = structlog.get_logger(__name__)
+# Close codes: normal end, the server going away (drain), policy (limits).
+CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY = 1000, 1001, 1008
+# How often a session looks at the drain, its idle time and its length.
+POLL_SECONDS = 0.25
+
+
+async def refuse(websocket: WebSocket, error: ServiceError) -> None:
+    """Refuse the handshake with an HTTP answer in the API's error shape."""
+    body = error_body(error.status, error.code, error.message, error.param)
+    await websocket.send_denial_response(
+        JSONResponse(body, status_code=error.status, headers=error.headers)
+    )
+
+
+def _refusal(runtime: Runtime, websocket: WebSocket) -> ServiceError | None:
+    settings = runtime.settings
+    intent = websocket.query_params.get("intent", "transcription")
+    if intent != "transcription":
+        return ServiceError(
+            f"this service runs transcription sessions only (intent=transcription), not {intent!r}",
+            code="unsupported_intent",
+            status=400,
+            param="intent",
+        )
+    if runtime.draining or runtime.engine is None:
+        reason = "the instance is shutting down" if runtime.draining else "the model is loading"
+        return ServiceError(
+            f"{reason}; connect again", code="unavailable", status=503,
+            headers={"Retry-After": "5"},
+        )  # fmt: skip
+    if runtime.realtime_sessions >= settings.realtime_max_sessions:
+        return ServiceError(
+            f"this instance holds {settings.realtime_max_sessions} live sessions, its "
+            "limit; connect again (another instance may take it)",
+            code="too_many_sessions",
+            status=429,
+            headers={"Retry-After": "5"},
+        )
+    return None
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket) -> None:
+    """A live transcription session (OpenAI's realtime transcription protocol)."""
+    runtime: Runtime = websocket.app.state.runtime
+    refusal = _refusal(runtime, websocket)
+    if refusal is not None:
+        metrics.REALTIME_REFUSED.labels(refusal.code).inc()
+        log.info("realtime_session_refused", code=refusal.code)
+        await refuse(websocket, refusal)
+        return
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    session_id = new_id("sess")
+    # In flight like a request: the drain waits for it, and cancels it at its timeout.
+    runtime.in_flight.add(session_id, "WEBSOCKET", "/v1/realtime")
+    token = CancelToken()
+    runtime.in_flight.attach_token(session_id, token)
+    runtime.realtime_sessions += 1
+    metrics.REALTIME_SESSIONS.inc()
+    log.info("realtime_session_opened", session_id=session_id)
+    try:
+        await _serve(websocket, runtime, session_id, token)
+    finally:
+        runtime.realtime_sessions -= 1
+        metrics.REALTIME_SESSIONS.dec()
+        runtime.in_flight.remove(session_id)
+        log.info("realtime_session_closed", session_id=session_id)
+
+
+async def _serve(
+    websocket: WebSocket, runtime: Runtime, session_id: str, token: CancelToken
+) -> None:
+    settings = runtime.settings
+    lock = asyncio.Lock()
+
+    async def send(event: dict[str, Any]) -> None:
+        async with lock:
+            await websocket.send_text(json.dumps(event, ensure_ascii=False))
+
+    def observe(kind: str, seconds: float) -> None:
+        metrics.REALTIME_LATENCY.labels(kind).observe(seconds)
+
+    assert runtime.engine is not None  # checked before the handshake
+    config = SessionConfig()
+    session = Session(
+        config,
+        ScheduledTranscriber(runtime, runtime.engine),
+        send,
+        SessionLimits(
+            settings.realtime_max_turn_seconds,
+            settings.realtime_partial_seconds,
+            settings.realtime_max_ahead_seconds,
+        ),
+        observe,
+    )
+    await send(events.session("session.created", session_object(session_id, config)))
+    started = time.monotonic()
+    last = started
+    receiving: asyncio.Future[Message] | None = None
+    code = CLOSE_NORMAL
+    try:
+        while True:
+            if receiving is None:
+                receiving = asyncio.ensure_future(websocket.receive())
+            done, _ = await asyncio.wait({receiving}, timeout=POLL_SECONDS)
+            now = time.monotonic()
+            if token.cancelled:  # the drain's timeout: no time left for a final
+                await session.error("shutting_down", "the instance is shutting down")
+                code = CLOSE_GOING_AWAY
+                break
+            if runtime.draining:  # the open turn's final, then close
+                await session.finish()
+                code = CLOSE_GOING_AWAY
+                break
+            if not done:
+                expired = now - started > settings.realtime_max_session_seconds
+                if expired or now - last > settings.realtime_idle_timeout_seconds:
+                    await session.error(
+                        "session_expired" if expired else "session_idle",
+                        "the session's time is up" if expired else "no event for too long",
+                    )
+                    await session.finish()
+                    code = CLOSE_POLICY
+                    break
+                continue
+            message, receiving, last = receiving.result(), None, now
+            if message["type"] == "websocket.disconnect":
+                return  # the client left: its queued turns go with it
+            if message.get("bytes") is not None:
+                await session.error(
+                    "binary_not_supported",
+                    "this endpoint takes JSON text events; send audio as "
+                    "input_audio_buffer.append (base64), or use /stream for binary PCM",
+                )
+                continue
+            ahead = session.received_seconds - (now - started)
+            await _dispatch(session, session_id, message.get("text") or "", send, ahead)
+    except WebSocketDisconnect:
+        return
+    finally:
+        if receiving is not None:
+            receiving.cancel()
+    await websocket.close(code)
+
+
+async def _dispatch(
+    session: Session, session_id: str, text: str, send: Send, ahead_seconds: float
+) -> None:
+    limit = session.limits.max_ahead_seconds
+    try:
+        event = parse(text)
+        kind = event["type"]
+        if kind == "input_audio_buffer.append":
+            audio = appended_audio(event)
+            if ahead_seconds > limit:
+                raise ProtocolError(
+                    "audio_too_fast",
+                    f"audio arrives more than {limit:g} s ahead of real time; this frame "
+                    "was dropped: send at most a little faster than real time",
+                    "audio",
+                )
+            before = session.received_seconds
+            await session.append(audio)
+            metrics.REALTIME_AUDIO_SECONDS.inc(session.received_seconds - before)
+        elif kind == "input_audio_buffer.commit":
+            await session.commit()
+        elif kind == "input_audio_buffer.clear":
+            await session.clear()
+        else:  # session.update, transcription_session.update
+            session.configure(updated_config(session.config, event))
+            shown = session_object(session_id, session.config)
+            await send(events.session("session.updated", shown))
+    except ProtocolError as exc:
+        await session.error(exc.code, exc.message, exc.param)
