@@ -22,7 +22,9 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[float, bool]] = []
 
-    async def __call__(self, audio: np.ndarray, config: SessionConfig, *, final: bool) -> str:
+    async def __call__(
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
+    ) -> str:
         self.calls.append((len(audio) / SAMPLE_RATE, final))
         return f"{len(audio) / SAMPLE_RATE:.2f} s"
 

@@ -45,9 +45,12 @@ class TranscriptionFailed(Exception):
 class Transcriber(Protocol):
     """Turns audio into text (the service's scheduler and engine)."""
 
-    async def __call__(self, audio: np.ndarray, config: SessionConfig, *, final: bool) -> str:
+    async def __call__(
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
+    ) -> str:
         """The text of 16 kHz ``audio``; ``final`` for a closed turn (partials may be
-        dropped under load, finals never)."""
+        dropped under load, finals never); ``previous``: the last turn's final text,
+        which Whisper decodes on from, as from one window to the next."""
         ...
 
 
@@ -102,6 +105,7 @@ class Session:
         self._previous: str | None = None
         self._work: asyncio.Task[None] | None = None  # transcriptions, in order
         self._since_partial = 0
+        self._last_text = ""  # the last turn's final text
 
     @property
     def received_seconds(self) -> float:
@@ -158,12 +162,14 @@ class Session:
         if self._item is None:
             return
         await self._send(events.speech_stopped(self._item, self._ms(sample)))
-        await self.commit(until=sample)
+        # The turn is the whole buffer, its closing silence included, as at OpenAI:
+        # cutting where the silence began would clip a trailing consonant.
+        await self.commit()
 
-    async def commit(self, until: int | None = None) -> None:
+    async def commit(self) -> None:
         """Close the turn (the client's ``commit``, or the VAD's stop) and transcribe
         it; an empty buffer is an error, as at OpenAI."""
-        audio = self._audio(until)
+        audio = self._audio()
         if not len(audio):
             await self.error("input_audio_buffer_commit_empty", "the input audio buffer is empty")
             return
@@ -202,7 +208,9 @@ class Session:
 
     async def _partial(self, item: str, audio: np.ndarray) -> None:
         try:
-            text = await self._transcriber(audio, self.config, final=False)
+            text = await self._transcriber(
+                audio, self.config, final=False, previous=self._last_text
+            )
         except TranscriptionFailed:
             return  # a partial is a courtesy; the final will come
         if text:
@@ -214,18 +222,16 @@ class Session:
     async def _final(self, item: str, audio: np.ndarray, ended: float) -> None:
         self._started_at.pop(item, None)
         try:
-            text = await self._transcriber(audio, self.config, final=True)
+            text = await self._transcriber(audio, self.config, final=True, previous=self._last_text)
         except TranscriptionFailed as exc:
             await self._send(events.failed(item, exc.code, exc.message))
             return
+        self._last_text = text
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
         self._observe("final", time.monotonic() - ended)
 
-    def _audio(self, until: int | None = None) -> np.ndarray:
-        audio = np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
-        if until is not None:
-            audio = audio[: max(0, until - self._buffer_start)]
-        return audio
+    def _audio(self) -> np.ndarray:
+        return np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
 
     def _drop_before(self, sample: int) -> None:
         audio = self._audio()

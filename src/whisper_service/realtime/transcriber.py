@@ -17,6 +17,9 @@ from whisper_service.serving.runtime import Runtime
 from whisper_service.serving.scheduler import Rejected
 
 
+PREVIOUS_CHARS = 200
+
+
 class ScheduledTranscriber:
     """Transcribes turns on the process's inference workers."""
 
@@ -24,15 +27,20 @@ class ScheduledTranscriber:
         self.runtime = runtime
         self.engine = engine
 
-    async def __call__(self, audio: np.ndarray, config: SessionConfig, *, final: bool) -> str:
+    async def __call__(
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
+    ) -> str:
         """The turn's text; TranscriptionFailed when it could not run."""
         scheduler = self.runtime.scheduler
         if not final and not scheduler.idle_worker:
             return ""
         settings = self.runtime.settings
+        # The caller's prompt, then the last turn's words (Whisper's own conditioning on
+        # previous text, which a turn cut at a pause would otherwise lose).
+        context = " ".join(p for p in (config.prompt, previous[-PREVIOUS_CHARS:]) if p)
         options = TranscribeOptions(
             language=config.language,
-            prompt=config.prompt,
+            prompt=context or None,
             beam_size=settings.default_beam_size if final else 1,
         )
         token = CancelToken(deadline=time.monotonic() + settings.request_timeout_seconds)
