@@ -16,7 +16,6 @@ from whisper_service.realtime.session import SessionConfig, TranscriptionFailed
 from whisper_service.serving.runtime import Runtime
 from whisper_service.serving.scheduler import Rejected
 
-
 PREVIOUS_CHARS = 200
 
 
