@@ -274,3 +274,55 @@ async def test_an_idle_session_is_closed(live_server: Callable[..., LiveServer])
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1008
         assert time.monotonic() - started < 10
+
+
+def native_url(server: LiveServer) -> str:
+    return server.url.replace("http://", "ws://") + "/stream"
+
+
+async def test_the_native_stream_takes_binary_pcm_and_answers_timed_finals(
+    default_server: LiveServer,
+) -> None:
+    audio = load("jfk.flac")
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    async with connect(native_url(default_server), proxy=None) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "language": "en"}))
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready"
+        step = 3200  # 100 ms
+        for start in range(0, len(pcm), step):
+            await ws.send(pcm[start : start + step])
+            await asyncio.sleep(0.025)  # 4x real time
+        await ws.send(json.dumps({"type": "stop"}))
+        seen: list[dict[str, Any]] = []
+        with pytest.raises(ConnectionClosed) as closed:
+            await _record_until_closed(ws, seen)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1000
+    final = [e for e in seen if e["type"] == "final"]
+    assert_jfk(" ".join(e["text"] for e in final))
+    for event in final:
+        assert 0 <= event["start"] < event["end"] <= len(audio) / SAMPLE_RATE + 0.1
+    assert [e["start"] for e in final] == sorted(e["start"] for e in final)
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        (b"\x00\x00", "not_started"),
+        ('{"type": "start", "sample_rate": 8000}', "invalid_sample_rate"),
+        ('{"type": "go"}', "unknown_event"),
+        ("not json", "invalid_json"),
+    ],
+)
+async def test_the_native_stream_answers_bad_input_with_errors(
+    default_server: LiveServer, first: str | bytes, code: str
+) -> None:
+    async with connect(native_url(default_server), proxy=None) as ws:
+        await ws.send(first)
+        error = json.loads(await ws.recv())
+        assert error == {"type": "error", "code": code, "message": error["message"]}
+        await ws.send(json.dumps({"type": "start"}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        await ws.send(b"\x00\x00\x00")  # odd: not 16-bit PCM
+        assert json.loads(await ws.recv())["code"] == "invalid_audio_frame"

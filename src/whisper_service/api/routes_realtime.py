@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from fastapi import APIRouter, WebSocket
@@ -31,7 +31,9 @@ from whisper_service.observability import metrics
 from whisper_service.realtime.protocol import (
     ProtocolError,
     appended_audio,
+    native_config,
     parse,
+    parse_native,
     session_object,
     updated_config,
 )
@@ -92,25 +94,35 @@ def _refusal(runtime: Runtime, websocket: WebSocket) -> ServiceError | None:
 @router.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
     """A live transcription session (OpenAI's realtime transcription protocol)."""
+    await _live(websocket, OpenAIDialect())
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket) -> None:
+    """A live transcription session (the native protocol: binary PCM16 frames)."""
+    await _live(websocket, NativeDialect())
+
+
+async def _live(websocket: WebSocket, dialect: Dialect) -> None:
     runtime: Runtime = websocket.app.state.runtime
     refusal = _refusal(runtime, websocket)
     if refusal is not None:
         metrics.REALTIME_REFUSED.labels(refusal.code).inc()
-        log.info("realtime_session_refused", code=refusal.code)
+        log.info("realtime_session_refused", code=refusal.code, path=websocket.url.path)
         await refuse(websocket, refusal)
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
     session_id = new_id("sess")
     # In flight like a request: the drain waits for it, and cancels it at its timeout.
-    runtime.in_flight.add(session_id, "WEBSOCKET", "/v1/realtime")
+    runtime.in_flight.add(session_id, "WEBSOCKET", websocket.url.path)
     token = CancelToken()
     runtime.in_flight.attach_token(session_id, token)
     runtime.realtime_sessions += 1
     metrics.REALTIME_SESSIONS.inc()
-    log.info("realtime_session_opened", session_id=session_id)
+    log.info("realtime_session_opened", session_id=session_id, path=websocket.url.path)
     try:
-        await _serve(websocket, runtime, session_id, token)
+        await _serve(websocket, runtime, session_id, token, dialect)
     finally:
         runtime.realtime_sessions -= 1
         metrics.REALTIME_SESSIONS.dec()
@@ -119,14 +131,21 @@ async def realtime(websocket: WebSocket) -> None:
 
 
 async def _serve(
-    websocket: WebSocket, runtime: Runtime, session_id: str, token: CancelToken
+    websocket: WebSocket,
+    runtime: Runtime,
+    session_id: str,
+    token: CancelToken,
+    dialect: Dialect,
 ) -> None:
     settings = runtime.settings
     lock = asyncio.Lock()
+    session: Session | None = None
 
     async def send(event: dict[str, Any]) -> None:
-        async with lock:
-            await websocket.send_text(json.dumps(event, ensure_ascii=False))
+        shown = dialect.translate(session, event) if session is not None else event
+        if shown is not None:
+            async with lock:
+                await websocket.send_text(json.dumps(shown, ensure_ascii=False))
 
     def observe(kind: str, seconds: float) -> None:
         metrics.REALTIME_LATENCY.labels(kind).observe(seconds)
@@ -144,7 +163,7 @@ async def _serve(
         ),
         observe,
     )
-    await send(events.session("session.created", session_object(session_id, config)))
+    await dialect.opened(session, session_id, send)
     started = time.monotonic()
     last = started
     receiving: asyncio.Future[Message] | None = None
@@ -177,15 +196,15 @@ async def _serve(
             message, receiving, last = receiving.result(), None, now
             if message["type"] == "websocket.disconnect":
                 return  # the client left: its queued turns go with it
-            if message.get("bytes") is not None:
-                await session.error(
-                    "binary_not_supported",
-                    "this endpoint takes JSON text events; send audio as "
-                    "input_audio_buffer.append (base64), or use /stream for binary PCM",
-                )
-                continue
             ahead = session.received_seconds - (now - started)
-            await _dispatch(session, session_id, message.get("text") or "", send, ahead)
+            try:
+                stop = await dialect.handle(session, session_id, message, send, ahead)
+            except ProtocolError as exc:
+                await session.error(exc.code, exc.message, exc.param)
+                continue
+            if stop:
+                await session.finish()
+                break
     except WebSocketDisconnect:
         return
     finally:
@@ -194,25 +213,60 @@ async def _serve(
     await websocket.close(code)
 
 
-async def _dispatch(
-    session: Session, session_id: str, text: str, send: Send, ahead_seconds: float
-) -> None:
+def _check_pace(session: Session, ahead_seconds: float) -> None:
     limit = session.limits.max_ahead_seconds
-    try:
-        event = parse(text)
+    if ahead_seconds > limit:
+        raise ProtocolError(
+            "audio_too_fast",
+            f"audio arrives more than {limit:g} s ahead of real time; this frame was "
+            "dropped: send at most a little faster than real time",
+            "audio",
+        )
+
+
+async def _append(session: Session, audio: bytes, ahead_seconds: float) -> None:
+    _check_pace(session, ahead_seconds)
+    before = session.received_seconds
+    await session.append(audio)
+    metrics.REALTIME_AUDIO_SECONDS.inc(session.received_seconds - before)
+
+
+class Dialect(Protocol):
+    """How a WebSocket protocol talks to a ``Session``."""
+
+    async def opened(self, session: Session, session_id: str, send: Send) -> None:
+        """Right after the handshake."""
+
+    async def handle(
+        self, session: Session, session_id: str, message: Message, send: Send, ahead: float
+    ) -> bool:
+        """One client message; True to finish the session and close it."""
+        ...
+
+    def translate(self, session: Session | None, event: dict[str, Any]) -> dict[str, Any] | None:
+        """A session event as this protocol shows it (None: not shown)."""
+        ...
+
+
+class OpenAIDialect:
+    """OpenAI's realtime transcription protocol: JSON events, base64 audio."""
+
+    async def opened(self, session: Session, session_id: str, send: Send) -> None:
+        await send(events.session("session.created", session_object(session_id, session.config)))
+
+    async def handle(
+        self, session: Session, session_id: str, message: Message, send: Send, ahead: float
+    ) -> bool:
+        if message.get("bytes") is not None:
+            raise ProtocolError(
+                "binary_not_supported",
+                "this endpoint takes JSON text events; send audio as "
+                "input_audio_buffer.append (base64), or use /stream for binary PCM",
+            )
+        event = parse(message.get("text") or "")
         kind = event["type"]
         if kind == "input_audio_buffer.append":
-            audio = appended_audio(event)
-            if ahead_seconds > limit:
-                raise ProtocolError(
-                    "audio_too_fast",
-                    f"audio arrives more than {limit:g} s ahead of real time; this frame "
-                    "was dropped: send at most a little faster than real time",
-                    "audio",
-                )
-            before = session.received_seconds
-            await session.append(audio)
-            metrics.REALTIME_AUDIO_SECONDS.inc(session.received_seconds - before)
+            await _append(session, appended_audio(event), ahead)
         elif kind == "input_audio_buffer.commit":
             await session.commit()
         elif kind == "input_audio_buffer.clear":
@@ -221,5 +275,70 @@ async def _dispatch(
             session.configure(updated_config(session.config, event))
             shown = session_object(session_id, session.config)
             await send(events.session("session.updated", shown))
-    except ProtocolError as exc:
-        await session.error(exc.code, exc.message, exc.param)
+        return False
+
+    def translate(self, session: Session | None, event: dict[str, Any]) -> dict[str, Any] | None:
+        return event
+
+
+class NativeDialect:
+    """``/stream``: a JSON ``start`` message, then binary PCM16 frames; JSON
+    ``commit``, ``clear`` and ``stop``. Answers ``ready``, ``speech_started``,
+    ``speech_stopped``, ``partial``, ``final`` (times in seconds on the stream's
+    timeline) and ``error``."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    async def opened(self, session: Session, session_id: str, send: Send) -> None:
+        return None  # the client speaks first: its start message
+
+    async def handle(
+        self, session: Session, session_id: str, message: Message, send: Send, ahead: float
+    ) -> bool:
+        frame = message.get("bytes")
+        if frame is not None:
+            if not self.started:
+                raise ProtocolError("not_started", "send the start message before audio")
+            await _append(session, frame, ahead)
+            return False
+        event = parse_native(message.get("text") or "")
+        kind: str = event["type"]
+        if kind == "start":
+            if self.started:
+                raise ProtocolError("already_started", "the stream has started already")
+            session.configure(native_config(event))
+            self.started = True
+            await send({"type": "ready", "session_id": session_id,
+                        "sample_rate": session.config.rate})  # fmt: skip
+        elif not self.started:
+            raise ProtocolError("not_started", "send the start message first")
+        elif kind == "commit":
+            await session.commit()
+        elif kind == "clear":
+            await session.clear()
+        return kind == "stop"
+
+    def translate(self, session: Session | None, event: dict[str, Any]) -> dict[str, Any] | None:
+        kind = event["type"]
+        if kind == "ready":  # this protocol's own
+            return event
+        times: tuple[float | None, float | None] = (None, None)
+        if session is not None:
+            times = session.turn_times.get(event.get("item_id", ""), times)
+        if kind == "error":
+            error = event["error"]
+            return {"type": "error", "code": error["code"], "message": error["message"]}
+        if kind == "input_audio_buffer.speech_started":
+            return {"type": "speech_started", "start": event["audio_start_ms"] / 1000}
+        if kind == "input_audio_buffer.speech_stopped":
+            return {"type": "speech_stopped", "end": event["audio_end_ms"] / 1000}
+        if kind.endswith("transcription.delta"):
+            return {"type": "partial", "text": event["delta"], "start": times[0]}
+        if kind.endswith("transcription.completed"):
+            return {"type": "final", "text": event["transcript"], "start": times[0],
+                    "end": times[1]}  # fmt: skip
+        if kind.endswith("transcription.failed"):
+            error = event["error"]
+            return {"type": "error", "code": error["code"], "message": error["message"]}
+        return None  # session and buffer bookkeeping: OpenAI's, not shown here

@@ -58,6 +58,46 @@ def parse(text: str) -> dict[str, Any]:
     return event
 
 
+NATIVE_EVENTS = {"start", "commit", "clear", "stop"}
+
+
+def parse_native(text: str) -> dict[str, Any]:
+    """A ``/stream`` control message: JSON with a known ``type``."""
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("invalid_json", f"the message is not valid JSON: {exc.msg}") from exc
+    if not isinstance(event, dict) or event.get("type") not in NATIVE_EVENTS:
+        raise ProtocolError(
+            "unknown_event",
+            f"a control message is JSON with type one of {', '.join(sorted(NATIVE_EVENTS))}",
+            "type",
+        )
+    return event
+
+
+def native_config(event: dict[str, Any]) -> SessionConfig:
+    """The session a ``/stream`` start message asks for: ``sample_rate`` (16000,
+    24000), ``language``, ``prompt``, ``turn_detection`` (server_vad's fields, or null
+    for commits by hand)."""
+    try:
+        rate = check_rate(int(event.get("sample_rate", 16_000)))
+    except (FrameError, TypeError, ValueError) as exc:
+        raise ProtocolError(
+            "invalid_sample_rate", "sample_rate is 16000 or 24000 (16-bit PCM)", "sample_rate"
+        ) from exc
+    raw = event.get("turn_detection", {"type": "server_vad"})
+    if isinstance(raw, dict):
+        raw = {"type": "server_vad", **raw}
+    language, prompt = event.get("language"), event.get("prompt")
+    return SessionConfig(
+        rate=rate,
+        language=language if isinstance(language, str) and language else None,
+        prompt=prompt if isinstance(prompt, str) and prompt else None,
+        turn_detection=_turn_detection(raw),
+    )
+
+
 def appended_audio(event: dict[str, Any]) -> bytes:
     """The bytes of an ``input_audio_buffer.append``."""
     audio = event.get("audio")

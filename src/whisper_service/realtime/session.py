@@ -106,6 +106,7 @@ class Session:
         self._work: asyncio.Task[None] | None = None  # transcriptions, in order
         self._since_partial = 0
         self._last_text = ""  # the last turn's final text
+        self.turn_times: dict[str, tuple[float, float | None]] = {}  # item: start, end (s)
 
     @property
     def received_seconds(self) -> float:
@@ -156,6 +157,7 @@ class Session:
         self._item = new_id("item")
         self._since_partial = 0
         self._started_at[self._item] = time.monotonic()
+        self.turn_times[self._item] = (sample / SAMPLE_RATE, None)
         await self._send(events.speech_started(self._item, self._ms(sample)))
 
     async def _speech_stopped(self, sample: int) -> None:
@@ -174,6 +176,8 @@ class Session:
             await self.error("input_audio_buffer_commit_empty", "the input audio buffer is empty")
             return
         item = self._item or new_id("item")
+        start = self._buffer_start / SAMPLE_RATE
+        self.turn_times[item] = (start, start + len(audio) / SAMPLE_RATE)
         await self._send(events.committed(item, self._previous))
         self._previous, self._item = item, None
         self._drop_before(self._buffer_start + len(audio))
@@ -228,6 +232,7 @@ class Session:
             return
         self._last_text = text
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
+        self.turn_times.pop(item, None)
         self._observe("final", time.monotonic() - ended)
 
     def _audio(self) -> np.ndarray:
