@@ -174,3 +174,47 @@ def test_a_place_taken_before_decoding_counts_and_is_given_back() -> None:
         scheduler.close()
 
     asyncio.run(scenario())
+
+
+def test_a_live_turn_goes_ahead_of_work_already_waiting() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=3, queue_timeout=30)
+        release, calls = threading.Event(), []
+        busy = asyncio.create_task(scheduler.run(blocking_work(release, calls, "busy"),
+                                                 CancelToken()))  # fmt: skip
+        await asyncio.sleep(0.05)
+        batch = asyncio.create_task(scheduler.run(blocking_work(release, calls, "batch"),
+                                                  CancelToken()))  # fmt: skip
+        await asyncio.sleep(0.05)
+        live = asyncio.create_task(scheduler.run(blocking_work(release, calls, "live"),
+                                                 CancelToken(), priority=True))  # fmt: skip
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(busy, batch, live)
+        assert calls == ["busy", "live", "batch"]
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_gives_its_place_back() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1, queue_size=3, queue_timeout=30)
+        release, calls = threading.Event(), []
+        busy = asyncio.create_task(scheduler.run(blocking_work(release, calls, "busy"),
+                                                 CancelToken()))  # fmt: skip
+        await asyncio.sleep(0.05)
+        gone = CancelToken()
+        waiting = asyncio.create_task(
+            scheduler.run(blocking_work(release, calls, "gone"), gone, priority=True)
+        )
+        await asyncio.sleep(0.05)
+        gone.cancel("client_disconnected")
+        with pytest.raises(Rejected):
+            await waiting
+        release.set()
+        await busy
+        # The worker is free again: the next run starts at once.
+        assert await scheduler.run(blocking_work(release, calls, "next"), CancelToken()) == "next"
+        assert calls == ["busy", "next"]
+
+    asyncio.run(scenario())

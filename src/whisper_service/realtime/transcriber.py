@@ -1,7 +1,8 @@
 """A live session's turns through the service's scheduler and engine.
 
-A final goes through the scheduler like any request (queue, deadline, drain); a
-partial only when a worker is free right now, so partials never queue behind other
+A final goes through the scheduler like any request (queue, deadline, drain), ahead
+of everything else waiting (a live caller is waiting for it); a partial only when a
+worker is free right now, so partials never queue behind other
 work or hold a final back. Partials decode with one beam: the final replaces them.
 """
 
@@ -45,7 +46,9 @@ class ScheduledTranscriber:
         token = CancelToken(deadline=time.monotonic() + settings.request_timeout_seconds)
         engine = self.engine
         try:
-            result = await scheduler.run(lambda t: engine.transcribe(audio, options, t), token)
+            result = await scheduler.run(
+                lambda t: engine.transcribe(audio, options, t), token, priority=True
+            )
         except Rejected as exc:
             raise TranscriptionFailed(exc.reason or exc.code, exc.message) from exc
         return result.text

@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,43 @@ class Admission:
         self.use()
 
 
+class Slots:
+    """``count`` inference workers handed out first come, first served, except that a
+    live session's turn (``priority``) goes ahead of everything else waiting, so its
+    text stays timely under batch load."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    async def acquire(self, priority: bool = False) -> None:
+        """Wait for a worker; cancelled, it takes none (or gives back the one it got)."""
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line = self._waiting[0 if priority else 1]
+        line.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted just as it was cancelled
+            elif granted in line:
+                line.remove(granted)
+            raise
+
+    def release(self) -> None:
+        """Give a worker back: to the first live waiter, else the first other one."""
+        for line in self._waiting:
+            while line:
+                granted = line.popleft()
+                if not granted.done():
+                    granted.set_result(None)
+                    return
+        self._free += 1
+
+
 class Scheduler:
     """Bounded queue in front of ``workers`` inference threads."""
 
@@ -79,7 +117,7 @@ class Scheduler:
         self.workers = workers
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
-        self._slots = asyncio.Semaphore(workers)
+        self._slots = Slots(workers)
         metrics.QUEUE_CAPACITY.set(queue_size)
         metrics.INFERENCE_WORKERS.set(workers)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
@@ -128,13 +166,14 @@ class Scheduler:
         token: CancelToken,
         is_disconnected: Callable[[], Awaitable[bool]] | None,
         queue_timeout: float | None,
+        priority: bool = False,
     ) -> None:
         """Acquire a worker slot, giving up at the queue timeout (None: never) or the
         token's deadline, or when the token is cancelled or the client has gone."""
         give_up = math.inf if queue_timeout is None else time.monotonic() + queue_timeout
         if token.deadline is not None:
             give_up = min(give_up, token.deadline)
-        acquire = asyncio.ensure_future(self._slots.acquire())
+        acquire = asyncio.ensure_future(self._slots.acquire(priority))
         try:
             while True:
                 remaining = give_up - time.monotonic()
@@ -167,10 +206,13 @@ class Scheduler:
         token: CancelToken,
         is_disconnected: Callable[[], Awaitable[bool]] | None = None,
         admission: Admission | None = None,
+        *,
+        priority: bool = False,
     ) -> T:
         """Run ``fn(token)`` on a worker thread, in the place ``admission`` took (or
-        one taken now); raise Rejected if it was not run, or was stopped mid-way
-        (deadline, drain)."""
+        one taken now), ahead of other waiters with ``priority`` (a live session's
+        turn); raise Rejected if it was not run, or was stopped mid-way (deadline,
+        drain)."""
         if self._closed:
             raise Rejected("shutting_down", self.retry_after())
         if admission is not None and admission.held:
@@ -182,7 +224,7 @@ class Scheduler:
         queued = time.monotonic()
         try:
             with telemetry.span("queue.wait", **{"whisper.queue.waiting": self._waiting}):
-                await self._wait_for_slot(token, is_disconnected, self.queue_timeout)
+                await self._wait_for_slot(token, is_disconnected, self.queue_timeout, priority)
         finally:
             self._waiting -= 1
             metrics.QUEUE_DEPTH.dec()
