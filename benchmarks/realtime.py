@@ -1,0 +1,120 @@
+"""Live transcription under load (docs/benchmarks.md, "Live transcription"): 1, 4 and
+8 concurrent real-time streams of the shared recordings over ``/stream`` against one
+live server (production preset, on this machine), measuring
+
+- final latency: from the end of a turn (the ``speech_stopped`` event's time on the
+  stream, turned into wall time by the stream's pace) to its ``final`` event;
+- time to first partial: from the start of speech to the turn's first ``partial``;
+
+p50 and p95 over every turn of every stream, and then the streams one instance holds
+before the final latency's p95 passes 2 s.
+
+    python benchmarks/realtime.py [--streams 1 4 8] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.speakers import load  # noqa: E402
+from tests.support import LONG_AUDIO, LiveServer  # noqa: E402
+
+FRAME_SECONDS = 0.1
+
+
+async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, list[float]]:
+    """Stream ``audio`` at real-time pace; latencies of its turns."""
+    from websockets.asyncio.client import connect
+
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(16_000 * FRAME_SECONDS) * 2
+    finals: list[float] = []
+    partials: list[float] = []
+    await asyncio.sleep(offset)  # streams start apart, as callers do
+    async with connect(url, proxy=None, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "language": "en"}))
+        await ws.recv()
+        began = time.monotonic()
+        first_partial: dict[float, float] = {}
+
+        async def receive() -> None:
+            async for message in ws:
+                event = json.loads(message)
+                now = time.monotonic() - began
+                if event["type"] == "final" and event["end"] is not None:
+                    finals.append(now - event["end"])
+                elif event["type"] == "partial" and event["start"] not in first_partial:
+                    first_partial[event["start"]] = now - event["start"]
+
+        receiver = asyncio.ensure_future(receive())
+        for index, start in enumerate(range(0, len(pcm), step)):
+            await ws.send(pcm[start : start + step])
+            # Real time: frame n goes out at n x 100 ms, however long sending took.
+            await asyncio.sleep(max(0.0, began + (index + 1) * FRAME_SECONDS - time.monotonic()))
+        await ws.send(json.dumps({"type": "stop"}))
+        await receiver
+        partials = list(first_partial.values())
+    return {"final": finals, "partial": partials}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "n": 0}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3), "n": len(ordered)}
+
+
+async def load_point(url: str, streams: int, seconds: float) -> dict[str, Any]:
+    audio = load(LONG_AUDIO)[: int(seconds * 16_000)]
+    results = await asyncio.gather(
+        *(one_stream(url, audio, offset=i * 0.37) for i in range(streams))
+    )
+    finals = [v for r in results for v in r["final"]]
+    partials = [v for r in results for v in r["partial"]]
+    return {
+        "streams": streams,
+        "final": percentiles(finals),
+        "first_partial": percentiles(partials),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "realtime.json")
+    args = parser.parse_args()
+    work = Path("/tmp/whisper-bench/realtime")  # noqa: S108
+    work.mkdir(parents=True, exist_ok=True)
+    server = LiveServer(work, APP_ENV="production", WHISPER_AUTH_REQUIRED="false",
+                        WHISPER_RATE_LIMIT_PER_MINUTE="0", WHISPER_METRICS_ACCESS="open",
+                        WHISPER_REALTIME_MAX_SESSIONS="64").start()  # fmt: skip
+    try:
+        url = server.url.replace("http://", "ws://") + "/stream"
+        report = {"points": [asyncio.run(load_point(url, n, args.seconds)) for n in args.streams]}
+    finally:
+        server.stop()
+    held = [p["streams"] for p in report["points"]
+            if p["final"]["p95"] is not None and p["final"]["p95"] <= 2.0]  # fmt: skip
+    report["streams_held_p95_final_under_2s"] = max(held) if held else 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
