@@ -23,7 +23,13 @@ class Recorder:
         self.calls: list[tuple[float, bool]] = []
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        previous: str,
+        skip: float,
     ) -> str:
         self.calls.append((len(audio) / SAMPLE_RATE, final))
         return f"{len(audio) / SAMPLE_RATE:.2f} s"

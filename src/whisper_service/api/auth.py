@@ -55,7 +55,7 @@ def presented_key(scope: Scope) -> str | None:
     may carry it as the subprotocol ``openai-insecure-api-key.<key>``."""
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     bearer = None
-    for subprotocol in scope.get("subprotocols", []) if scope["type"] == "websocket" else []:
+    for subprotocol in scope.get("subprotocols", []) if scope.get("type") == "websocket" else []:
         if subprotocol.startswith(KEY_SUBPROTOCOL) and len(subprotocol) > len(KEY_SUBPROTOCOL):
             bearer = subprotocol[len(KEY_SUBPROTOCOL) :]
     for name, raw in headers:
