@@ -23,13 +23,7 @@ class Recorder:
         self.calls: list[tuple[float, bool]] = []
 
     async def __call__(
-        self,
-        audio: np.ndarray,
-        config: SessionConfig,
-        *,
-        final: bool,
-        previous: str,
-        skip: float,
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
     ) -> str:
         self.calls.append((len(audio) / SAMPLE_RATE, final))
         return f"{len(audio) / SAMPLE_RATE:.2f} s"

@@ -160,7 +160,6 @@ async def _serve(
             settings.realtime_max_turn_seconds,
             settings.realtime_partial_seconds,
             settings.realtime_max_ahead_seconds,
-            settings.realtime_context_seconds,
         ),
         observe,
     )

@@ -363,13 +363,6 @@ class RealtimeFields(BaseModel):
         description="A turn that never pauses is closed (and transcribed) at this length: "
         "Whisper's window.",
     )
-    realtime_context_seconds: float = Field(
-        0.0,
-        ge=0,
-        le=10,
-        description="Audio before a turn decoded with its final (its words dropped), as "
-        "Whisper hears a cut inside a whole file; 0 = the turn alone.",
-    )
     realtime_idle_timeout_seconds: float = Field(
         60.0,
         gt=0,

@@ -46,18 +46,11 @@ class Transcriber(Protocol):
     """Turns audio into text (the service's scheduler and engine)."""
 
     async def __call__(
-        self,
-        audio: np.ndarray,
-        config: SessionConfig,
-        *,
-        final: bool,
-        previous: str,
-        skip: float,
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
     ) -> str:
-        """The text of 16 kHz ``audio`` after its first ``skip`` seconds (context);
-        ``final`` for a closed turn (partials may be dropped under load, finals never);
-        ``previous``: the last turn's final text, which Whisper decodes on from, as
-        from one window to the next."""
+        """The text of 16 kHz ``audio``; ``final`` for a closed turn (partials may be
+        dropped under load, finals never); ``previous``: the last turn's final text,
+        which Whisper decodes on from, as from one window to the next."""
         ...
 
 
@@ -80,9 +73,6 @@ class SessionLimits:
     max_turn_seconds: float = 30.0
     partial_seconds: float = 1.0
     max_ahead_seconds: float = 120.0
-    # Audio before a turn decoded with it (and its words dropped): what Whisper hears
-    # around a cut when it decodes a whole file.
-    context_seconds: float = 0.0
 
 
 def new_id(prefix: str) -> str:
@@ -116,7 +106,6 @@ class Session:
         self._work: asyncio.Task[None] | None = None  # transcriptions, in order
         self._since_partial = 0
         self._last_text = ""  # the last turn's final text
-        self._history = np.zeros(0, dtype=np.float32)  # audio just before the buffer
         self.turn_times: dict[str, tuple[float, float | None]] = {}  # item: start, end (s)
 
     @property
@@ -191,9 +180,8 @@ class Session:
         self.turn_times[item] = (start, start + len(audio) / SAMPLE_RATE)
         await self._send(events.committed(item, self._previous))
         self._previous, self._item = item, None
-        context = self._history
         self._drop_before(self._buffer_start + len(audio))
-        self._enqueue(self._final(item, audio, time.monotonic(), context))
+        self._enqueue(self._final(item, audio, time.monotonic()))
 
     async def clear(self) -> None:
         """Drop the buffered audio and any open turn."""
@@ -225,7 +213,7 @@ class Session:
     async def _partial(self, item: str, audio: np.ndarray) -> None:
         try:
             text = await self._transcriber(
-                audio, self.config, final=False, previous=self._last_text, skip=0.0
+                audio, self.config, final=False, previous=self._last_text
             )
         except TranscriptionFailed:
             return  # a partial is a courtesy; the final will come
@@ -235,13 +223,10 @@ class Session:
                 self._observe("partial", time.monotonic() - started)
             await self._send(events.delta(item, text))
 
-    async def _final(self, item: str, audio: np.ndarray, ended: float, context: np.ndarray) -> None:
+    async def _final(self, item: str, audio: np.ndarray, ended: float) -> None:
         self._started_at.pop(item, None)
         try:
-            text = await self._transcriber(
-                np.concatenate([context, audio]), self.config, final=True,
-                previous=self._last_text, skip=len(context) / SAMPLE_RATE,
-            )  # fmt: skip
+            text = await self._transcriber(audio, self.config, final=True, previous=self._last_text)
         except TranscriptionFailed as exc:
             await self._send(events.failed(item, exc.code, exc.message))
             return
@@ -255,13 +240,7 @@ class Session:
 
     def _drop_before(self, sample: int) -> None:
         audio = self._audio()
-        cut = max(0, sample - self._buffer_start)
-        # What leaves the buffer is the next turn's left context.
-        context = int(self.limits.context_seconds * SAMPLE_RATE)
-        self._history = (
-            np.concatenate([self._history, audio[:cut]])[-context:] if context else self._history
-        )
-        keep = audio[cut:]
+        keep = audio[max(0, sample - self._buffer_start) :]
         self._buffer = [keep] if len(keep) else []
         self._buffer_start = max(self._buffer_start, min(sample, self._received))
 

@@ -18,8 +18,6 @@ from whisper_service.serving.runtime import Runtime
 from whisper_service.serving.scheduler import Rejected
 
 PREVIOUS_CHARS = 200
-# A word starting this little before the turn is the turn's (timestamps are coarse).
-WORD_SLACK = 0.1
 
 
 class ScheduledTranscriber:
@@ -30,16 +28,9 @@ class ScheduledTranscriber:
         self.engine = engine
 
     async def __call__(
-        self,
-        audio: np.ndarray,
-        config: SessionConfig,
-        *,
-        final: bool,
-        previous: str,
-        skip: float,
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
     ) -> str:
-        """The turn's text (the words from ``skip`` seconds on); TranscriptionFailed
-        when it could not run."""
+        """The turn's text; TranscriptionFailed when it could not run."""
         scheduler = self.runtime.scheduler
         if not final and not scheduler.idle_worker:
             return ""
@@ -51,7 +42,6 @@ class ScheduledTranscriber:
             language=config.language,
             prompt=context or None,
             beam_size=settings.default_beam_size if final else 1,
-            word_timestamps=skip > 0,
         )
         token = CancelToken(deadline=time.monotonic() + settings.request_timeout_seconds)
         engine = self.engine
@@ -61,7 +51,4 @@ class ScheduledTranscriber:
             )
         except Rejected as exc:
             raise TranscriptionFailed(exc.reason or exc.code, exc.message) from exc
-        if skip <= 0:
-            return result.text
-        # Only the turn's words: the context before it was another turn's.
-        return "".join(w.word for w in result.words if w.start >= skip - WORD_SLACK).strip()
+        return result.text
