@@ -9,7 +9,7 @@ import base64
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from tests.support import (
     LiveServer,
     assert_jfk,
     ljspeech,
+    running,
     word_error_rate,
 )
 from whisper_service.audio import SAMPLE_RATE
@@ -109,27 +110,47 @@ async def sdk_session(server: LiveServer, pcm: bytes) -> tuple[list[str], int]:
     return texts, stops
 
 
-async def test_the_sdk_realtime_client_transcribes_as_well_as_transcribe(
-    default_server: LiveServer,
-) -> None:
-    audio, reference = ljspeech_reading()
-    upload = {"file": ("reading.wav", wav_bytes(audio))}
+async def transcribe(server: LiveServer, audio: np.ndarray) -> str:
+    upload = {"file": ("recording.wav", wav_bytes(audio))}
     async with httpx.AsyncClient(timeout=120) as http:
-        answer = await http.post(f"{default_server.url}/transcribe", files=upload)
-    texts, _ = await sdk_session(default_server, pcm24(audio))
+        answer = await http.post(f"{server.url}/transcribe", files=upload)
+    answer.raise_for_status()
+    return str(answer.json()["text"])
+
+
+@pytest.fixture(scope="module")
+def production_precision(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """tiny.en in float32, as the production preset serves it."""
+    with running(tmp_path_factory.mktemp("float32"), WHISPER_COMPUTE_TYPE="float32") as server:
+        yield server
+
+
+async def test_the_sdk_realtime_client_transcribes_as_well_as_transcribe(
+    production_precision: LiveServer,
+) -> None:
+    # In production's precision: int8 tiny.en loses 4 of these 128 words turn by turn
+    # (3.1 %, "concerned" heard as "concern" without the words after it) where the
+    # whole file has none wrong; float32 loses 2 against 1 (docs/benchmarks.md).
+    audio, reference = ljspeech_reading()
+    whole = await transcribe(production_precision, audio)
+    texts, _ = await sdk_session(production_precision, pcm24(audio))
     assert len(texts) >= 4  # cut at the pauses between utterances
     live = word_error_rate(reference, " ".join(texts))
-    assert live <= word_error_rate(reference, answer.json()["text"]) + MAX_WER_GAP
+    assert live <= word_error_rate(reference, whole) + MAX_WER_GAP
 
 
 async def test_server_vad_splits_the_radio_address_at_its_pauses(
     default_server: LiveServer,
 ) -> None:
-    texts, stops = await sdk_session(default_server, pcm24(load(LONG_AUDIO)))
+    audio = load(LONG_AUDIO)
+    texts, stops = await sdk_session(default_server, pcm24(audio))
     assert stops >= 10
     assert len(texts) >= stops
-    # No human transcript: a loose bound against tiny.en's own (tests/support.py).
+    # No human transcript: a loose bound against tiny.en's own (tests/support.py), and
+    # a tight one against /transcribe's words (1.1 % apart measured; 4.5 % with each
+    # turn decoded alone).
     assert word_error_rate(LONG_AUDIO_SILVER, " ".join(texts)) <= LONG_AUDIO_MAX_WER
+    assert word_error_rate(await transcribe(default_server, audio), " ".join(texts)) <= 0.025
 
 
 async def _sdk_send(conn: Any, pcm: bytes) -> None:

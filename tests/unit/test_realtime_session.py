@@ -11,7 +11,7 @@ import pytest
 from tests.speakers import load
 from tests.support import LONG_AUDIO
 from whisper_service.audio import SAMPLE_RATE
-from whisper_service.realtime.session import Session, SessionConfig, SessionLimits
+from whisper_service.realtime.session import Context, Session, SessionConfig, SessionLimits
 
 pytestmark = pytest.mark.anyio
 
@@ -21,11 +21,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, bool]] = []
+        self.contexts: list[Context] = []  # the finals'
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
     ) -> str:
         self.calls.append((len(audio) / SAMPLE_RATE, final))
+        if final:
+            self.contexts.append(context)
         return f"{len(audio) / SAMPLE_RATE:.2f} s"
 
 
@@ -57,6 +60,13 @@ async def test_server_vad_turns_each_get_their_final_text() -> None:
     assert sum(e["usage"]["seconds"] for e in completed) <= 60.5
     assert any(e["type"].endswith("transcription.delta") for e in sent)  # partials
     assert all(final for _, final in recorder.calls[-1:])
+    # Each final is told the turn before it: its audio and final text, and the rest.
+    assert recorder.contexts[0].text == ""
+    assert not len(recorder.contexts[0].audio)
+    for before, context in zip(completed, recorder.contexts[1:], strict=False):
+        assert context.text == before["transcript"]
+        assert len(context.audio) / SAMPLE_RATE == pytest.approx(before["usage"]["seconds"])
+    assert recorder.contexts[2].earlier == completed[0]["transcript"]
 
 
 async def test_manual_commits_and_clear() -> None:

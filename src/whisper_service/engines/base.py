@@ -98,6 +98,10 @@ class TranscribeOptions:
     word_timestamps: bool = False
     vad_filter: bool = False
     vad: VadSettings = field(default_factory=VadSettings)
+    # Text the audio is known to begin with (a live session's previous turn, decoded
+    # again as left context): the decoder is forced through it and the result holds
+    # only what follows, as one segment without timestamps. Audio of one window only.
+    prefix: str | None = None
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -213,6 +217,23 @@ def check_options(engine: Engine, options: TranscribeOptions) -> None:
             "needs a multilingual model",
             "language",
         )
+
+
+# Whisper's window; a prefix applies to one window only.
+WINDOW_SAMPLES = 30 * 16_000
+# Far below the decoder's limit of half its 448-token context for a prefix.
+MAX_PREFIX_CHARS = 600
+
+
+def check_prefix(audio: np.ndarray, options: TranscribeOptions) -> None:
+    """A prefix is for one window of audio and a short text (both engines would
+    otherwise force it on every window, or truncate it)."""
+    if options.prefix is None:
+        return
+    if len(audio) > WINDOW_SAMPLES:
+        raise ValueError("a decoding prefix needs audio of at most 30 s")
+    if len(options.prefix) > MAX_PREFIX_CHARS:
+        raise ValueError(f"a decoding prefix is at most {MAX_PREFIX_CHARS} characters")
 
 
 def require_multilingual(engine: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from whisper_service.engines.base import (
     Transcription,
     Word,
     check_options,
+    check_prefix,
     require_multilingual,
 )
 from whisper_service.engines.features import use_blockwise_features
@@ -78,6 +80,8 @@ class FasterWhisperEngine:
             "temperature": list(options.temperatures),
             "initial_prompt": options.prompt,
             "word_timestamps": options.word_timestamps,
+            "prefix": options.prefix,
+            "without_timestamps": options.prefix is not None,
         }
 
     def transcribe(
@@ -89,6 +93,7 @@ class FasterWhisperEngine:
     ) -> Transcription:
         """Transcribe; segments are generated lazily, so cancellation is checked between
         them and each is handed to ``on_segment`` as soon as it is decoded."""
+        check_prefix(audio, options)
         vad = options.vad
         generator, info = self._model.transcribe(
             audio,
@@ -100,11 +105,24 @@ class FasterWhisperEngine:
             ),
             **self._decoding(options, options.language),
         )
+        if options.prefix is not None:
+            generator = self._after_prefix(generator, options.prefix)
         segments = _collect(generator, cancel, on_segment)
         text = "".join(s.text for s in segments).strip()
         return Transcription(
             text, info.language, float(info.language_probability), info.duration, segments
         )
+
+    def _after_prefix(self, generator: Iterable[Any], prefix: str) -> Iterable[Any]:
+        """CTranslate2 returns the forced prefix with the tokens that follow it
+        (openai-whisper does not): drop it from the first segment."""
+        tokenizer = self._model.hf_tokenizer
+        forced = len(tokenizer.encode(" " + prefix.strip(), add_special_tokens=False).ids)
+        for index, raw in enumerate(generator):
+            if index == 0:
+                tokens = list(raw.tokens)[forced:]
+                raw = dataclasses.replace(raw, tokens=tokens, text=tokenizer.decode(tokens))
+            yield raw
 
     def transcribe_windows(
         self,

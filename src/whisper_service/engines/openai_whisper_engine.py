@@ -27,6 +27,7 @@ from whisper_service.engines.base import (
     VadSettings,
     Word,
     check_options,
+    check_prefix,
     require_multilingual,
 )
 from whisper_service.engines.features import BLOCK_FRAMES, reflected_signal
@@ -220,6 +221,7 @@ class OpenAIWhisperEngine:
         clips_of: Callable[[np.ndarray], list[float]] | None,
     ) -> Transcription:
         check_options(self, options)
+        check_prefix(audio, options)
         duration = len(audio) / 16_000
         language, probability = options.language, 1.0
         with self._replica(cancel) as replica:
@@ -249,6 +251,8 @@ class OpenAIWhisperEngine:
                     best_of=5,
                     initial_prompt=options.prompt,
                     word_timestamps=options.word_timestamps,
+                    prefix=options.prefix,
+                    without_timestamps=options.prefix is not None,
                     clip_timestamps=clips,
                     fp16=False,
                     verbose=None,

@@ -42,15 +42,34 @@ class TranscriptionFailed(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Context:
+    """What came before a turn: the previous turn's audio (16 kHz) and final text, and
+    the final text of the turns before it."""
+
+    earlier: str = ""
+    text: str = ""
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def then(self, audio: np.ndarray, text: str) -> Context:
+        """The context of the turn after one of ``audio`` with final ``text``."""
+        earlier = " ".join(t for t in (self.earlier, self.text) if t)
+        return Context(earlier[-MAX_EARLIER_CHARS:], text, audio)
+
+
+# The prompt takes its last 224 tokens at most; this is well above.
+MAX_EARLIER_CHARS = 1000
+
+
 class Transcriber(Protocol):
     """Turns audio into text (the service's scheduler and engine)."""
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, previous: str
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
     ) -> str:
         """The text of 16 kHz ``audio``; ``final`` for a closed turn (partials may be
-        dropped under load, finals never); ``previous``: the last turn's final text,
-        which Whisper decodes on from, as from one window to the next."""
+        dropped under load, finals never); ``context``: the turns before, which Whisper
+        decodes on from, as from one window to the next."""
         ...
 
 
@@ -105,7 +124,7 @@ class Session:
         self._previous: str | None = None
         self._work: asyncio.Task[None] | None = None  # transcriptions, in order
         self._since_partial = 0
-        self._last_text = ""  # the last turn's final text
+        self._context = Context()  # the last turns' finals
         self.turn_times: dict[str, tuple[float, float | None]] = {}  # item: start, end (s)
 
     @property
@@ -212,9 +231,7 @@ class Session:
 
     async def _partial(self, item: str, audio: np.ndarray) -> None:
         try:
-            text = await self._transcriber(
-                audio, self.config, final=False, previous=self._last_text
-            )
+            text = await self._transcriber(audio, self.config, final=False, context=self._context)
         except TranscriptionFailed:
             return  # a partial is a courtesy; the final will come
         if text:
@@ -226,11 +243,13 @@ class Session:
     async def _final(self, item: str, audio: np.ndarray, ended: float) -> None:
         self._started_at.pop(item, None)
         try:
-            text = await self._transcriber(audio, self.config, final=True, previous=self._last_text)
+            text = await self._transcriber(audio, self.config, final=True, context=self._context)
         except TranscriptionFailed as exc:
+            # The next turn decodes without this one's audio: its text is unknown.
+            self._context = self._context.then(np.zeros(0, np.float32), "")
             await self._send(events.failed(item, exc.code, exc.message))
             return
-        self._last_text = text
+        self._context = self._context.then(audio, text)
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
         self.turn_times.pop(item, None)
         self._observe("final", time.monotonic() - ended)

@@ -1,0 +1,105 @@
+"""How a live session's turns are decoded: a final after the previous turn's audio
+with that turn's text as the decoder's prefix when both fit one window, else alone
+with the words before as the prompt; partials with one beam, only on an idle worker
+(a fake engine records what it was asked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from whisper_service.audio import SAMPLE_RATE
+from whisper_service.config import load_settings
+from whisper_service.engines import TranscribeOptions, Transcription
+from whisper_service.realtime.session import Context, SessionConfig
+from whisper_service.realtime.transcriber import GAP, ScheduledTranscriber
+from whisper_service.serving.runtime import Runtime
+from whisper_service.serving.scheduler import Scheduler
+
+pytestmark = pytest.mark.anyio
+CONFIG = SessionConfig(rate=SAMPLE_RATE, language="en", prompt="Glossary: Gutenberg.")
+
+
+class Recording:
+    """Answers ``answers`` in turn; keeps the seconds and options of every call."""
+
+    model_name = "fake"
+    multilingual = False
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[float, TranscribeOptions]] = []
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions, *_: Any) -> Transcription:
+        self.calls.append((len(audio) / SAMPLE_RATE, options))
+        return Transcription(self.answers.pop(0), "en", 1.0, len(audio) / SAMPLE_RATE)
+
+
+def seconds(n: float) -> np.ndarray:
+    return np.zeros(int(n * SAMPLE_RATE), dtype=np.float32)
+
+
+def transcriber(engine: Recording) -> ScheduledTranscriber:
+    scheduler = Scheduler(workers=1, queue_size=2, queue_timeout=5)
+    return ScheduledTranscriber(Runtime(load_settings(), scheduler), engine)  # type: ignore[arg-type]
+
+
+async def test_the_first_turn_is_decoded_alone_with_the_callers_prompt() -> None:
+    engine = Recording("first words")
+    text = await transcriber(engine)(seconds(4), CONFIG, final=True, context=Context())
+    assert text == "first words"
+    [(length, options)] = engine.calls
+    assert length == 4
+    assert options.prefix is None
+    assert options.prompt == "Glossary: Gutenberg."
+    assert options.beam_size == load_settings().default_beam_size
+
+
+async def test_a_final_is_decoded_after_the_previous_turn_with_its_text_forced() -> None:
+    engine = Recording("the new turn")
+    context = Context(earlier="long ago", text="the turn before", audio=seconds(6))
+    text = await transcriber(engine)(seconds(4), CONFIG, final=True, context=context)
+    assert text == "the new turn"
+    [(length, options)] = engine.calls
+    assert length == pytest.approx(10 + len(GAP) / SAMPLE_RATE)
+    assert options.prefix == "the turn before"
+    assert options.prompt == "Glossary: Gutenberg. long ago"
+
+
+async def test_nothing_after_the_prefix_decodes_the_turn_alone() -> None:
+    engine = Recording("", "the new turn")
+    context = Context(text="the turn before", audio=seconds(6))
+    text = await transcriber(engine)(seconds(4), CONFIG, final=True, context=context)
+    assert text == "the new turn"
+    assert [(length, options.prefix) for length, options in engine.calls][1] == (4, None)
+    assert engine.calls[1][1].prompt == "Glossary: Gutenberg. the turn before"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        Context(text="the turn before", audio=seconds(26)),  # both past one window
+        Context(text="", audio=seconds(6)),  # the turn before has no text
+        Context(text="word " * 130, audio=seconds(6)),  # too long to force
+    ],
+)
+async def test_a_turn_that_does_not_fit_with_the_previous_is_decoded_alone(
+    context: Context,
+) -> None:
+    engine = Recording("the new turn")
+    await transcriber(engine)(seconds(4), CONFIG, final=True, context=context)
+    [(length, options)] = engine.calls
+    assert length == 4
+    assert options.prefix is None
+
+
+async def test_partials_decode_with_one_beam_and_no_prefix() -> None:
+    engine = Recording("so far")
+    context = Context(text="the turn before", audio=seconds(6))
+    assert await transcriber(engine)(seconds(2), CONFIG, final=False, context=context) == "so far"
+    [(length, options)] = engine.calls
+    assert length == 2
+    assert options.beam_size == 1
+    assert options.prefix is None
