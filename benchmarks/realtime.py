@@ -4,12 +4,17 @@ live server (production preset, on this machine), measuring
 
 - final latency: from the end of a turn (the ``speech_stopped`` event's time on the
   stream, turned into wall time by the stream's pace) to its ``final`` event;
-- time to first partial: from the start of speech to the turn's first ``partial``;
+- time to first partial: from the start of speech (the turn's ``start`` on the
+  stream, plus the 300 ms of prefix padding the turn keeps before it) to the turn's
+  first ``partial``;
 
 p50 and p95 over every turn of every stream, and then the streams one instance holds
-before the final latency's p95 passes 2 s.
+before the final latency's p95 passes 2 s; and how far the finals' words are from
+``/transcribe``'s on the same audio (WER, normalised). Both ways of decoding a final
+run side by side: after the previous turn's audio (``WHISPER_REALTIME_FINAL_CONTEXT``
+true, the default) and each turn alone (false).
 
-    python benchmarks/realtime.py [--streams 1 4 8] [--seconds 60]
+    python benchmarks/realtime.py [--streams 1 2 4 8] [--seconds 60] [--context true false]
 """
 
 from __future__ import annotations
@@ -28,20 +33,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.speakers import load  # noqa: E402
-from tests.support import LONG_AUDIO, LiveServer  # noqa: E402
+from tests.speakers import load, wav_bytes  # noqa: E402
+from tests.support import LONG_AUDIO, LiveServer, word_error_rate  # noqa: E402
 
 FRAME_SECONDS = 0.1
+PREFIX_PADDING = 0.3  # server_vad's default: a turn starts this long before its speech
 
 
-async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, list[float]]:
-    """Stream ``audio`` at real-time pace; latencies of its turns."""
+async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, Any]:
+    """Stream ``audio`` at real-time pace; latencies of its turns, and its text."""
     from websockets.asyncio.client import connect
 
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(16_000 * FRAME_SECONDS) * 2
     finals: list[float] = []
-    partials: list[float] = []
+    texts: list[str] = []
     await asyncio.sleep(offset)  # streams start apart, as callers do
     async with connect(url, proxy=None, max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "language": "en"}))
@@ -55,8 +61,10 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, li
                 now = time.monotonic() - began
                 if event["type"] == "final" and event["end"] is not None:
                     finals.append(now - event["end"])
+                    texts.append(event["text"])
                 elif event["type"] == "partial" and event["start"] not in first_partial:
-                    first_partial[event["start"]] = now - event["start"]
+                    speech = event["start"] + (PREFIX_PADDING if event["start"] else 0.0)
+                    first_partial[event["start"]] = now - speech
 
         receiver = asyncio.ensure_future(receive())
         for index, start in enumerate(range(0, len(pcm), step)):
@@ -65,8 +73,7 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, li
             await asyncio.sleep(max(0.0, began + (index + 1) * FRAME_SECONDS - time.monotonic()))
         await ws.send(json.dumps({"type": "stop"}))
         await receiver
-        partials = list(first_partial.values())
-    return {"final": finals, "partial": partials}
+    return {"final": finals, "partial": list(first_partial.values()), "text": " ".join(texts)}
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -77,8 +84,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3), "n": len(ordered)}
 
 
-async def load_point(url: str, streams: int, seconds: float) -> dict[str, Any]:
-    audio = load(LONG_AUDIO)[: int(seconds * 16_000)]
+async def load_point(url: str, audio: np.ndarray, streams: int, whole: str) -> dict[str, Any]:
     results = await asyncio.gather(
         *(one_stream(url, audio, offset=i * 0.37) for i in range(streams))
     )
@@ -88,28 +94,45 @@ async def load_point(url: str, streams: int, seconds: float) -> dict[str, Any]:
         "streams": streams,
         "final": percentiles(finals),
         "first_partial": percentiles(partials),
+        "wer_vs_transcribe": round(
+            statistics.mean(word_error_rate(whole, r["text"]) for r in results), 4
+        ),
     }
+
+
+def variant(context: str, streams: list[int], audio: np.ndarray) -> dict[str, Any]:
+    """One server, finals decoded with or without the previous turn: every load point."""
+    import httpx
+
+    work = Path(f"/tmp/whisper-bench/realtime-{context}")  # noqa: S108
+    work.mkdir(parents=True, exist_ok=True)
+    server = LiveServer(work, APP_ENV="production", WHISPER_AUTH_REQUIRED="false",
+                        WHISPER_RATE_LIMIT_PER_MINUTE="0", WHISPER_METRICS_ACCESS="open",
+                        WHISPER_REALTIME_MAX_SESSIONS="64",
+                        WHISPER_REALTIME_FINAL_CONTEXT=context).start()  # fmt: skip
+    try:
+        upload = {"file": ("audio.wav", wav_bytes(audio))}
+        whole = httpx.post(f"{server.url}/transcribe", files=upload, timeout=300).json()["text"]
+        url = server.url.replace("http://", "ws://") + "/stream"
+        points = [asyncio.run(load_point(url, audio, n, whole)) for n in streams]
+    finally:
+        server.stop()
+    held = [p["streams"] for p in points if p["final"]["p95"] is not None
+            and p["final"]["p95"] <= 2.0]  # fmt: skip
+    return {"final_context": context, "points": points,
+            "streams_held_p95_final_under_2s": max(held) if held else 0}  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--context", nargs="+", choices=["true", "false"],
+                        default=["true", "false"])  # fmt: skip
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "realtime.json")
     args = parser.parse_args()
-    work = Path("/tmp/whisper-bench/realtime")  # noqa: S108
-    work.mkdir(parents=True, exist_ok=True)
-    server = LiveServer(work, APP_ENV="production", WHISPER_AUTH_REQUIRED="false",
-                        WHISPER_RATE_LIMIT_PER_MINUTE="0", WHISPER_METRICS_ACCESS="open",
-                        WHISPER_REALTIME_MAX_SESSIONS="64").start()  # fmt: skip
-    try:
-        url = server.url.replace("http://", "ws://") + "/stream"
-        report = {"points": [asyncio.run(load_point(url, n, args.seconds)) for n in args.streams]}
-    finally:
-        server.stop()
-    held = [p["streams"] for p in report["points"]
-            if p["final"]["p95"] is not None and p["final"]["p95"] <= 2.0]  # fmt: skip
-    report["streams_held_p95_final_under_2s"] = max(held) if held else 0
+    audio = load(LONG_AUDIO)[: int(args.seconds * 16_000)]
+    report = {"variants": [variant(c, args.streams, audio) for c in args.context]}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

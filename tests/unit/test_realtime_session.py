@@ -3,6 +3,7 @@ reports the audio it was given (issue 17, in progress)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ async def stream(session: Session, audio: np.ndarray, chunk: int = SAMPLE_RATE /
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     for start in range(0, len(pcm), chunk):
         await session.append(pcm[start : start + chunk].tobytes())
+        await asyncio.sleep(0.001)  # queued transcriptions run between frames, as live
     await session.finish()
 
 
@@ -67,6 +69,11 @@ async def test_server_vad_turns_each_get_their_final_text() -> None:
         assert context.text == before["transcript"]
         assert len(context.audio) / SAMPLE_RATE == pytest.approx(before["usage"]["seconds"])
     assert recorder.contexts[2].earlier == completed[0]["transcript"]
+    # A turn's audio begins where it says, after the last turn's (prefix padding that
+    # reaches back into the last turn is not taken twice).
+    starts = [e["audio_start_ms"] / 1000 for e in sent if e["type"].endswith("speech_started")]
+    ends = [start + e["usage"]["seconds"] for start, e in zip(starts, completed, strict=True)]
+    assert all(start >= end - 0.001 for start, end in zip(starts[1:], ends, strict=False))
 
 
 async def test_manual_commits_and_clear() -> None:
@@ -116,3 +123,40 @@ async def test_an_odd_frame_is_an_error_event_and_the_session_goes_on() -> None:
     await session.commit()
     await session.finish()
     assert sent[-1]["type"].endswith("transcription.completed")
+
+
+class Busy(Recorder):
+    """No worker free for the first ``busy`` partials."""
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    async def __call__(
+        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+    ) -> str | None:
+        await asyncio.sleep(0)  # as the scheduler would: other frames arrive meanwhile
+        if not final and self.busy:
+            self.busy -= 1
+            self.calls.append((len(audio) / SAMPLE_RATE, final))
+            return None
+        return await super().__call__(audio, config, final=final, context=context)
+
+
+async def test_a_partial_without_a_free_worker_is_tried_again_with_the_next_frame() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    recorder = Busy(busy=3)
+    session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send)
+    await stream(session, load("jfk.flac"))
+    partials = [seconds for seconds, final in recorder.calls if not final]
+    # Each attempt sees the turn's audio as it is then: 100 ms (one frame) more each
+    # time while no worker is free, then once a second again.
+    steps = np.diff(partials[:5])
+    assert steps[:3] == pytest.approx([0.1, 0.1, 0.1], abs=0.01)
+    assert steps[3] == pytest.approx(1.0, abs=0.11)
+    first_delta = next(e for e in sent if e["type"].endswith("transcription.delta"))
+    assert first_delta["delta"] == f"{partials[3]:.2f} s"

@@ -66,10 +66,11 @@ class Transcriber(Protocol):
 
     async def __call__(
         self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
-    ) -> str:
-        """The text of 16 kHz ``audio``; ``final`` for a closed turn (partials may be
-        dropped under load, finals never); ``context``: the turns before, which Whisper
-        decodes on from, as from one window to the next."""
+    ) -> str | None:
+        """The text of 16 kHz ``audio``; ``final`` for a closed turn; ``context``: the
+        turns before, which Whisper decodes on from, as from one window to the next.
+        None: a partial not decoded now, for want of a free worker (finals always
+        are)."""
         ...
 
 
@@ -124,6 +125,7 @@ class Session:
         self._previous: str | None = None
         self._work: asyncio.Task[None] | None = None  # transcriptions, in order
         self._since_partial = 0
+        self._partial_pending = False  # one partial waits or runs at a time
         self._context = Context()  # the last turns' finals
         self.turn_times: dict[str, tuple[float, float | None]] = {}  # item: start, end (s)
 
@@ -164,20 +166,25 @@ class Session:
         buffered = self._received - self._buffer_start
         if self._item is not None and buffered >= self.limits.max_turn_seconds * SAMPLE_RATE:
             await self.commit()  # a turn that never pauses is cut, as Whisper's window is
-        elif self._item is not None and self._since_partial >= (
-            self.limits.partial_seconds * SAMPLE_RATE
+        elif (
+            self._item is not None
+            and not self._partial_pending
+            and self._since_partial >= self.limits.partial_seconds * SAMPLE_RATE
         ):
             self._since_partial = 0
-            self._enqueue(self._partial(self._item, self._audio()))
+            self._partial_pending = True
+            self._enqueue(self._partial(self._item))
 
     async def _speech_started(self, sample: int) -> None:
-        # Audio before the prefix padding is not part of the turn.
+        # Audio before the prefix padding is not part of the turn; nor is the last
+        # turn's, where the padding reaches back into it.
         self._drop_before(sample)
+        start = self._buffer_start
         self._item = new_id("item")
         self._since_partial = 0
         self._started_at[self._item] = time.monotonic()
-        self.turn_times[self._item] = (sample / SAMPLE_RATE, None)
-        await self._send(events.speech_started(self._item, self._ms(sample)))
+        self.turn_times[self._item] = (start / SAMPLE_RATE, None)
+        await self._send(events.speech_started(self._item, self._ms(start)))
 
     async def _speech_stopped(self, sample: int) -> None:
         if self._item is None:
@@ -229,12 +236,21 @@ class Session:
 
         self._work = asyncio.ensure_future(after())
 
-    async def _partial(self, item: str, audio: np.ndarray) -> None:
+    async def _partial(self, item: str) -> None:
         try:
+            if item != self._item:
+                return  # the turn closed while this waited: its final is coming
+            # The audio as it is now, not when this was queued (behind a final, maybe).
+            audio = self._audio()
             text = await self._transcriber(audio, self.config, final=False, context=self._context)
         except TranscriptionFailed:
             return  # a partial is a courtesy; the final will come
-        if text:
+        finally:
+            self._partial_pending = False
+        if text is None:
+            # No worker free: try again with the next frame, not a whole interval later.
+            self._since_partial = int(self.limits.partial_seconds * SAMPLE_RATE)
+        elif text:
             started = self._started_at.pop(item, None)
             if started is not None:  # the turn's first partial
                 self._observe("partial", time.monotonic() - started)
@@ -249,6 +265,7 @@ class Session:
             self._context = self._context.then(np.zeros(0, np.float32), "")
             await self._send(events.failed(item, exc.code, exc.message))
             return
+        text = text or ""
         self._context = self._context.then(audio, text)
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
         self.turn_times.pop(item, None)

@@ -41,12 +41,14 @@ class ScheduledTranscriber:
 
     async def __call__(
         self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
-    ) -> str:
-        """The turn's text; TranscriptionFailed when it could not run."""
+    ) -> str | None:
+        """The turn's text; None for a partial no worker is free for right now;
+        TranscriptionFailed when a final could not run."""
         if not final and not self.runtime.scheduler.idle_worker:
-            return ""
-        beam = self.runtime.settings.default_beam_size if final else 1
-        if final and _fits(audio, context):
+            return None
+        settings = self.runtime.settings
+        beam = settings.default_beam_size if final else 1
+        if final and settings.realtime_final_context and _fits(audio, context):
             joined = np.concatenate([context.audio, GAP, audio])
             options = self._options(config, context.earlier, beam, prefix=context.text)
             text = (await self._run(joined, options)).text
