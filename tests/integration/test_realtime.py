@@ -297,6 +297,56 @@ async def test_an_idle_session_is_closed(live_server: Callable[..., LiveServer])
         assert time.monotonic() - started < 10
 
 
+async def test_audio_far_ahead_of_real_time_is_dropped_with_an_error(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    server = live_server(WHISPER_REALTIME_MAX_AHEAD_SECONDS="2")
+    async with connect(ws_url(server), proxy=None) as ws:
+        await ws.recv()  # session.created
+        await send_audio(ws, pcm24(load("jfk.flac")[: 5 * SAMPLE_RATE]), speed=1000)
+        seen = await events_until(ws, lambda e: e["type"] == "error")
+        assert seen[-1]["error"]["code"] == "audio_too_fast"
+        # Still open, and what was taken (2 s ahead of the session's clock, which ran
+        # from the handshake; of the 5 s sent the rest was dropped) is transcribed.
+        await asyncio.sleep(3)
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        seen = await events_until(ws, lambda e: e["type"].endswith("transcription.completed"))
+        assert 1.0 < seen[-1]["usage"]["seconds"] <= 3.5
+        assert finals(seen)[-1]
+
+
+def queue_waits(metrics: str) -> float:
+    """How many times a worker was given out (every inference, live turns included)."""
+    line = next(x for x in metrics.splitlines() if x.startswith("whisper_queue_wait_seconds_count"))
+    return float(line.split()[-1])
+
+
+async def test_a_client_that_vanishes_takes_its_queued_turns_with_it(
+    default_server: LiveServer,
+) -> None:
+    metrics_url = f"{default_server.url}/metrics"
+    async with httpx.AsyncClient(timeout=10) as http:
+        ws = await connect(ws_url(default_server), proxy=None)
+        await ws.recv()  # session.created
+        # A minute of speech at 30x: its turns are committed far faster than decoded.
+        await send_audio(ws, pcm24(load(LONG_AUDIO)[: 60 * SAMPLE_RATE]), speed=30)
+        seen = await events_until(ws, lambda e: e["type"].endswith("transcription.completed"))
+        committed = sum(e["type"] == "input_audio_buffer.committed" for e in seen)
+        assert committed >= 5
+        before = queue_waits((await http.get(metrics_url)).text)
+        ws.transport.abort()  # no close frame: the client is simply gone
+        for _ in range(100):  # the server notices within its 0.5 s poll
+            if "whisper_realtime_sessions 0.0" in (await http.get(metrics_url)).text:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the session was not closed")
+        await asyncio.sleep(3)  # time for several turns, were they still queued
+        after = queue_waits((await http.get(metrics_url)).text)
+    # At most what was running or just given a worker when it went: not its queue.
+    assert after - before <= 2
+
+
 def native_url(server: LiveServer) -> str:
     return server.url.replace("http://", "ws://") + "/stream"
 

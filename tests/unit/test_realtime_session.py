@@ -160,3 +160,53 @@ async def test_a_partial_without_a_free_worker_is_tried_again_with_the_next_fram
     assert steps[3] == pytest.approx(1.0, abs=0.11)
     first_delta = next(e for e in sent if e["type"].endswith("transcription.delta"))
     assert first_delta["delta"] == f"{partials[3]:.2f} s"
+
+
+async def test_abandon_cancels_the_running_turn_and_drops_the_queued_ones() -> None:
+    started: list[float] = []
+    cancelled = asyncio.Event()
+
+    async def slow(
+        audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+    ) -> str:
+        started.append(len(audio) / SAMPLE_RATE)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    async def send(event: dict[str, Any]) -> None:
+        pass
+
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), slow, send)
+    second = (load("jfk.flac")[:SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+    for _ in range(3):  # three turns committed by hand: one runs, two wait
+        await session.append(second)
+        await session.commit()
+    await asyncio.sleep(0.01)
+    assert started == [1.0]
+    session.abandon()
+    await asyncio.wait_for(cancelled.wait(), 1)
+    await asyncio.sleep(0.01)
+    assert started == [1.0]
+
+
+async def test_a_turn_that_fails_does_not_stop_the_turns_after_it() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        completed = event["type"].endswith("transcription.completed")
+        if completed and not any(e["type"] == "failed-once" for e in sent):
+            sent.append({"type": "failed-once"})
+            raise ConnectionError("the first completed event could not be sent")
+        sent.append(event)
+
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), Recorder(), send)
+    second = (load("jfk.flac")[:SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+    for _ in range(2):
+        await session.append(second)
+        await session.commit()
+    await session.finish()
+    assert [e["transcript"] for e in sent if "transcript" in e] == ["1.00 s"]

@@ -195,7 +195,7 @@ async def _serve(
                 continue
             message, receiving, last = receiving.result(), None, now
             if message["type"] == "websocket.disconnect":
-                return  # the client left: its queued turns go with it
+                return  # the client left: its queued turns go with it (finally)
             ahead = session.received_seconds - (now - started)
             try:
                 stop = await dialect.handle(session, session_id, message, send, ahead)
@@ -210,6 +210,7 @@ async def _serve(
     finally:
         if receiving is not None:
             receiving.cancel()
+        session.abandon()  # after finish() nothing is left; a vanished client's turns go
     await websocket.close(code)
 
 

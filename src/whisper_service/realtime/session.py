@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import structlog
 
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.realtime.audio import FrameError, PcmStream
 from whisper_service.realtime.vad import StreamingVad, TurnDetection
+
+log = structlog.get_logger(__name__)
 
 Event = dict[str, Any]
 Send = Callable[[Event], Awaitable[None]]
@@ -226,13 +229,27 @@ class Session:
         if self._work is not None:
             await self._work
 
-    def _enqueue(self, step: Awaitable[None]) -> None:
+    def abandon(self) -> None:
+        """The client is gone: drop the queued transcriptions and stop the running one
+        (its worker stops at its next check). Cancelling the last of the chain cancels
+        each one it awaits."""
+        if self._work is not None:
+            self._work.cancel()
+
+    def _enqueue(self, step: Coroutine[Any, Any, None]) -> None:
         previous = self._work
 
         async def after() -> None:
-            if previous is not None:
-                await previous
-            await step
+            try:
+                if previous is not None:
+                    await previous
+            except asyncio.CancelledError:
+                step.close()  # abandoned before it began
+                raise
+            try:
+                await step
+            except Exception as exc:  # one turn's failure must not stop the ones after it
+                log.warning("realtime_turn_failed", error=repr(exc))
 
         self._work = asyncio.ensure_future(after())
 
