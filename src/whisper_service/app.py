@@ -137,6 +137,9 @@ def create_app(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         excluded_urls="/health,/v2/health,/metrics",
+        # A span per ASGI message would be one per upload chunk, and one per audio
+        # frame of a live session (36,000 in an hour): the server span covers them.
+        exclude_spans=["receive", "send"],
     )
     return app
 

@@ -4,6 +4,7 @@ tests/integration/test_tracing.py)."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from tests.fakes import FakeEngine, loader
 from tests.in_process import quiet_settings
@@ -89,3 +91,41 @@ def test_cloud_trace_context_header_is_honoured(
     cloud_trace = "105445aa7843bc8bf206b12000100000"
     client.get("/v1/models", headers={"X-Cloud-Trace-Context": f"{cloud_trace}/1;o=1"})
     assert by_name(exporter.get_finished_spans(), int(cloud_trace, 16))
+
+
+def test_a_live_session_is_one_trace_with_a_span_per_transcription(
+    traced_client: tuple[TestClient, InMemorySpanExporter],
+) -> None:
+    client, exporter = traced_client
+    exporter.clear()
+    audio_input = {"format": {"type": "audio/pcm", "rate": 16_000}, "turn_detection": None}
+    manual = {"type": "session.update",
+              "session": {"type": "transcription", "audio": {"input": audio_input}}}  # fmt: skip
+    frame = base64.b64encode(b"\x10\x00" * 1600).decode()  # 100 ms
+    with client.websocket_connect(
+        "/v1/realtime?intent=transcription", headers={"traceparent": TRACEPARENT}
+    ) as ws:
+        assert ws.receive_json()["type"] == "session.created"
+        ws.send_json(manual)
+        assert ws.receive_json()["type"] == "session.updated"
+        for _ in range(30):
+            ws.send_json({"type": "input_audio_buffer.append", "audio": frame})
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        while not ws.receive_json()["type"].endswith("transcription.completed"):
+            pass
+    spans = [s for s in exporter.get_finished_spans()
+             if s.context is not None and s.context.trace_id == int(TRACE_ID, 16)]  # fmt: skip
+    # One server span for the whole session, not one per message (33 went in).
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert server.attributes is not None
+    assert str(server.attributes["whisper.realtime.session_id"]).startswith("sess_")
+    assert len(spans) < 10, sorted(s.name for s in spans)
+    turn = next(s for s in spans if s.name == "realtime.transcribe")
+    assert turn.parent is not None
+    assert server.context is not None
+    assert turn.parent.span_id == server.context.span_id
+    assert turn.attributes is not None
+    assert turn.attributes["whisper.realtime.turn"] == "final"
+    assert turn.attributes["whisper.audio.duration_seconds"] == 3.0
+    assert any(s.name == "queue.wait" and s.parent and s.parent.span_id == turn.context.span_id
+               for s in spans)  # fmt: skip

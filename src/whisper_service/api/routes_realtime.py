@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import structlog
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 
@@ -120,6 +121,7 @@ async def _live(websocket: WebSocket, dialect: Dialect) -> None:
     runtime.in_flight.attach_token(session_id, token)
     runtime.realtime_sessions += 1
     metrics.REALTIME_SESSIONS.inc()
+    trace.get_current_span().set_attribute("whisper.realtime.session_id", session_id)
     log.info("realtime_session_opened", session_id=session_id, path=websocket.url.path)
     try:
         await _serve(websocket, runtime, session_id, token, dialect)

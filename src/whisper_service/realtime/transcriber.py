@@ -22,6 +22,7 @@ import numpy as np
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.engines.base import MAX_PREFIX_CHARS, WINDOW_SAMPLES
+from whisper_service.observability.telemetry import telemetry
 from whisper_service.realtime.session import Context, SessionConfig, TranscriptionFailed
 from whisper_service.serving.runtime import Runtime
 from whisper_service.serving.scheduler import Rejected
@@ -51,12 +52,12 @@ class ScheduledTranscriber:
         if final and settings.realtime_final_context and _fits(audio, context):
             joined = np.concatenate([context.audio, GAP, audio])
             options = self._options(config, context.earlier, beam, prefix=context.text)
-            text = (await self._run(joined, options)).text
+            text = (await self._run(joined, options, final)).text
             if text:
                 return text
             # Nothing after the prefix: the model may have ended with it. The turn alone.
         recent = " ".join(t for t in (context.earlier, context.text) if t)
-        return (await self._run(audio, self._options(config, recent, beam))).text
+        return (await self._run(audio, self._options(config, recent, beam), final)).text
 
     def _options(
         self, config: SessionConfig, before: str, beam: int, prefix: str | None = None
@@ -68,16 +69,25 @@ class ScheduledTranscriber:
             language=config.language, prompt=prompt or None, beam_size=beam, prefix=prefix
         )
 
-    async def _run(self, audio: np.ndarray, options: TranscribeOptions) -> Transcription:
+    async def _run(
+        self, audio: np.ndarray, options: TranscribeOptions, final: bool
+    ) -> Transcription:
         settings = self.runtime.settings
         token = CancelToken(deadline=time.monotonic() + settings.request_timeout_seconds)
         engine = self.engine
-        try:
-            return await self.runtime.scheduler.run(
-                lambda t: engine.transcribe(audio, options, t), token, priority=True
-            )
-        except Rejected as exc:
-            raise TranscriptionFailed(exc.reason or exc.code, exc.message) from exc
+        attributes = {
+            "whisper.realtime.turn": "final" if final else "partial",
+            "whisper.realtime.context": options.prefix is not None,
+            "whisper.audio.duration_seconds": round(len(audio) / SAMPLE_RATE, 3),
+        }
+        # In the session's trace (the WebSocket's server span), queue.wait inside it.
+        with telemetry.span("realtime.transcribe", **attributes):
+            try:
+                return await self.runtime.scheduler.run(
+                    lambda t: engine.transcribe(audio, options, t), token, priority=True
+                )
+            except Rejected as exc:
+                raise TranscriptionFailed(exc.reason or exc.code, exc.message) from exc
 
 
 def _fits(audio: np.ndarray, context: Context) -> bool:
