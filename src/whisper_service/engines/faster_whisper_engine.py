@@ -80,8 +80,6 @@ class FasterWhisperEngine:
             "temperature": list(options.temperatures),
             "initial_prompt": options.prompt,
             "word_timestamps": options.word_timestamps,
-            "prefix": options.prefix,
-            "without_timestamps": options.prefix is not None,
         }
 
     def transcribe(
@@ -103,6 +101,8 @@ class FasterWhisperEngine:
                 min_silence_duration_ms=vad.min_silence_ms,
                 speech_pad_ms=vad.speech_pad_ms,
             ),
+            prefix=options.prefix,
+            without_timestamps=options.prefix is not None,
             **self._decoding(options, options.language),
         )
         if options.prefix is not None:
