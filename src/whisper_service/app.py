@@ -87,6 +87,7 @@ def create_app(
             workers=settings.inference_workers,
             queue_size=settings.queue_size,
             queue_timeout=settings.queue_timeout_seconds,
+            batch_size=settings.batch_size,
         ),
     )
     install_error_handlers(app)

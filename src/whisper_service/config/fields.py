@@ -140,6 +140,21 @@ class LimitsFields(BaseModel):
     inference_workers: int = Field(
         1, ge=1, le=32, description="Inferences running at once per process."
     )
+    batch_max_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Windows (30 s each at most) one model call may hold, gathered from "
+        "concurrent requests (faster-whisper); each inference worker then runs this many "
+        "requests at once. 1: no batching, one request per worker.",
+    )
+    batch_max_wait_ms: float = Field(
+        10.0,
+        ge=0,
+        le=1000,
+        description="Longest a model call waits for others to batch with; never waited "
+        "when every running request is already waiting (a lone request starts at once).",
+    )
     queue_size: int = Field(
         7,
         ge=0,

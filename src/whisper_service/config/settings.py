@@ -16,6 +16,7 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from whisper_service.config.fields import (
+    EngineName,
     EnvironmentFields,
     HealthFields,
     JobsFields,
@@ -183,6 +184,12 @@ class Settings(
             math.ceil(self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS),
             int(self.platform_grace_seconds),
         )
+
+    @property
+    def batch_size(self) -> int:
+        """Requests each inference worker runs at once, their model calls batched:
+        ``batch_max_size`` with faster-whisper; openai-whisper cannot batch."""
+        return self.batch_max_size if self.engine is EngineName.FASTER_WHISPER else 1
 
     def threads_per_worker(self, cpus: int) -> int:
         """Intra-op threads for each inference worker given ``cpus`` usable CPUs."""

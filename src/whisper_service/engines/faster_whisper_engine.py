@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from whisper_service.engines.base import (
     check_prefix,
     require_multilingual,
 )
+from whisper_service.engines.batching import BatchingWhisper, BatchLimits, Gatherer
 from whisper_service.engines.features import use_blockwise_features
 from whisper_service.models import ModelArtifact
 
@@ -41,6 +43,7 @@ class FasterWhisperEngine:
         compute_type: str,
         threads: int,
         workers: int,
+        batch: BatchLimits | None = None,
     ) -> None:
         self.model_name = artifact.name
         self.compute_type = compute_type
@@ -53,7 +56,17 @@ class FasterWhisperEngine:
             local_files_only=True,
         )
         use_blockwise_features(self._model)
+        self._gatherer: Gatherer | None = None
+        if batch is not None and batch.max_size > 1:
+            # Requests decode as ever; their model calls are gathered into batches.
+            self._gatherer = Gatherer(self._model.model, batch)
+            sot = self._model.hf_tokenizer.token_to_id("<|startoftranscript|>")
+            self._model.model = BatchingWhisper(self._model.model, self._gatherer, sot)
         self._batched = BatchedInferencePipeline(self._model)
+
+    def _member(self, cancel: CancelToken | None) -> AbstractContextManager[None]:
+        """This thread's calls join batches while inside (when batching is on)."""
+        return nullcontext() if self._gatherer is None else self._gatherer.member(cancel)
 
     @property
     def multilingual(self) -> bool:
@@ -63,7 +76,8 @@ class FasterWhisperEngine:
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
         """Language probabilities for the first 30 s, most likely first."""
         require_multilingual(self)
-        _, _, probs = self._model.detect_language(audio)
+        with self._member(None):
+            _, _, probs = self._model.detect_language(audio)
         return sorted(((lang, float(p)) for lang, p in probs), key=lambda kv: -kv[1])
 
     def _decoding(self, options: TranscribeOptions, language: str | None) -> dict[str, Any]:
@@ -93,21 +107,22 @@ class FasterWhisperEngine:
         them and each is handed to ``on_segment`` as soon as it is decoded."""
         check_prefix(audio, options)
         vad = options.vad
-        generator, info = self._model.transcribe(
-            audio,
-            vad_filter=options.vad_filter,
-            vad_parameters=VadOptions(
-                threshold=vad.threshold,
-                min_silence_duration_ms=vad.min_silence_ms,
-                speech_pad_ms=vad.speech_pad_ms,
-            ),
-            prefix=options.prefix,
-            without_timestamps=options.prefix is not None,
-            **self._decoding(options, options.language),
-        )
-        if options.prefix is not None:
-            generator = self._after_prefix(generator, options.prefix)
-        segments = _collect(generator, cancel, on_segment)
+        with self._member(cancel):
+            generator, info = self._model.transcribe(
+                audio,
+                vad_filter=options.vad_filter,
+                vad_parameters=VadOptions(
+                    threshold=vad.threshold,
+                    min_silence_duration_ms=vad.min_silence_ms,
+                    speech_pad_ms=vad.speech_pad_ms,
+                ),
+                prefix=options.prefix,
+                without_timestamps=options.prefix is not None,
+                **self._decoding(options, options.language),
+            )
+            if options.prefix is not None:
+                generator = self._after_prefix(generator, options.prefix)
+            segments = _collect(generator, cancel, on_segment)
         text = "".join(s.text for s in segments).strip()
         return Transcription(
             text, info.language, float(info.language_probability), info.duration, segments
@@ -139,6 +154,16 @@ class FasterWhisperEngine:
         rest of the window (whole sentences, measured on the radio address). So a
         second batched pass decodes each window's tail after its last closed segment.
         """
+        with self._member(cancel):
+            return self._windows(audio, windows, options, cancel)
+
+    def _windows(
+        self,
+        audio: np.ndarray,
+        windows: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        cancel: CancelToken | None,
+    ) -> Transcription:
         segments, info = self._batched_pass(audio, windows, options, options.language, cancel)
         tails = []
         for start, end in windows:

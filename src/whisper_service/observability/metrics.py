@@ -164,6 +164,21 @@ REALTIME_LATENCY = Histogram(
     namespace=NAMESPACE,
     buckets=LATENCY_BUCKETS,
 )
+BATCH_SIZE = Histogram(
+    "batch_size",
+    "Windows per model call (encode, generate, detect_language) once calls from "
+    "concurrent requests are gathered; 1: it ran alone.",
+    ["call"],
+    namespace=NAMESPACE,
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+)
+BATCH_WAIT = Histogram(
+    "batch_wait_seconds",
+    "Time a model call waited for others to batch with, per call.",
+    ["call"],
+    namespace=NAMESPACE,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 QUEUE_WAIT = Histogram(
     "queue_wait_seconds",
     "Time a request waited for an inference worker.",

@@ -111,16 +111,22 @@ class Slots:
 
 
 class Scheduler:
-    """Bounded queue in front of ``workers`` inference threads."""
+    """Bounded queue in front of the inference threads: ``workers`` x ``batch_size``
+    requests run at once (with batching, each worker's model calls hold up to
+    ``batch_size`` requests' windows; engines/batching.py)."""
 
-    def __init__(self, *, workers: int, queue_size: int, queue_timeout: float) -> None:
+    def __init__(
+        self, *, workers: int, queue_size: int, queue_timeout: float, batch_size: int = 1
+    ) -> None:
         self.workers = workers
+        self.batch_size = batch_size
+        self.slots = workers * batch_size
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
-        self._slots = Slots(workers)
+        self._slots = Slots(self.slots)
         metrics.QUEUE_CAPACITY.set(queue_size)
         metrics.INFERENCE_WORKERS.set(workers)
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="inference")
         self._running = 0
         self._waiting = 0
         self._admitted = 0
@@ -138,13 +144,13 @@ class Scheduler:
     @property
     def idle_worker(self) -> bool:
         """Whether work started now would run at once (a worker free, nobody waiting)."""
-        return self._running < self.workers and self._waiting == 0
+        return self._running < self.slots and self._waiting == 0
 
     @property
     def full(self) -> bool:
         """Whether a new request would be rejected now."""
         taken = self._running + self._waiting + self._admitted
-        return taken >= self.workers + self.queue_size
+        return taken >= self.slots + self.queue_size
 
     def admit(self) -> Admission:
         """Take a place for a request about to decode its audio; Rejected at once when
@@ -158,7 +164,7 @@ class Scheduler:
 
     def retry_after(self) -> float:
         """Seconds a rejected caller should wait: the queue ahead of it, drained."""
-        backlog = (self._waiting + self._running + self._admitted) / self.workers
+        backlog = (self._waiting + self._running + self._admitted) / self.slots
         return max(1.0, round(backlog * self._recent_seconds))
 
     async def _wait_for_slot(

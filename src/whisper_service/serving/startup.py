@@ -67,21 +67,32 @@ def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
     """Load ``artifact`` into the engine ``settings.engine`` names, sized for the CPUs
     this process may really use. Each engine module is imported only when chosen: one
     pulls in torch, the other CTranslate2."""
-    engine_class: Callable[..., Engine]
+    threads = settings.threads_per_worker(available_cpus())
     if settings.engine is EngineName.OPENAI_WHISPER:
         from whisper_service.engines.openai_whisper_engine import OpenAIWhisperEngine
 
-        engine_class = OpenAIWhisperEngine
-    else:
-        from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
+        return OpenAIWhisperEngine(
+            artifact,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            threads=threads,
+            workers=settings.inference_workers,
+        )
+    from whisper_service.engines.batching import BatchLimits
+    from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
 
-        engine_class = FasterWhisperEngine
-    return engine_class(
+    batch = BatchLimits(
+        max_size=settings.batch_size,
+        max_wait=settings.batch_max_wait_ms / 1000,
+        concurrency=settings.inference_workers,
+    )
+    return FasterWhisperEngine(
         artifact,
         device=settings.device,
         compute_type=settings.compute_type,
-        threads=settings.threads_per_worker(available_cpus()),
+        threads=threads,
         workers=settings.inference_workers,
+        batch=batch,
     )
 
 

@@ -1,0 +1,247 @@
+"""Cross-request batching at the model's own calls.
+
+Each request decodes on its own thread with the engine's ordinary algorithm (windows,
+seeks, prompts from the previous window, temperature fallback): what changes is only
+that its calls into the CTranslate2 model (``encode``, ``generate``,
+``detect_language``) are gathered with the calls other requests make at the same
+moment and run as one batched call. So a request's words are those it would get
+alone (the same decoder inputs; only the arithmetic of a larger matrix product
+differs), and a long recording's windows join batches with short requests' windows.
+
+A batch holds calls of one method with identical options (beam size, temperature,
+...); a temperature fallback's re-decode batches with other re-decodes at that
+temperature, or runs alone. A batch starts when it is full (``max_size`` windows),
+when every request inside the engine is already waiting on a call (nobody else can
+join: a lone request never waits), or when its oldest call has waited ``max_wait``
+seconds; at most ``concurrency`` batches run at once (the model's replicas), and
+calls arriving meanwhile gather for the next one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import ctranslate2
+import numpy as np
+
+from whisper_service.engines.base import CancelToken
+from whisper_service.observability import metrics
+
+# How often a call waiting for a batch looks at its request's cancel token.
+CANCEL_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """``max_size`` windows per batched call; ``max_wait`` seconds a call may wait for
+    company; ``concurrency`` batched calls at once."""
+
+    max_size: int
+    max_wait: float
+    concurrency: int
+
+
+@dataclass(eq=False)
+class _Call:
+    method: str
+    key: tuple[Any, ...]
+    features: np.ndarray  # [n, ...]: this call's windows
+    prompts: list[Any] | None
+    kwargs: dict[str, Any]
+    token: CancelToken | None
+    arrived: float = field(default_factory=time.monotonic)
+    results: list[Any] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(self.features.shape[0])
+
+
+class Gatherer:
+    """Collects model calls from request threads and runs them in batches."""
+
+    def __init__(self, model: Any, limits: BatchLimits) -> None:
+        self.model = model
+        self.limits = limits
+        self._cond = threading.Condition()
+        self._members = 0  # request threads inside the engine now
+        self._pending: list[_Call] = []
+        self._executing = 0  # batches running
+        self._executing_members = 0  # calls inside those batches
+        self._local = threading.local()
+
+    @contextmanager
+    def member(self, token: CancelToken | None = None) -> Iterator[None]:
+        """A request's time inside the engine: its calls are batched with others'."""
+        with self._cond:
+            self._members += 1
+        self._local.token = token
+        try:
+            yield
+        finally:
+            self._local.token = None
+            with self._cond:
+                self._members -= 1
+                self._cond.notify_all()  # those left may now all be waiting
+
+    def call(self, method: str, features: np.ndarray, prompts: list[Any] | None,
+             kwargs: dict[str, Any], shape: Any = None) -> list[Any]:  # fmt: skip
+        """One call's results (one per window of ``features``), run in a batch with
+        calls of the same method, options and ``shape`` (what else must match)."""
+        options = tuple(sorted((k, _hashable(v)) for k, v in kwargs.items()))
+        key = (method, options, shape)
+        token = getattr(self._local, "token", None)
+        call = _Call(method, key, features, prompts, kwargs, token)
+        with self._cond:
+            self._pending.append(call)
+            self._cond.notify_all()
+            while not call.done:
+                if token is not None and call in self._pending and _stopped(token):
+                    self._pending.remove(call)
+                    self._cond.notify_all()
+                    token.check()  # raises Cancelled
+                batch = self._ready_batch()
+                if batch is None:
+                    timeout = self._wait_timeout()
+                    if token is not None:  # look at the token now and then
+                        timeout = (
+                            CANCEL_POLL_SECONDS
+                            if timeout is None
+                            else min(timeout, CANCEL_POLL_SECONDS)
+                        )
+                    self._cond.wait(timeout)
+                    continue
+                self._execute(batch)
+        if call.error is not None:
+            raise call.error
+        assert call.results is not None
+        return call.results
+
+    def _ready_batch(self) -> list[_Call] | None:
+        """The batch to run now, taken off the queue; None if none should start yet."""
+        if not self._pending or self._executing >= self.limits.concurrency:
+            return None
+        oldest = self._pending[0]
+        batch: list[_Call] = []
+        windows = 0
+        for call in self._pending:
+            if call.key == oldest.key and (
+                not batch or windows + call.size <= self.limits.max_size
+            ):
+                batch.append(call)
+                windows += call.size
+        waiting = len(self._pending) + self._executing_members
+        ready = (
+            windows >= self.limits.max_size
+            or waiting >= self._members  # nobody else can join
+            or time.monotonic() - oldest.arrived >= self.limits.max_wait
+        )
+        if not ready:
+            return None
+        for call in batch:
+            self._pending.remove(call)
+        return batch
+
+    def _wait_timeout(self) -> float | None:
+        if not self._pending:
+            return None
+        left = self._pending[0].arrived + self.limits.max_wait - time.monotonic()
+        return max(left, 0.0005)
+
+    def _execute(self, batch: list[_Call]) -> None:
+        """Run ``batch`` on this thread (the lock held on entry and on return)."""
+        self._executing += 1
+        self._executing_members += len(batch)
+        started = time.monotonic()
+        self._cond.release()
+        try:
+            method = batch[0].method
+            for call in batch:
+                metrics.BATCH_WAIT.labels(method).observe(started - call.arrived)
+            metrics.BATCH_SIZE.labels(method).observe(sum(c.size for c in batch))
+            try:
+                results = self._run(batch)
+            except BaseException as exc:  # every caller hears of it
+                for call in batch:
+                    call.error = exc
+            else:
+                for call, result in zip(batch, results, strict=True):
+                    call.results = result
+        finally:
+            self._cond.acquire()
+            self._executing -= 1
+            self._executing_members -= len(batch)
+            for call in batch:
+                call.done = True
+            self._cond.notify_all()
+
+    def _run(self, batch: list[_Call]) -> list[list[Any]]:
+        first = batch[0]
+        stacked = np.concatenate([c.features for c in batch]) if len(batch) > 1 else first.features
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(stacked))
+        method = getattr(self.model, first.method)
+        if first.method == "encode":
+            # On the host, to be split between callers.
+            output = np.asarray(method(features, to_cpu=True))
+            return _split([output[i] for i in range(len(output))], batch)
+        if first.method == "generate":
+            prompts = [p for c in batch for p in (c.prompts or [])]
+            return _split(list(method(features, prompts, **first.kwargs)), batch)
+        return _split(list(method(features, **first.kwargs)), batch)
+
+
+def _split(items: Sequence[Any], batch: list[_Call]) -> list[list[Any]]:
+    out, start = [], 0
+    for call in batch:
+        out.append(list(items[start : start + call.size]))
+        start += call.size
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _stopped(token: CancelToken) -> bool:
+    deadline = token.deadline
+    return token.cancelled or (deadline is not None and time.monotonic() > deadline)
+
+
+class BatchingWhisper:
+    """Stands in for a ``ctranslate2.models.Whisper`` inside faster-whisper: the
+    batched methods go through the gatherer, everything else to the model."""
+
+    def __init__(self, model: Any, gatherer: Gatherer, sot: int) -> None:
+        self._model = model
+        self._gatherer = gatherer
+        self._sot = sot  # <|startoftranscript|>
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, features: Any, to_cpu: bool = False) -> Any:
+        """Encoder outputs for ``features`` [n, mels, frames], batched with others'."""
+        outputs = self._gatherer.call("encode", np.asarray(features), None, {})
+        return ctranslate2.StorageView.from_array(np.stack(outputs))
+
+    def generate(self, features: Any, prompts: list[Any], **kwargs: Any) -> list[Any]:
+        """Decoded token sequences, batched with other calls of the same options."""
+        # CTranslate2 batches prompts only with <|startoftranscript|> at one position,
+        # that is with as many tokens of previous text before it.
+        starts = {list(p).index(self._sot) if self._sot in p else -1 for p in prompts}
+        if kwargs.get("asynchronous") or len(starts) != 1:
+            return list(self._model.generate(features, prompts, **kwargs))
+        return self._gatherer.call(
+            "generate", np.asarray(features), list(prompts), kwargs, shape=starts.pop()
+        )
+
+    def detect_language(self, features: Any, **kwargs: Any) -> list[Any]:
+        """Language probabilities per window, batched."""
+        return self._gatherer.call("detect_language", np.asarray(features), None, kwargs)

@@ -1,0 +1,74 @@
+"""Batching across requests with the real model: concurrent requests' model calls
+run as batches, and each request gets the words it gets alone (issue 14)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.speakers import load
+from tests.support import LONG_AUDIO, MODEL_CACHE, TEST_THREADS, ljspeech, pooled_wer
+from whisper_service.audio import SAMPLE_RATE
+from whisper_service.engines import TranscribeOptions
+from whisper_service.engines.batching import BatchLimits
+from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
+from whisper_service.models import ModelFormat, resolve_model
+
+OPTIONS = TranscribeOptions(language="en")
+
+
+def engine(batch: BatchLimits | None) -> FasterWhisperEngine:
+    artifact = resolve_model("tiny.en", ModelFormat.CTRANSLATE2, MODEL_CACHE)
+    return FasterWhisperEngine(artifact, device="cpu", compute_type="int8",
+                               threads=TEST_THREADS, workers=1, batch=batch)  # fmt: skip
+
+
+def batched_calls(call: str) -> tuple[float, float]:
+    """(windows, calls) of batched model calls so far."""
+    total = REGISTRY.get_sample_value("whisper_batch_size_sum", {"call": call}) or 0.0
+    count = REGISTRY.get_sample_value("whisper_batch_size_count", {"call": call}) or 0.0
+    return total, count
+
+
+@pytest.fixture(scope="module")
+def recordings() -> list[np.ndarray]:
+    # Eight short utterances and 70 s of a long one (three windows, each decoded on
+    # from the text before it): they batch with each other.
+    return [load(e.path) for e in ljspeech()] + [load(LONG_AUDIO)[: 70 * SAMPLE_RATE]]
+
+
+def test_concurrent_requests_batch_and_keep_their_words(recordings: list[np.ndarray]) -> None:
+    alone = engine(None)
+    expected = [alone.transcribe(audio, OPTIONS).text for audio in recordings]
+    batching = engine(BatchLimits(max_size=8, max_wait=0.05, concurrency=1))
+    before = batched_calls("generate")
+    texts: list[str] = [""] * len(recordings)
+    start = threading.Barrier(len(recordings))
+
+    def request(index: int) -> None:
+        start.wait()
+        texts[index] = batching.transcribe(recordings[index], OPTIONS).text
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(len(recordings))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    windows, calls = (a - b for a, b in zip(batched_calls("generate"), before, strict=True))
+    assert calls > 0
+    assert windows / calls >= 2  # they did share calls
+    assert pooled_wer(expected, texts) <= 0.005
+
+
+def test_a_lone_request_through_the_gatherer_is_the_lone_engines(
+    recordings: list[np.ndarray],
+) -> None:
+    # The same model inputs on the same machine: no room for a word to differ (a
+    # five-second wait allowed for company, never taken: nobody else is inside).
+    alone, batching = engine(None), engine(BatchLimits(max_size=8, max_wait=5.0, concurrency=1))
+    chosen = recordings[:2] + recordings[-1:]
+    expected = [alone.transcribe(audio, OPTIONS).text for audio in chosen]
+    assert pooled_wer(expected, [batching.transcribe(a, OPTIONS).text for a in chosen]) == 0.0
