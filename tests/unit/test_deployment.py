@@ -238,3 +238,19 @@ def test_the_batch_job_manifest_runs_the_batch_command_with_the_presets_shape() 
     assert container["args"][:2] == ["batch", "--input"]
     known = {env_var_name(f) for f in Settings.model_fields}
     assert {e["name"] for e in container["env"]} <= known
+
+
+def test_batching_counts_in_the_capacity_and_the_memory_rules() -> None:
+    # 2 workers x 4 batched + 6 queued admit 14: Cloud Run may send that many.
+    fits = load_settings(app_env="production", batch_max_size=4, container_concurrency=14)
+    assert not any("CONTAINER_CONCURRENCY" in p for p in problems(fits))
+    over = load_settings(app_env="production", batch_max_size=4, container_concurrency=15)
+    found = problems(over)
+    assert any("(8 running + 6 queued) = 14" in p for p in found), found
+    # Each batched window holds its decoder state (90 MiB with beam 5): 2 x 16 of them
+    # do not fit production's 2.5 GiB beside 30 minutes of audio.
+    found = problems(load_settings(app_env="production", batch_max_size=16))
+    assert any("WHISPER_MAX_AUDIO_SECONDS" in p for p in found), found
+    # openai-whisper cannot batch: the setting changes nothing there.
+    assert load_settings(app_env="production", engine="openai-whisper",
+                         batch_max_size=4).batch_size == 1  # fmt: skip

@@ -218,3 +218,26 @@ def test_a_cancelled_waiter_gives_its_place_back() -> None:
         assert calls == ["busy", "next"]
 
     asyncio.run(scenario())
+
+
+def test_with_batching_each_worker_runs_batch_size_requests_at_once() -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=2, queue_size=1, queue_timeout=30, batch_size=3)
+        release, calls = threading.Event(), []
+        running = [
+            asyncio.create_task(scheduler.run(blocking_work(release, calls, n), CancelToken()))
+            for n in "abcdefg"
+        ]
+        await asyncio.sleep(0.1)
+        # 2 x 3 running together (their model calls are what gets batched), 1 waiting.
+        assert scheduler.stats.running == 6
+        assert scheduler.stats.waiting == 1
+        assert sorted(calls) == list("abcdef")
+        with pytest.raises(Rejected) as info:
+            await scheduler.run(blocking_work(release, calls, "h"), CancelToken())
+        assert info.value.reason == "queue_full"
+        release.set()
+        assert [await t for t in running] == list("abcdefg")
+        scheduler.close()
+
+    asyncio.run(scenario())

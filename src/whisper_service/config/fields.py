@@ -149,7 +149,7 @@ class LimitsFields(BaseModel):
         "requests at once. 1: no batching, one request per worker.",
     )
     batch_max_wait_ms: float = Field(
-        10.0,
+        50.0,
         ge=0,
         le=1000,
         description="Longest a model call waits for others to batch with; never waited "

@@ -44,12 +44,13 @@ def problems(settings: Settings) -> list[str]:
             f"{name('min_instances')}={settings.min_instances} exceeds "
             f"{name('max_instances')}={settings.max_instances}"
         )
-    capacity = settings.web_workers * (settings.inference_workers + settings.queue_size)
+    running = settings.inference_workers * settings.batch_size
+    capacity = settings.web_workers * (running + settings.queue_size)
     if settings.container_concurrency > capacity:
         found.append(
             f"{name('container_concurrency')}={settings.container_concurrency} exceeds what an "
-            f"instance admits ({settings.web_workers} web x ({settings.inference_workers} "
-            f"inference + {settings.queue_size} queued) = {capacity}): Cloud Run would send "
+            f"instance admits ({settings.web_workers} web x ({running} running + "
+            f"{settings.queue_size} queued) = {capacity}): Cloud Run would send "
             "requests that get 429 instead of starting an instance"
         )
     threads = settings.threads_per_worker(settings.cpu_limit) * settings.inference_workers

@@ -162,10 +162,10 @@ class Gatherer:
         started = time.monotonic()
         self._cond.release()
         try:
-            method = batch[0].method
+            label = _label(batch[0])
             for call in batch:
-                metrics.BATCH_WAIT.labels(method).observe(started - call.arrived)
-            metrics.BATCH_SIZE.labels(method).observe(sum(c.size for c in batch))
+                metrics.BATCH_WAIT.labels(label).observe(started - call.arrived)
+            metrics.BATCH_SIZE.labels(label).observe(sum(c.size for c in batch))
             try:
                 results = self._run(batch)
             except BaseException as exc:  # every caller hears of it
@@ -195,6 +195,14 @@ class Gatherer:
             prompts = [p for c in batch for p in (c.prompts or [])]
             return _split(list(method(features, prompts, **first.kwargs)), batch)
         return _split(list(method(features, **first.kwargs)), batch)
+
+
+def _label(call: _Call) -> str:
+    # faster-whisper samples (a temperature above 0) only to re-decode a window whose
+    # text looked wrong: those batch only with each other.
+    if call.method == "generate" and "sampling_temperature" in call.kwargs:
+        return "generate_fallback"
+    return call.method
 
 
 def _split(items: Sequence[Any], batch: list[_Call]) -> list[list[Any]]:

@@ -164,10 +164,18 @@ REALTIME_LATENCY = Histogram(
     namespace=NAMESPACE,
     buckets=LATENCY_BUCKETS,
 )
+BATCH_MAX_SIZE = Gauge(
+    "batch_max_size",
+    "Requests whose model calls one batch may hold: WHISPER_BATCH_MAX_SIZE with "
+    "faster-whisper, 1 with openai-whisper (which cannot batch).",
+    namespace=NAMESPACE,
+    multiprocess_mode="max",
+)
 BATCH_SIZE = Histogram(
     "batch_size",
-    "Windows per model call (encode, generate, detect_language) once calls from "
-    "concurrent requests are gathered; 1: it ran alone.",
+    "Windows per model call (encode, generate, generate_fallback: a temperature "
+    "fallback's re-decode, detect_language) once calls from concurrent requests are "
+    "gathered; 1: it ran alone.",
     ["call"],
     namespace=NAMESPACE,
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),

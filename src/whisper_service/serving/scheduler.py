@@ -126,6 +126,7 @@ class Scheduler:
         self._slots = Slots(self.slots)
         metrics.QUEUE_CAPACITY.set(queue_size)
         metrics.INFERENCE_WORKERS.set(workers)
+        metrics.BATCH_MAX_SIZE.set(batch_size)
         self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="inference")
         self._running = 0
         self._waiting = 0
