@@ -75,6 +75,7 @@ class Gatherer:
         self._pending: list[_Call] = []
         self._executing = 0  # batches running
         self._executing_members = 0  # calls inside those batches
+        self._free_since = 0.0  # when a running batch last ended
         self._local = threading.local()
 
     @contextmanager
@@ -138,10 +139,13 @@ class Gatherer:
                 batch.append(call)
                 windows += call.size
         waiting = len(self._pending) + self._executing_members
+        # Calls that waited for a busy model count their wait from when it came free:
+        # the requests of the batch that just ended are a moment from their next call.
+        since = max(oldest.arrived, self._free_since)
         ready = (
             windows >= self.limits.max_size
             or waiting >= self._members  # nobody else can join
-            or time.monotonic() - oldest.arrived >= self.limits.max_wait
+            or time.monotonic() - since >= self.limits.max_wait
         )
         if not ready:
             return None
@@ -152,7 +156,8 @@ class Gatherer:
     def _wait_timeout(self) -> float | None:
         if not self._pending:
             return None
-        left = self._pending[0].arrived + self.limits.max_wait - time.monotonic()
+        since = max(self._pending[0].arrived, self._free_since)
+        left = since + self.limits.max_wait - time.monotonic()
         return max(left, 0.0005)
 
     def _execute(self, batch: list[_Call]) -> None:
@@ -176,6 +181,7 @@ class Gatherer:
                     call.results = result
         finally:
             self._cond.acquire()
+            self._free_since = time.monotonic()
             self._executing -= 1
             self._executing_members -= len(batch)
             for call in batch:

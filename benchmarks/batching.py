@@ -1,0 +1,133 @@
+"""Batching across requests under load (docs/benchmarks.md, "Batching across
+requests"): for each precision, the service with ``WHISPER_BATCH_MAX_SIZE=1`` (two
+single-threaded workers, today's production shape) against batched shapes, with 1, 8
+and 16 clients sending jfk.flac back to back (scripts/testing/load_test.py against a
+server on 127.0.0.1): requests/s, audio seconds/s, p50/p95 latency, errors (429s
+counted apart) and peak RSS; and the raw engine's best throughput on the same clip,
+the ceiling on this hardware.
+
+    python benchmarks/batching.py [--duration 20] [--clients 1 8 16] [--precision float32 int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.speakers import load  # noqa: E402
+from tests.support import AUDIO, MODEL_CACHE  # noqa: E402
+
+# (label, inference workers, threads each, batch size)
+SHAPES = [
+    ("unbatched 2x1", 2, 1, 1),
+    ("batched 2x1, 4 each", 2, 1, 4),
+    ("batched 1x2, 8", 1, 2, 8),
+    ("batched 2x1, 2 each", 2, 1, 2),
+]
+
+
+def load_point(precision: str, shape: tuple[str, int, int, int], clients: int,
+               duration: float) -> dict[str, Any]:  # fmt: skip
+    """One load_test.py run against a freshly started server."""
+    label, workers, threads, batch = shape
+    script = REPO / "scripts" / "testing" / "load_test.py"
+    command = [
+        sys.executable, str(script), "--start", "--file", str(AUDIO / "jfk.flac"),
+        "--clients", str(clients), "--duration", str(duration),
+        "--env", f"WHISPER_COMPUTE_TYPE={precision}",
+        "--env", f"WHISPER_INFERENCE_WORKERS={workers}",
+        "--env", f"WHISPER_CPU_THREADS={threads}",
+        "--env", f"WHISPER_BATCH_MAX_SIZE={batch}",
+        "--env", "WHISPER_QUEUE_SIZE=16",
+        "--env", "WHISPER_RATE_LIMIT_PER_MINUTE=0",
+        "--env", "WHISPER_DIARIZATION=false",
+        "--env", f"WHISPER_MODEL_CACHE_DIR={MODEL_CACHE}",
+        "--field", "language=en",
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    row = {"precision": precision, "shape": label, **{k: report[k] for k in (
+        "clients", "completed", "statuses", "errors", "throughput_rps",
+        "audio_seconds_per_second", "latency", "peak_rss_mib")}}  # fmt: skip
+    print(json.dumps(row), file=sys.stderr)
+    return row
+
+
+def raw_ceiling(precision: str, clips: int = 16) -> dict[str, Any]:
+    """The engine alone on the same clip and options, best of: two single-threaded
+    replicas one clip each at a time, or faster-whisper's batched pipeline over the
+    clips (8 at a time, two threads)."""
+    import numpy as np
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    from whisper_service.models import ModelFormat, resolve_model
+
+    path = str(resolve_model("tiny.en", ModelFormat.CTRANSLATE2, MODEL_CACHE).path)
+    jfk = load(AUDIO / "jfk.flac")
+    found: dict[str, Any] = {"precision": precision}
+    model = WhisperModel(path, device="cpu", compute_type=precision, cpu_threads=1, num_workers=2)
+
+    def one(_: int) -> None:
+        list(model.transcribe(jfk, language="en", beam_size=5)[0])
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, range(2)))
+        started = time.perf_counter()
+        list(pool.map(one, range(clips)))
+        found["sequential_2x1_rps"] = round(clips / (time.perf_counter() - started), 3)
+    model = WhisperModel(path, device="cpu", compute_type=precision, cpu_threads=2)
+    pipeline = BatchedInferencePipeline(model)
+    # The clips one after another with a second of silence between, as windows.
+    gap = np.zeros(16_000, dtype=np.float32)
+    joined = np.concatenate([part for _ in range(8) for part in (jfk, gap)])
+    step = (len(jfk) + len(gap)) / 16_000
+    windows = [{"start": i * step, "end": i * step + len(jfk) / 16_000} for i in range(8)]
+
+    def batch() -> None:
+        list(pipeline.transcribe(joined, language="en", beam_size=5, batch_size=8,
+                                 clip_timestamps=windows, vad_filter=False)[0])  # fmt: skip
+
+    batch()
+    started = time.perf_counter()
+    for _ in range(clips // 8):
+        batch()
+    found["batched_pipeline_1x2_rps"] = round(clips / (time.perf_counter() - started), 3)
+    found["ceiling_rps"] = max(found["sequential_2x1_rps"], found["batched_pipeline_1x2_rps"])
+    print(json.dumps(found), file=sys.stderr)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--precision", nargs="+", default=["float32", "int8"])
+    parser.add_argument("--shapes", nargs="+", help="only these shapes (by label)")
+    parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "batching.json")
+    args = parser.parse_args()
+    report: dict[str, Any] = {"points": [], "ceiling": []}
+    for precision in args.precision:
+        if not args.shapes:
+            report["ceiling"].append(raw_ceiling(precision))
+        for shape in SHAPES:
+            if args.shapes and shape[0] not in args.shapes:
+                continue
+            for clients in args.clients:
+                report["points"].append(load_point(precision, shape, clients, args.duration))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
