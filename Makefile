@@ -84,8 +84,8 @@ audit: install-dev
 # Speed: pytest-benchmark suites, then every comparison of docs/benchmarks.md (ratios
 # measured within one run, load tests on 127.0.0.1), then one long job on 1, 2 and 3
 # instances over the emulators (files in gcp-storage-emulator, then in a shared
-# directory), speaker diarization, live streams (both ways of decoding a final). About
-# 35 minutes; not in `make test`.
+# directory), speaker diarization, live streams (both ways of decoding a final), batching
+# across requests. About 50 minutes; not in `make test`.
 bench: install-dev emulators
 	$(BIN)/pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider \
 	  --benchmark-only --benchmark-json=.benchmarks/pytest-benchmark.json --timeout 1200
@@ -95,6 +95,7 @@ bench: install-dev emulators
 	$(BIN)/python benchmarks/jobs_scaling.py --files directory --instances 1 2 \
 	  --output .benchmarks/jobs_scaling_directory.json
 	$(BIN)/python benchmarks/realtime.py --output .benchmarks/realtime.json
+	$(BIN)/python benchmarks/batching.py --output .benchmarks/batching.json
 
 # docs/configuration.md's settings and presets tables, from the Settings model.
 docs: install
