@@ -23,6 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import write_report  # noqa: E402
 from tests.speakers import load  # noqa: E402
 from tests.support import AUDIO, MODEL_CACHE  # noqa: E402
 
@@ -123,9 +124,7 @@ def main() -> int:
                 continue
             for clients in args.clients:
                 report["points"].append(load_point(precision, shape, clients, args.duration))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(args.output, report)
     return 0
 
 

@@ -37,6 +37,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import write_report  # noqa: E402
 from tests.sse import events as sse_events  # noqa: E402
 from tests.support import (  # noqa: E402
     AUDIO,
@@ -372,9 +373,7 @@ def main() -> int:
         print(f"running {name}", file=sys.stderr)
         report[name] = step()
         print(json.dumps({name: report[name]}), file=sys.stderr)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(args.output, report)
     return 0
 
 

@@ -23,7 +23,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `whisper-service` sets it
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import write_report  # noqa: E402
 from tests.speakers import (  # noqa: E402
     Labelled,
     bush,
@@ -220,9 +220,7 @@ def main() -> int:
         "startup_encoder_and_clustering": round(startup_mib),
         "peak_diarizing_30_minutes": round(peak - settled),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(args.output, report)
     return 0
 
 

@@ -21,7 +21,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import write_report  # noqa: E402
 from tests.balancer import Balancer  # noqa: E402
 from tests.gcp_emulators import PROJECT, GcpEmulators  # noqa: E402
 from tests.gcs_emulator import Emulator  # noqa: E402
@@ -255,9 +255,7 @@ def main() -> int:
     work = Path("/tmp/whisper-bench/jobs-scaling")  # noqa: S108
     work.mkdir(parents=True, exist_ok=True)
     report = measure(args.instances, work, args.files, args.rounds)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(args.output, report)
     return 0
 
 

@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import write_report  # noqa: E402
 from tests.speakers import load, wav_bytes  # noqa: E402
 from tests.support import LONG_AUDIO, LiveServer, word_error_rate  # noqa: E402
 
@@ -133,9 +134,7 @@ def main() -> int:
     args = parser.parse_args()
     audio = load(LONG_AUDIO)[: int(args.seconds * 16_000)]
     report = {"variants": [variant(c, args.streams, audio) for c in args.context]}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(args.output, report)
     return 0
 
 
