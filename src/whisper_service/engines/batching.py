@@ -29,7 +29,7 @@ from typing import Any
 import ctranslate2
 import numpy as np
 
-from whisper_service.engines.base import CancelToken
+from whisper_service.engines.base import Cancelled, CancelToken
 from whisper_service.observability import metrics
 
 # How often a call waiting for a batch looks at its request's cancel token.
@@ -104,10 +104,13 @@ class Gatherer:
             self._pending.append(call)
             self._cond.notify_all()
             while not call.done:
-                if token is not None and call in self._pending and _stopped(token):
-                    self._pending.remove(call)
-                    self._cond.notify_all()
-                    token.check()  # raises Cancelled
+                if token is not None and call in self._pending:
+                    try:
+                        token.check()  # cancelled, or past its deadline
+                    except Cancelled:
+                        self._pending.remove(call)
+                        self._cond.notify_all()
+                        raise
                 batch = self._ready_batch()
                 if batch is None:
                     timeout = self._wait_timeout()
@@ -221,11 +224,6 @@ def _split(items: Sequence[Any], batch: list[_Call]) -> list[list[Any]]:
 
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
-
-
-def _stopped(token: CancelToken) -> bool:
-    deadline = token.deadline
-    return token.cancelled or (deadline is not None and time.monotonic() > deadline)
 
 
 class BatchingWhisper:
