@@ -152,8 +152,9 @@ class LimitsFields(BaseModel):
         50.0,
         ge=0,
         le=1000,
-        description="Longest a model call waits for others to batch with; never waited "
-        "when every running request is already waiting (a lone request starts at once).",
+        description="Longest a model call waits for others to batch with (counted from "
+        "when a busy model came free); never waited when every running request is already "
+        "waiting (a lone request starts at once).",
     )
     queue_size: int = Field(
         7,
