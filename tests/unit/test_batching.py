@@ -22,6 +22,13 @@ class Recorder:
         self.batches: list[tuple[str, int]] = []
         self.hold = hold
 
+    def encode(self, features: Any, to_cpu: bool = False) -> np.ndarray:
+        values = np.asarray(features)
+        self.batches.append(("encode", len(values)))
+        if self.hold is not None:
+            self.hold.wait(10)
+        return values
+
     def generate(self, features: Any, prompts: list[Any], **kwargs: Any) -> list[float]:
         values = np.asarray(features)
         self.batches.append(("generate", len(values)))
@@ -186,3 +193,44 @@ def test_calls_arriving_while_the_replicas_are_busy_gather_for_the_next_batch(
         t.join(5)
     assert len(done) == concurrency + 5
     assert model.batches[-1] == ("generate", 5)
+
+
+def test_encoder_calls_never_wait_for_company_and_go_before_waiting_decoder_calls() -> None:
+    release = threading.Event()
+    model = Recorder(hold=release)
+    # A minute's wait allowed: a gathered encode would not return in time.
+    gatherer = Gatherer(model, limits(concurrency=1))
+    done: list[tuple[str, Any]] = []
+
+    def running() -> None:
+        with gatherer.member():
+            done.append(("generate", gatherer.call("generate", window(1), [[1]], {})))
+
+    def decoding(value: float) -> None:
+        with gatherer.member():
+            done.append(("generate", gatherer.call("generate", window(value), [[1]], {})))
+
+    def encoding(value: float) -> None:
+        with gatherer.member():
+            done.append(("encode", gatherer.call("encode", window(value), None, {})))
+
+    first = threading.Thread(target=running)
+    first.start()
+    while not gatherer._executing:  # the only replica is busy
+        time.sleep(0.01)
+    waiting = [threading.Thread(target=decoding, args=(2,))]
+    waiting += [threading.Thread(target=encoding, args=(10 + i,)) for i in range(2)]
+    for t in waiting:
+        t.start()
+    while len(gatherer._pending) < 3:
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *waiting]:
+        t.join(5)
+        assert not t.is_alive(), "a call never returned"
+    # Each encode alone, both before the decoder call that waited longer.
+    assert model.batches == [("generate", 1), ("encode", 1), ("encode", 1), ("generate", 1)]
+    assert sorted(float(np.asarray(r[0]).flat[0]) for kind, r in done if kind == "encode") == [
+        10.0,
+        11.0,
+    ]

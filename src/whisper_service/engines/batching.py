@@ -8,13 +8,19 @@ moment and run as one batched call. So a request's words are those it would get
 alone (the same decoder inputs; only the arithmetic of a larger matrix product
 differs), and a long recording's windows join batches with short requests' windows.
 
+Only the decoder's calls are gathered. ``encode`` runs one request's call at a time,
+at once and ahead of waiting decoder calls: on the CPU a batched encoder pass costs
+as much per window as single ones (the encoder's 1,500 frames already fill the
+matrix products), so waiting for company there would only delay the decoder batch
+it feeds.
+
 A batch holds calls of one method with identical options (beam size, temperature,
 ...); a temperature fallback's re-decode batches with other re-decodes at that
 temperature, or runs alone. A batch starts when it is full (``max_size`` windows),
-when every request inside the engine is already waiting on a call (nobody else can
-join: a lone request never waits), or when its oldest call has waited ``max_wait``
-seconds; at most ``concurrency`` batches run at once (the model's replicas), and
-calls arriving meanwhile gather for the next one.
+when every request inside the engine is already waiting on a decoder call (nobody
+else can join: a lone request never waits), or when its oldest call has waited
+``max_wait`` seconds; at most ``concurrency`` calls run at once (the model's
+replicas), and calls arriving meanwhile gather for the next one.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from whisper_service.observability import metrics
 
 # How often a call waiting for a batch looks at its request's cancel token.
 CANCEL_POLL_SECONDS = 0.05
+# Calls run as they come, one at a time, never gathered (see the module's docstring).
+UNGATHERED = frozenset({"encode"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class Gatherer:
         self._members = 0  # request threads inside the engine now
         self._pending: list[_Call] = []
         self._executing = 0  # batches running
-        self._executing_members = 0  # calls inside those batches
+        self._executing_members = 0  # gathered calls inside those batches
         self._free_since = 0.0  # when a running batch last ended
         self._local = threading.local()
 
@@ -132,6 +140,10 @@ class Gatherer:
         """The batch to run now, taken off the queue; None if none should start yet."""
         if not self._pending or self._executing >= self.limits.concurrency:
             return None
+        for call in self._pending:
+            if call.method in UNGATHERED:
+                self._pending.remove(call)
+                return [call]
         oldest = self._pending[0]
         batch: list[_Call] = []
         windows = 0
@@ -166,7 +178,9 @@ class Gatherer:
     def _execute(self, batch: list[_Call]) -> None:
         """Run ``batch`` on this thread (the lock held on entry and on return)."""
         self._executing += 1
-        self._executing_members += len(batch)
+        # A member running an encoder call is about to call the decoder: not waiting.
+        members = 0 if batch[0].method in UNGATHERED else len(batch)
+        self._executing_members += members
         started = time.monotonic()
         self._cond.release()
         try:
@@ -186,7 +200,7 @@ class Gatherer:
             self._cond.acquire()
             self._free_since = time.monotonic()
             self._executing -= 1
-            self._executing_members -= len(batch)
+            self._executing_members -= members
             for call in batch:
                 call.done = True
             self._cond.notify_all()
