@@ -46,7 +46,7 @@ async def test_probes_and_kserve_aliases() -> None:
         assert (await client.get("/v2/health/live")).status_code == 200
         ready = (await client.get("/health/ready")).json()
         assert ready["status"] == "ready"
-        queue = {"workers": 1, "running": 0, "waiting": 0, "decoding": 0, "capacity": 3}
+        queue = {"workers": 1, "batch_size": 1, "running": 0, "waiting": 0, "decoding": 0, "capacity": 3}
         assert ready["queue"] == queue
         assert (await client.get("/v2/health/ready")).json()["status"] == "ready"
         assert (await client.get("/v2/models/fake.en/ready")).json()["ready"] is True
@@ -127,3 +127,11 @@ async def test_readiness_is_503_while_the_model_loads() -> None:
             assert busy.status_code == 503
             assert busy.json()["error"]["code"] == "model_loading"
             loaded.set()
+
+
+async def test_the_queue_report_shows_the_batch_each_worker_runs() -> None:
+    async with serve(inference_workers=2, batch_max_size=4, queue_size=2) as service:
+        queue = (await service.client.get("/health/ready")).json()["queue"]
+        assert queue["workers"] == 2
+        assert queue["batch_size"] == 4
+        assert service.runtime.scheduler.slots == 8

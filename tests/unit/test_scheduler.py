@@ -167,7 +167,7 @@ def test_a_place_taken_before_decoding_counts_and_is_given_back() -> None:
         assert not scheduler.full
         # The place turns into the wait for a worker, never counted twice.
         assert await scheduler.run(lambda _t: "ok", CancelToken(), admission=first) == "ok"
-        assert scheduler.stats == SchedulerStats(1, 1, 0, 0, 0)
+        assert scheduler.stats == SchedulerStats(1, 1, 1, 0, 0, 0)
         with first:  # leaving the block after running gives nothing back twice
             pass
         assert scheduler.stats.admitted == 0

@@ -41,6 +41,7 @@ def _queue(runtime: Runtime) -> QueueState:
     stats = runtime.scheduler.stats
     return QueueState(
         workers=stats.workers,
+        batch_size=stats.batch_size,
         running=stats.running,
         waiting=stats.waiting,
         decoding=stats.admitted,

@@ -222,10 +222,12 @@ class Startup(BaseModel):
 
 
 class QueueState(BaseModel):
-    """Inference workers and the queue in front of them (``decoding``: admitted
-    requests still decoding their audio, counted against the capacity)."""
+    """Inference workers and the queue in front of them: up to ``workers`` x
+    ``batch_size`` requests run at once (``WHISPER_BATCH_MAX_SIZE``); ``decoding``:
+    admitted requests still decoding their audio, counted against the capacity."""
 
     workers: int
+    batch_size: int
     running: int
     waiting: int
     decoding: int

@@ -46,6 +46,7 @@ class SchedulerStats:
     """A snapshot for health reports and metrics."""
 
     workers: int
+    batch_size: int  # requests per worker, their model calls batched
     queue_size: int
     running: int
     waiting: int
@@ -139,7 +140,12 @@ class Scheduler:
     def stats(self) -> SchedulerStats:
         """Current occupancy."""
         return SchedulerStats(
-            self.workers, self.queue_size, self._running, self._waiting, self._admitted
+            self.workers,
+            self.batch_size,
+            self.queue_size,
+            self._running,
+            self._waiting,
+            self._admitted,
         )
 
     @property
