@@ -1,12 +1,16 @@
 """Batching across requests under load (docs/benchmarks.md, "Batching across
 requests"): for each precision, the service with ``WHISPER_BATCH_MAX_SIZE=1`` (two
-single-threaded workers, today's production shape) against batched shapes, with 1, 8
-and 16 clients sending jfk.flac back to back (scripts/testing/load_test.py against a
-server on 127.0.0.1): requests/s, audio seconds/s, p50/p95 latency, errors (429s
-counted apart) and peak RSS; and the raw engine's best throughput on the same clip,
-the ceiling on this hardware.
+single-threaded workers, the shape before batching) against batched shapes, with 1, 8
+and 16 clients sending jfk.flac back to back, and the mix: 8 such clients beside one
+sending the 127 s radio address (scripts/testing/load_test.py against a server on
+127.0.0.1): requests/s, audio seconds/s, p50/p95 latency, errors (429s counted
+apart) and peak RSS; and the raw engine's best throughput on the same clip and
+options, the ceiling on this hardware.
 
-    python benchmarks/batching.py [--duration 20] [--clients 1 8 16] [--precision float32 int8]
+    python benchmarks/batching.py [--duration 20] [--clients 1 8 16] [--mix 8]
+        [--precision float32 int8] [--shapes 2x1x1 1x2x4 ...]
+
+A shape is inference workers x threads each x ``WHISPER_BATCH_MAX_SIZE``.
 """
 
 from __future__ import annotations
@@ -25,24 +29,21 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
 from tests.speakers import load  # noqa: E402
-from tests.support import AUDIO, MODEL_CACHE  # noqa: E402
+from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE  # noqa: E402
 
-# (label, inference workers, threads each, batch size)
-SHAPES = [
-    ("unbatched 2x1", 2, 1, 1),
-    ("batched 2x1, 4 each", 2, 1, 4),
-    ("batched 1x2, 8", 1, 2, 8),
-    ("batched 2x1, 2 each", 2, 1, 2),
-]
+# workers x threads each x batch size; the first is the comparison.
+SHAPES = ["2x1x1", "2x1x4", "1x2x1", "1x2x4", "1x2x8"]
 
 
-def load_point(precision: str, shape: tuple[str, int, int, int], clients: int,
-               duration: float) -> dict[str, Any]:  # fmt: skip
-    """One load_test.py run against a freshly started server."""
-    label, workers, threads, batch = shape
+def load_point(precision: str, shape: str, clients: int, duration: float,
+               mix: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One load_test.py run against a freshly started server; with ``mix``, one more
+    client sends the long recording."""
+    workers, threads, batch = shape.split("x")
     script = REPO / "scripts" / "testing" / "load_test.py"
+    extra = ["--long-file", str(AUDIO / LONG_AUDIO)] if mix else []
     command = [
-        sys.executable, str(script), "--start", "--file", str(AUDIO / "jfk.flac"),
+        sys.executable, str(script), "--start", "--file", str(AUDIO / "jfk.flac"), *extra,
         "--clients", str(clients), "--duration", str(duration),
         "--env", f"WHISPER_COMPUTE_TYPE={precision}",
         "--env", f"WHISPER_INFERENCE_WORKERS={workers}",
@@ -56,17 +57,18 @@ def load_point(precision: str, shape: tuple[str, int, int, int], clients: int,
     ]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    row = {"precision": precision, "shape": label, **{k: report[k] for k in (
+    row = {"precision": precision, "shape": shape, "mix": mix, **{k: report.get(k) for k in (
         "clients", "completed", "statuses", "errors", "throughput_rps",
-        "audio_seconds_per_second", "latency", "peak_rss_mib")}}  # fmt: skip
+        "audio_seconds_per_second", "latency", "peak_rss_mib", "long")}}  # fmt: skip
     print(json.dumps(row), file=sys.stderr)
     return row
 
 
 def raw_ceiling(precision: str, clips: int = 16) -> dict[str, Any]:
-    """The engine alone on the same clip and options, best of: two single-threaded
-    replicas one clip each at a time, or faster-whisper's batched pipeline over the
-    clips (8 at a time, two threads)."""
+    """The engine alone on the same clip and options (timestamps included, as the
+    service decodes them), best of: two single-threaded replicas one clip each at a
+    time, or faster-whisper's batched pipeline over the clips (8 at a time, two
+    threads)."""
     import numpy as np
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -95,7 +97,8 @@ def raw_ceiling(precision: str, clips: int = 16) -> dict[str, Any]:
 
     def batch() -> None:
         list(pipeline.transcribe(joined, language="en", beam_size=5, batch_size=8,
-                                 clip_timestamps=windows, vad_filter=False)[0])  # fmt: skip
+                                 clip_timestamps=windows, vad_filter=False,
+                                 without_timestamps=False)[0])  # fmt: skip
 
     batch()
     started = time.perf_counter()
@@ -111,19 +114,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--mix", type=int, nargs="*", default=[8],
+                        help="short-clip clients beside the long recording's")  # fmt: skip
     parser.add_argument("--precision", nargs="+", default=["float32", "int8"])
-    parser.add_argument("--shapes", nargs="+", help="only these shapes (by label)")
+    parser.add_argument("--shapes", nargs="+", default=SHAPES, help="WORKERSxTHREADSxBATCH")
+    parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "batching.json")
     args = parser.parse_args()
     report: dict[str, Any] = {"points": [], "ceiling": []}
     for precision in args.precision:
-        if not args.shapes:
+        if args.ceiling:
             report["ceiling"].append(raw_ceiling(precision))
-        for shape in SHAPES:
-            if args.shapes and shape[0] not in args.shapes:
-                continue
+        for shape in args.shapes:
             for clients in args.clients:
                 report["points"].append(load_point(precision, shape, clients, args.duration))
+            for clients in args.mix:
+                report["points"].append(
+                    load_point(precision, shape, clients, args.duration, mix=True)
+                )
     write_report(args.output, report)
     return 0
 

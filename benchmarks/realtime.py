@@ -15,6 +15,7 @@ run side by side: after the previous turn's audio (``WHISPER_REALTIME_FINAL_CONT
 true, the default) and each turn alone (false).
 
     python benchmarks/realtime.py [--streams 1 2 4 8] [--seconds 60] [--context true false]
+        [--env WHISPER_INFERENCE_WORKERS=2 --env WHISPER_BATCH_MAX_SIZE=1 ...]
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ async def load_point(url: str, audio: np.ndarray, streams: int, whole: str) -> d
     }
 
 
-def variant(context: str, streams: list[int], audio: np.ndarray) -> dict[str, Any]:
-    """One server, finals decoded with or without the previous turn: every load point."""
+def variant(context: str, streams: list[int], audio: np.ndarray,
+            env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """One server, finals decoded with or without the previous turn (and ``env`` over
+    the production preset): every load point."""
     import httpx
 
     work = Path(f"/tmp/whisper-bench/realtime-{context}")  # noqa: S108
@@ -110,7 +113,7 @@ def variant(context: str, streams: list[int], audio: np.ndarray) -> dict[str, An
     server = LiveServer(work, APP_ENV="production", WHISPER_AUTH_REQUIRED="false",
                         WHISPER_RATE_LIMIT_PER_MINUTE="0", WHISPER_METRICS_ACCESS="open",
                         WHISPER_REALTIME_MAX_SESSIONS="64",
-                        WHISPER_REALTIME_FINAL_CONTEXT=context).start()  # fmt: skip
+                        WHISPER_REALTIME_FINAL_CONTEXT=context, **env).start()  # fmt: skip
     try:
         upload = {"file": ("audio.wav", wav_bytes(audio))}
         whole = httpx.post(f"{server.url}/transcribe", files=upload, timeout=300).json()["text"]
@@ -120,7 +123,7 @@ def variant(context: str, streams: list[int], audio: np.ndarray) -> dict[str, An
         server.stop()
     held = [p["streams"] for p in points if p["final"]["p95"] is not None
             and p["final"]["p95"] <= 2.0]  # fmt: skip
-    return {"final_context": context, "points": points,
+    return {"final_context": context, "env": env, "points": points,
             "streams_held_p95_final_under_2s": max(held) if held else 0}  # fmt: skip
 
 
@@ -130,10 +133,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--context", nargs="+", choices=["true", "false"],
                         default=["true", "false"])  # fmt: skip
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "realtime.json")
     args = parser.parse_args()
     audio = load(LONG_AUDIO)[: int(args.seconds * 16_000)]
-    report = {"variants": [variant(c, args.streams, audio) for c in args.context]}
+    env = dict(e.split("=", 1) for e in args.env)
+    report = {"variants": [variant(c, args.streams, audio, env) for c in args.context]}
     write_report(args.output, report)
     return 0
 

@@ -10,6 +10,11 @@ Reports, as one JSON object: completed requests and errors by status, throughput
 percentiles measured during the load, and the server's peak resident memory (whole
 process tree, when the script started the server or was given --pid).
 
+With --long-file, one more client sends that (long) recording back to back beside the
+others: its requests are reported apart under "long" (the mix of short clips with one
+long recording); requests/s (over the short clips' own span) and latency are the short clips', audio
+seconds/s all requests'.
+
 Bounded: traffic goes only to loopback addresses, for at most --duration seconds and
 --max-requests requests, then it stops by itself.
 """
@@ -100,18 +105,20 @@ def wait_ready(url: str, timeout: float) -> float:
 
 def run_load(
     url: str,
-    audio: bytes,
-    audio_name: str,
+    audio: tuple[str, bytes],
     clients: int,
     duration: float,
     max_requests: int,
     fields: dict[str, str],
     pid: int | None,
+    long_audio: tuple[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Drive the load and measure; returns the report."""
+    """Drive the load and measure; returns the report. ``audio`` and ``long_audio``
+    are (file name, bytes)."""
     deadline = time.monotonic() + duration
     lock = threading.Lock()
     latencies: list[float] = []
+    long_latencies: list[float] = []
     statuses: dict[str, int] = {}
     audio_seconds = 0.0
     sent = 0
@@ -119,7 +126,7 @@ def run_load(
     peak_rss = 0
     stop = threading.Event()
 
-    def client() -> None:
+    def client(file: tuple[str, bytes], measured: list[float]) -> None:
         nonlocal sent, audio_seconds
         with httpx.Client(timeout=600) as http:
             while time.monotonic() < deadline:
@@ -129,9 +136,7 @@ def run_load(
                     sent += 1
                 started = time.perf_counter()
                 try:
-                    response = http.post(
-                        f"{url}/transcribe", files={"file": (audio_name, audio)}, data=fields
-                    )
+                    response = http.post(f"{url}/transcribe", files={"file": file}, data=fields)
                     key = str(response.status_code)
                 except httpx.HTTPError as exc:
                     response, key = None, type(exc).__name__
@@ -139,7 +144,7 @@ def run_load(
                 with lock:
                     statuses[key] = statuses.get(key, 0) + 1
                     if response is not None and response.status_code == 200:
-                        latencies.append(elapsed)
+                        measured.append(elapsed)
                         audio_seconds += float(response.json()["duration"])
 
     def probe() -> None:
@@ -160,30 +165,41 @@ def run_load(
             stop.wait(0.2)
 
     helpers = [threading.Thread(target=probe), threading.Thread(target=sample_memory)]
-    workers = [threading.Thread(target=client) for _ in range(clients)]
+    workers = [threading.Thread(target=client, args=(audio, latencies)) for _ in range(clients)]
+    if long_audio is not None:
+        workers.append(threading.Thread(target=client, args=(long_audio, long_latencies)))
     started = time.monotonic()
     for thread in helpers + workers:
         thread.start()
-    for thread in workers:
+    for thread in workers[:clients]:
         thread.join()
+    # The short clips' rate over their own span: the long recording's last request
+    # may run on after them.
     wall = time.monotonic() - started
+    for thread in workers[clients:]:
+        thread.join()
+    whole = time.monotonic() - started
     stop.set()
     for thread in helpers:
         thread.join()
     ok = len(latencies)
-    return {
+    report: dict[str, Any] = {
         "clients": clients,
         "wall_seconds": round(wall, 2),
         "completed": ok,
         "statuses": statuses,
         "errors": sum(n for k, n in statuses.items() if k != "200"),
         "throughput_rps": round(ok / wall, 3),
-        "audio_seconds_per_second": round(audio_seconds / wall, 2),
+        "audio_seconds_per_second": round(audio_seconds / whole, 2),
         "latency": percentiles(latencies),
         "mean_latency_s": round(statistics.fmean(latencies), 3) if latencies else None,
         "health_live": percentiles(health),
         "peak_rss_mib": round(peak_rss / 2**20) if pid is not None else None,
     }
+    if long_audio is not None:
+        report["long"] = {"file": long_audio[0], "completed": len(long_latencies),
+                          "latency": percentiles(long_latencies)}  # fmt: skip
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,13 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for --start")
     parser.add_argument("--pid", type=int, help="server pid to measure memory (with --url)")
     parser.add_argument("--file", type=Path, required=True)
+    parser.add_argument("--long-file", type=Path, help="one more client sends this file")
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--max-requests", type=int, default=1000)
     parser.add_argument("--field", action="append", default=[], help="form field k=v")
     args = parser.parse_args(argv)
     fields = dict(f.split("=", 1) for f in args.field)
-    audio = args.file.read_bytes()
+    audio = (args.file.name, args.file.read_bytes())
+    long_audio = (args.long_file.name, args.long_file.read_bytes()) if args.long_file else None
     process = None
     report: dict[str, Any] = {}
     if args.start:
@@ -223,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             run_load(
                 url,
                 audio,
-                args.file.name,
                 args.clients,
                 args.duration,
                 args.max_requests,
                 fields,
                 pid,
+                long_audio,
             )
         )
     finally:

@@ -75,6 +75,8 @@ def test_load_test_reports_throughput_latency_health_and_memory(
         str(default_server.process.pid),
         "--file",
         str(audio_dir / "jfk.flac"),
+        "--long-file",
+        str(audio_dir / "en" / "ljspeech_LJ001-0002.wav"),
         "--clients",
         "2",
         "--duration",
@@ -86,7 +88,13 @@ def test_load_test_reports_throughput_latency_health_and_memory(
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert 1 <= report["completed"] <= 6
-    assert report["statuses"] == {"200": report["completed"]}
+    # The long file's client is reported apart; every request has its status.
+    long = report["long"]
+    assert long["file"] == "ljspeech_LJ001-0002.wav"
+    assert long["completed"] >= 1
+    assert long["latency"]["n"] == long["completed"]
+    assert report["completed"] + long["completed"] <= 6
+    assert report["statuses"] == {"200": report["completed"] + long["completed"]}
     assert report["latency"]["n"] == report["completed"]
     assert report["latency"]["p50_ms"] > 0
     assert report["health_live"]["n"] > 0
