@@ -28,6 +28,7 @@ from whisper_service.config import (
 )
 from whisper_service.deploy.cloud_run import render
 from whisper_service.deploy.rules import problems
+from whisper_service.serving.memory import running_inference_mib
 
 MANIFESTS = REPO / "deployment" / "cloud-run"
 
@@ -242,15 +243,29 @@ def test_the_batch_job_manifest_runs_the_batch_command_with_the_presets_shape() 
 
 def test_batching_counts_in_the_capacity_and_the_memory_rules() -> None:
     # 2 workers x 4 batched + 6 queued admit 14: Cloud Run may send that many.
-    fits = load_settings(app_env="production", batch_max_size=4, container_concurrency=14)
+    shape = {"app_env": "production", "inference_workers": 2, "batch_max_size": 4}
+    fits = load_settings(**shape, container_concurrency=14)
     assert not any("CONTAINER_CONCURRENCY" in p for p in problems(fits))
-    over = load_settings(app_env="production", batch_max_size=4, container_concurrency=15)
-    found = problems(over)
+    found = problems(load_settings(**shape, container_concurrency=15))
     assert any("(8 running + 6 queued) = 14" in p for p in found), found
-    # Each batched window holds its decoder state (90 MiB with beam 5): 2 x 16 of them
-    # do not fit production's 2.5 GiB beside 30 minutes of audio.
-    found = problems(load_settings(app_env="production", batch_max_size=16))
+    # Windows in a batch are counted at a job's 90 MiB each: 2 x 16 of them do not fit
+    # production's 2.5 GiB beside 30 minutes of audio.
+    found = problems(load_settings(app_env="production", inference_workers=2,
+                                   batch_max_size=16))  # fmt: skip
     assert any("WHISPER_MAX_AUDIO_SECONDS" in p for p in found), found
     # openai-whisper cannot batch: the setting changes nothing there.
     assert load_settings(app_env="production", engine="openai-whisper",
                          batch_max_size=4).batch_size == 1  # fmt: skip
+
+
+def test_a_job_shares_a_batching_workers_calls_and_the_memory_counts_it_once() -> None:
+    def running(**overrides: object) -> int:
+        return running_inference_mib(load_settings(app_env="production", **overrides),
+                                     jobs=True)  # fmt: skip
+
+    # Batched: each worker's calls hold its batch of requests or a job's larger batch.
+    assert running(inference_workers=1, batch_max_size=8, jobs_batch_size=4) == 8 * 90
+    assert running(inference_workers=1, batch_max_size=2, jobs_batch_size=4) == 4 * 90
+    assert running(inference_workers=2, batch_max_size=8, jobs_batch_size=4) == 2 * 8 * 90
+    # Unbatched: a job takes a worker, a request the other.
+    assert running(inference_workers=2, batch_max_size=1, jobs_batch_size=4) == 200 + 4 * 90

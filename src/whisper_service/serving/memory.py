@@ -43,13 +43,17 @@ DIARIZATION_MIB = 270
 
 def running_inference_mib(settings: Settings, *, jobs: bool) -> int:
     """What the inference workers hold while they all run, beyond their audio: a job's
-    batched pass (``jobs``) takes a worker and holds its batch's windows; with
-    batching across requests, each worker's batch holds ``batch_size`` windows (the
-    same 90 MiB each: measured +752 MiB for 2 x 4 jfk.flac windows in float32)."""
-    job_slots = min(settings.jobs_concurrency, settings.inference_workers) if jobs else 0
+    batched pass (``jobs``) takes a worker and holds its batch's windows. With
+    batching across requests, requests and a job share each worker's batched calls,
+    which hold ``batch_size`` windows, or a job's larger batch alone; counted at a
+    job's 90 MiB per window, which over-counts requests' (a batch of 8 requests
+    measured +147 MiB over two unbatched workers: docs/benchmarks.md)."""
     job_batch = max(RUNNING_INFERENCE_MIB, JOB_WINDOW_MIB * settings.jobs_batch_size)
-    request_batch = max(RUNNING_INFERENCE_MIB, JOB_WINDOW_MIB * settings.batch_size)
-    return (settings.inference_workers - job_slots) * request_batch + job_slots * job_batch
+    if settings.batch_size > 1:
+        windows = max(settings.batch_size, settings.jobs_batch_size if jobs else 1)
+        return settings.inference_workers * max(RUNNING_INFERENCE_MIB, JOB_WINDOW_MIB * windows)
+    job_slots = min(settings.jobs_concurrency, settings.inference_workers) if jobs else 0
+    return (settings.inference_workers - job_slots) * RUNNING_INFERENCE_MIB + job_slots * job_batch
 
 
 def audio_budget_bytes(settings: Settings, memory_limit: int, process_rss: int) -> int:
