@@ -36,7 +36,9 @@ async def test_a_request_that_waits_past_the_queue_timeout_never_runs(audio_dir:
     release = threading.Event()
     engine = FakeEngine(hold=release)
     audio = (audio_dir / "jfk.flac").read_bytes()
-    async with serve(engine, queue_timeout_seconds=0.5, inference_workers=1) as service:
+    async with serve(
+        engine, queue_timeout_seconds=0.5, inference_workers=1, batch_max_size=1
+    ) as service:
         first = asyncio.create_task(
             service.client.post("/transcribe", files={"file": ("a.flac", audio)})
         )

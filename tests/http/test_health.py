@@ -46,7 +46,8 @@ async def test_probes_and_kserve_aliases() -> None:
         assert (await client.get("/v2/health/live")).status_code == 200
         ready = (await client.get("/health/ready")).json()
         assert ready["status"] == "ready"
-        queue = {"workers": 1, "batch_size": 1, "running": 0, "waiting": 0, "decoding": 0, "capacity": 3}
+        queue = {"workers": 1, "batch_size": 4, "running": 0, "waiting": 0, "decoding": 0,
+                 "capacity": 3}  # fmt: skip
         assert ready["queue"] == queue
         assert (await client.get("/v2/health/ready")).json()["status"] == "ready"
         assert (await client.get("/v2/models/fake.en/ready")).json()["ready"] is True

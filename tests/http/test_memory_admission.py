@@ -64,7 +64,7 @@ async def test_a_burst_takes_places_before_decoding(audio_dir: Path) -> None:
     release = threading.Event()
     engine = FakeEngine(hold=release)
     jfk = (audio_dir / "jfk.flac").read_bytes()
-    async with serve(engine, inference_workers=1, queue_size=1) as service:
+    async with serve(engine, inference_workers=1, batch_max_size=1, queue_size=1) as service:
         burst = [
             asyncio.create_task(service.client.post("/transcribe", files={"file": ("a", jfk)}))
             for _ in range(6)

@@ -24,7 +24,7 @@ async def test_requests_beyond_capacity_are_refused_at_once_and_admitted_ones_su
     release = threading.Event()
     engine = FakeEngine(hold=release)
     audio = (audio_dir / "jfk.flac").read_bytes()
-    async with serve(engine, inference_workers=1, queue_size=1) as service:
+    async with serve(engine, inference_workers=1, batch_max_size=1, queue_size=1) as service:
         finished: dict[int, float] = {}
         refusals_back = asyncio.Event()
 

@@ -17,8 +17,10 @@ from tests.support import LONG_AUDIO, LiveServer
 def test_liveness_answers_while_inference_saturates_the_cpus(
     live_server: Callable[..., LiveServer], audio_dir: Path
 ) -> None:
-    # Two inference workers, no queue: two long requests use both CPUs and fill it.
-    url = live_server(WHISPER_INFERENCE_WORKERS="2", WHISPER_QUEUE_SIZE="0").url
+    # Two unbatched inference workers, no queue: two long requests use both CPUs and
+    # fill it.
+    url = live_server(WHISPER_INFERENCE_WORKERS="2", WHISPER_BATCH_MAX_SIZE="1",
+                      WHISPER_QUEUE_SIZE="0").url  # fmt: skip
     audio = (audio_dir / LONG_AUDIO).read_bytes()
     statuses: list[int] = []
 

@@ -138,21 +138,26 @@ class LimitsFields(BaseModel):
     """Scheduling and the limits every request is held to."""
 
     inference_workers: int = Field(
-        1, ge=1, le=32, description="Inferences running at once per process."
-    )
-    batch_max_size: int = Field(
         1,
         ge=1,
+        le=32,
+        description="Model replicas per process, each with its own threads; each runs up "
+        "to WHISPER_BATCH_MAX_SIZE requests at once.",
+    )
+    batch_max_size: int = Field(
+        4,
+        ge=1,
         le=64,
-        description="Windows (30 s each at most) one model call may hold, gathered from "
-        "concurrent requests (faster-whisper); each inference worker then runs this many "
-        "requests at once. 1: no batching, one request per worker.",
+        description="Requests each inference worker runs at once, their decoder calls "
+        "gathered into one batched call of up to this many windows (30 s each at most; "
+        "faster-whisper, openai-whisper ignores it). 1: no batching, one request per "
+        "worker.",
     )
     batch_max_wait_ms: float = Field(
         50.0,
         ge=0,
         le=1000,
-        description="Longest a model call waits for others to batch with (counted from "
+        description="Longest a decoder call waits for others to batch with (counted from "
         "when a busy model came free); never waited when every running request is already "
         "waiting (a lone request starts at once).",
     )
