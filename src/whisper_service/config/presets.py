@@ -39,9 +39,10 @@ PRESETS: dict[AppEnv, dict[str, Any]] = {
         # requests to an instance than its admission control accepts (the plan's 80
         # would turn 72 of them into 429s instead of scaling out).
         "container_concurrency": 8,
-        # One two-threaded inference worker whose model calls batch up to 8 requests:
-        # at 8 clients 1.41x the requests/s of two single-threaded workers unbatched
-        # for +147 MiB, and a lone request gets both threads (docs/benchmarks.md).
+        # One two-threaded inference worker whose decoder calls batch up to 8 requests:
+        # at 8 clients 1.26-1.41x the requests/s of two single-threaded workers
+        # unbatched for +128-147 MiB, and a lone request gets both threads
+        # (docs/benchmarks.md).
         "inference_workers": 1,
         "batch_max_size": 8,
         "queue_size": 6,

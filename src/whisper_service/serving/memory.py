@@ -47,7 +47,7 @@ def running_inference_mib(settings: Settings, *, jobs: bool) -> int:
     batching across requests, requests and a job share each worker's batched calls,
     which hold ``batch_size`` windows, or a job's larger batch alone; counted at a
     job's 90 MiB per window, which over-counts requests' (a batch of 8 requests
-    measured +147 MiB over two unbatched workers: docs/benchmarks.md)."""
+    measured +128-147 MiB over two unbatched workers: docs/benchmarks.md)."""
     job_batch = max(RUNNING_INFERENCE_MIB, JOB_WINDOW_MIB * settings.jobs_batch_size)
     if settings.batch_size > 1:
         windows = max(settings.batch_size, settings.jobs_batch_size if jobs else 1)
