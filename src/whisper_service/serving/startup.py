@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -67,17 +67,16 @@ def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
     """Load ``artifact`` into the engine ``settings.engine`` names, sized for the CPUs
     this process may really use. Each engine module is imported only when chosen: one
     pulls in torch, the other CTranslate2."""
-    threads = settings.threads_per_worker(available_cpus())
+    shape: dict[str, Any] = {
+        "device": settings.device,
+        "compute_type": settings.compute_type,
+        "threads": settings.threads_per_worker(available_cpus()),
+        "workers": settings.inference_workers,
+    }
     if settings.engine is EngineName.OPENAI_WHISPER:
         from whisper_service.engines.openai_whisper_engine import OpenAIWhisperEngine
 
-        return OpenAIWhisperEngine(
-            artifact,
-            device=settings.device,
-            compute_type=settings.compute_type,
-            threads=threads,
-            workers=settings.inference_workers,
-        )
+        return OpenAIWhisperEngine(artifact, **shape)
     from whisper_service.engines.batching import BatchLimits
     from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
 
@@ -86,14 +85,7 @@ def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
         max_wait=settings.batch_max_wait_ms / 1000,
         concurrency=settings.inference_workers,
     )
-    return FasterWhisperEngine(
-        artifact,
-        device=settings.device,
-        compute_type=settings.compute_type,
-        threads=threads,
-        workers=settings.inference_workers,
-        batch=batch,
-    )
+    return FasterWhisperEngine(artifact, **shape, batch=batch)
 
 
 def load_model(settings: Settings) -> LoadedModel:
