@@ -173,9 +173,9 @@ BATCH_MAX_SIZE = Gauge(
 )
 BATCH_SIZE = Histogram(
     "batch_size",
-    "Windows per model call (encode, generate, generate_fallback: a temperature "
-    "fallback's re-decode, detect_language) once calls from concurrent requests are "
-    "gathered; 1: it ran alone.",
+    "Windows per model call once calls from concurrent requests are gathered (generate, "
+    "generate_fallback: a temperature fallback's re-decode, detect_language; encode is "
+    "never gathered: one request's windows); 1: it ran alone.",
     ["call"],
     namespace=NAMESPACE,
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
