@@ -11,6 +11,10 @@
   in ``out/_failures/task-<index>-of-<count>.json`` with the reason, and the task goes
   on; storage trouble is recorded too and makes the task exit 1, so that Cloud Run
   retries it (and the retry resumes).
+- **Names**: transcripts and manifests never share a name. An input under
+  ``in/_failures/`` would map onto the manifests, and a ``.`` or ``..`` segment names a
+  file outside the output once the prefix is copied to a disk; such inputs are refused
+  (``invalid_object_name``, in the manifest), never transcribed.
 """
 
 from __future__ import annotations
@@ -68,6 +72,16 @@ def prefixes(input_uri: str, output_uri: str) -> tuple[GcsUri, GcsUri]:
     return source, target
 
 
+def name_refusal(relative: str) -> str | None:
+    """Why an input named ``relative`` (below the input prefix) may not be transcribed
+    into the output prefix, if it may not."""
+    if relative.startswith(FAILURES):
+        return f"its transcript would be named like the task manifests ({FAILURES})"
+    if any(segment in (".", "..") for segment in relative.split("/")):
+        return "a '.' or '..' segment in its name would reach outside the output once copied"
+    return None
+
+
 @dataclass
 class Report:
     """What one run of a task did; written to the failures manifest."""
@@ -117,6 +131,13 @@ class BatchRun:
         existing = set(self._names(self.target))
         for name in shard.mine(self._names(self.source)):
             relative = name[len(self.source.name) :]
+            refusal = name_refusal(relative)
+            if refusal is not None:
+                report.failed.append(
+                    {"object": relative, "code": "invalid_object_name", "reason": refusal}
+                )
+                log.warning("batch_object_refused", object=relative, reason=refusal)
+                continue
             output = f"{self.target.name}{relative}.{self._extension()}"
             if output in existing:
                 report.skipped.append(relative)

@@ -131,3 +131,43 @@ def test_output_inside_input_is_refused(
     task = batch_task(0, source, target, emulator, log)
     assert task.wait(timeout=60) == 2
     assert "must not be inside" in log.read_text()
+
+
+def test_inputs_named_like_manifests_or_with_dot_segments_are_refused(
+    emulator: Emulator, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import FakeEngine
+    from whisper_service.batch import BatchRun, Shard
+    from whisper_service.config import load_settings
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    name = f"batch-{uuid.uuid4().hex[:8]}"
+    bucket = emulator.client().create_bucket(name)
+    manifest = "_failures/task-00000-of-00001"  # in/ this maps onto out/'s manifest
+    # gcp-storage-emulator cannot store a name with a ".." segment (GCS can): "." here,
+    # ".." in name_refusal's own test below.
+    hostile = [manifest, "./c.flac", "d/./e.flac"]
+    for object_name in ["ok.flac", *hostile]:
+        bucket.blob(f"in/{object_name}").upload_from_filename(str(audio_dir / "jfk.flac"))
+    settings = load_settings(app_env="development", log_level="WARNING")
+    run = BatchRun(settings, FakeEngine(), f"gs://{name}/in/", f"gs://{name}/out/")
+    report = run.run(Shard(0, 1))
+    assert report.done == ["ok.flac"]
+    assert sorted(f["object"] for f in report.failed) == sorted(hostile)
+    assert {f["code"] for f in report.failed} == {"invalid_object_name"}
+    written = sorted(b.name for b in emulator.client().list_blobs(name, prefix="out/"))
+    assert written == [f"out/{manifest}.json", "out/ok.flac.json"]
+    # The manifest is the task's own report, not a transcript written over it.
+    assert json.loads(bucket.blob(f"out/{manifest}.json").download_as_text())["task"] == 0
+
+
+@pytest.mark.parametrize(
+    ("relative", "refused"),
+    [("a/../b.flac", True), ("../b.flac", True), ("a/..", True), ("./a.flac", True),
+     ("_failures/x.json", True), ("a..b.flac", False), ("_failures.flac", False),
+     ("x/_failures/y.flac", False), ("calls/2026/a.flac", False)],
+)  # fmt: skip
+def test_which_names_are_refused(relative: str, refused: bool) -> None:
+    from whisper_service.batch import name_refusal
+
+    assert (name_refusal(relative) is not None) == refused
