@@ -45,7 +45,7 @@ from tests.gcs_emulator import Emulator  # noqa: E402
 from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, LiveServer, manifest  # noqa: E402
 from whisper_service.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 
-TOKEN = "bench-push-token"  # noqa: S105 - the emulator's stand-in
+TOKEN = "bench-push-token-for-the-emulator-0123"  # noqa: S105 - the emulator's stand-in
 INSTANCE = {
     "APP_ENV": "development",
     "WHISPER_CPU_THREADS": "1",

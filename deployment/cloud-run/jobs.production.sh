@@ -20,7 +20,7 @@ gcloud pubsub subscriptions create whisper-jobs-push \
     --topic=whisper-jobs \
     --push-endpoint="$SERVICE_URL/internal/jobs/units" \
     --push-auth-service-account=whisper-pubsub-push@__PROJECT_ID__.iam.gserviceaccount.com \
-    --push-auth-token-audience=whisper-service-jobs \
+    --push-auth-token-audience=whisper-service-jobs/internal/jobs/units \
     --ack-deadline=600 \
     --min-retry-delay=10s \
     --max-retry-delay=600s \
@@ -30,7 +30,7 @@ gcloud pubsub subscriptions create whisper-jobs-dead-letter-push \
     --topic=whisper-jobs-dead-letter \
     --push-endpoint="$SERVICE_URL/internal/jobs/dead-letters" \
     --push-auth-service-account=whisper-pubsub-push@__PROJECT_ID__.iam.gserviceaccount.com \
-    --push-auth-token-audience=whisper-service-jobs \
+    --push-auth-token-audience=whisper-service-jobs/internal/jobs/dead-letters \
     --ack-deadline=600 \
     --min-retry-delay=10s \
     --max-retry-delay=600s

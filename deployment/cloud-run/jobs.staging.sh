@@ -20,7 +20,7 @@ gcloud pubsub subscriptions create whisper-jobs-staging-push \
     --topic=whisper-jobs-staging \
     --push-endpoint="$SERVICE_URL/internal/jobs/units" \
     --push-auth-service-account=whisper-pubsub-push@__PROJECT_ID__.iam.gserviceaccount.com \
-    --push-auth-token-audience=whisper-service-staging-jobs \
+    --push-auth-token-audience=whisper-service-staging-jobs/internal/jobs/units \
     --ack-deadline=600 \
     --min-retry-delay=10s \
     --max-retry-delay=600s \
@@ -30,7 +30,7 @@ gcloud pubsub subscriptions create whisper-jobs-staging-dead-letter-push \
     --topic=whisper-jobs-staging-dead-letter \
     --push-endpoint="$SERVICE_URL/internal/jobs/dead-letters" \
     --push-auth-service-account=whisper-pubsub-push@__PROJECT_ID__.iam.gserviceaccount.com \
-    --push-auth-token-audience=whisper-service-staging-jobs \
+    --push-auth-token-audience=whisper-service-staging-jobs/internal/jobs/dead-letters \
     --ack-deadline=600 \
     --min-retry-delay=10s \
     --max-retry-delay=600s

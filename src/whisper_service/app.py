@@ -13,7 +13,13 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from whisper_service import __version__
-from whisper_service.api import METRICS_ROUTER, ROUTERS, install_error_handlers, openapi
+from whisper_service.api import (
+    METRICS_ROUTER,
+    PUSH_ROUTER,
+    ROUTERS,
+    install_error_handlers,
+    openapi,
+)
 from whisper_service.api.auth import ApiKeyMiddleware, KeyIds
 from whisper_service.api.middleware import (
     FORM_OVERHEAD_BYTES,
@@ -23,10 +29,14 @@ from whisper_service.api.middleware import (
     InFlightMiddleware,
     RequestIdMiddleware,
 )
+from whisper_service.api.origin import WebSocketOriginMiddleware
+from whisper_service.api.push_guard import PushGuardMiddleware
 from whisper_service.api.rate_limit import RateLimitMiddleware
 from whisper_service.config import Settings, load_settings
+from whisper_service.jobs.push_auth import PushAuth
 from whisper_service.observability import metrics, tracing
 from whisper_service.observability.logging import configure_logging
+from whisper_service.observability.redaction import redact_span
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.lifespan import lifespan
 from whisper_service.serving.runtime import Runtime
@@ -93,19 +103,22 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if settings.push_routes:
+        app.include_router(PUSH_ROUTER)
     if settings.metrics_access != "port":
         app.include_router(METRICS_ROUTER)
     openapi.install(app)
     # Added innermost first. None of these reads the body, so every refusal (size,
     # rate, auth, drain) happens before an upload is received.
     app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+        BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, overhead=FORM_OVERHEAD_BYTES
     )
     if settings.rate_limit_per_minute > 0:
         app.add_middleware(
             RateLimitMiddleware,
             per_minute=settings.rate_limit_per_minute,
             burst=settings.rate_limit_burst,
+            push_exempt=settings.push_routes,
         )
     keys = settings.all_api_keys()
     if settings.auth_required or keys:
@@ -117,8 +130,17 @@ def create_app(
             key_ids=KeyIds(secret.get_secret_value() if secret else None, keys),
             public_probes=settings.health_public,
             failures_per_minute=settings.auth_failures_per_minute,
+            push_exempt=settings.push_routes,
+        )
+    if settings.push_routes:
+        app.add_middleware(
+            PushGuardMiddleware,
+            auth=PushAuth(settings),
+            failures_per_minute=settings.auth_failures_per_minute,
         )
     app.add_middleware(InFlightMiddleware, tracker=runtime.in_flight)
+    # Before the key check: a foreign page must not learn whether a key it holds works.
+    app.add_middleware(WebSocketOriginMiddleware, allowed=settings.cors_origins)
     app.add_middleware(DrainMiddleware, is_draining=lambda: runtime.draining)
     if settings.cors_origins:
         # Outside auth: browsers send preflight requests without credentials.
@@ -141,6 +163,8 @@ def create_app(
         # A span per ASGI message would be one per upload chunk, and one per audio
         # frame of a live session (36,000 in an hour): the server span covers them.
         exclude_spans=["receive", "send"],
+        # ?token= (the emulator's push token) and the like never reach a span.
+        server_request_hook=redact_span,
     )
     return app
 

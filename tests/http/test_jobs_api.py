@@ -7,8 +7,6 @@ Firestore in tests/integration/test_distributed_jobs.py)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import threading
 import time
 from pathlib import Path
@@ -230,61 +228,3 @@ async def test_a_job_too_long_for_the_audio_budget_fails_with_the_reason(
     assert job["status"] == "failed"
     assert job["error"]["code"] == "audio_too_long"
     assert "holds at most 1 MiB" in job["error"]["message"]
-
-
-def pushed(delivery: dict[str, Any] | bytes) -> dict[str, Any]:
-    """A Pub/Sub push request's body around ``delivery``."""
-    data = delivery if isinstance(delivery, bytes) else json.dumps(delivery).encode()
-    return {
-        "message": {"data": base64.b64encode(data).decode(), "messageId": "1"},
-        "subscription": "projects/p/subscriptions/s",
-    }
-
-
-async def test_only_the_push_subscription_may_deliver(tmp_path: Path, audio_dir: Path) -> None:
-    key = "alice-" + "a" * 32
-    async with serve(
-        jobs_store=str(tmp_path / "store"), api_keys=key, **{"pubsub_push_token": "push-s3cret"}
-    ) as service:
-        client = service.client
-        accepted = await client.post(
-            "/jobs",
-            files={"file": ("jfk.flac", (audio_dir / "jfk.flac").read_bytes())},
-            headers={"X-API-Key": key},
-        )
-        job_id = accepted.json()["id"]
-        done = await wait_for_status_as(service, job_id, key)
-        assert done["status"] == "succeeded"
-        url = "/internal/jobs/units"
-        body = pushed({"job_id": job_id, "unit": 0})
-        # An API key is not what the push endpoint wants, and is no way around it.
-        forged = await client.post(url, json=body, headers={"X-API-Key": key})
-        assert forged.status_code == 401
-        assert forged.json()["error"]["code"] == "push_unauthorized"
-        wrong = await client.post(f"{url}?token=push-s3cre7", json=body)
-        assert wrong.status_code == 403
-        dead = await client.post(
-            "/internal/jobs/dead-letters?token=nope", json=pushed({"job_id": job_id})
-        )
-        assert dead.status_code == 403
-        after = await wait_for_status_as(service, job_id, key)
-        assert after["status"] == "succeeded"  # neither refused request changed anything
-        assert after["attempts"] == 1
-        # The subscription's own: a redelivered unit of a finished job is acked, no work.
-        again = await client.post(f"{url}?token=push-s3cret", json=body)
-        assert again.status_code == 204
-        garbage = await client.post(f"{url}?token=push-s3cret", json=pushed(b"not json"))
-        assert garbage.status_code == 400
-        assert garbage.json()["error"]["code"] == "invalid_delivery"
-        spec = (await client.get("/openapi.json", headers={"X-API-Key": key})).json()
-        assert not [p for p in spec["paths"] if p.startswith("/internal")]
-
-
-async def wait_for_status_as(service: InProcess, job_id: str, key: str) -> dict[str, Any]:
-    give_up = time.monotonic() + 30
-    while True:
-        response = await service.client.get(f"/jobs/{job_id}", headers={"X-API-Key": key})
-        job: dict[str, Any] = response.json()
-        if job["status"] in ("succeeded", "failed") or time.monotonic() > give_up:
-            return job
-        await asyncio.sleep(0.05)

@@ -59,7 +59,7 @@ from whisper_service.jobs.records import (
 from whisper_service.jobs.store import Additions
 from whisper_service.storage import GcsStorage
 
-PUSH_TOKEN = "push-token-for-the-emulator"  # noqa: S105 - the emulator's stand-in
+PUSH_TOKEN = "push-token-for-the-emulator-0123456789"  # noqa: S105 - the emulator's stand-in
 MAX_ATTEMPTS = 5
 # Units of at most 30 s of audio, one window per batch, one inference thread per
 # instance: the 127 s recording becomes five units for three instances to share.

@@ -14,6 +14,7 @@ import pytest
 
 from tests.gcp_emulators import PROJECT, GcpEmulators
 from whisper_service.config import AppEnv, preset_settings
+from whisper_service.jobs.push_auth import route_audience
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "deployment" / "cloud-run"
 
@@ -68,11 +69,16 @@ def test_the_pubsub_commands_create_what_the_settings_say(gcp: GcpEmulators) -> 
         "https://whisper-service-staging.example.run.app/internal/jobs/units"
     )
     env = (MANIFESTS / "env.staging.yaml").read_text()
-    # The service checks exactly what the subscription signs with.
-    assert f"WHISPER_PUBSUB_PUSH_AUDIENCE: {push['oidcToken']['audience']}" in env
+    audience = re.search(r"^WHISPER_PUBSUB_PUSH_AUDIENCE: (\S+)$", env, re.M)
+    assert audience is not None
+    # The service checks exactly what each subscription signs with: its route's own.
+    assert push["oidcToken"]["audience"] == route_audience(audience[1], "/internal/jobs/units")
     account = push["oidcToken"]["serviceAccountEmail"]
     assert f"WHISPER_PUBSUB_PUSH_SERVICE_ACCOUNT: {account}" in env
     dead = describe("whisper-jobs-staging-dead-letter-push")
     assert dead["pushConfig"]["pushEndpoint"].endswith("/internal/jobs/dead-letters")
+    assert dead["pushConfig"]["oidcToken"]["audience"] == route_audience(
+        audience[1], "/internal/jobs/dead-letters"
+    )
     # A unit at its target time takes at most a quarter of the ack deadline.
     assert settings.jobs_unit_seconds * 4 <= int(str(units["ackDeadlineSeconds"]))

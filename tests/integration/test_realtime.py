@@ -91,6 +91,7 @@ async def sdk_session(server: LiveServer, pcm: bytes) -> tuple[list[str], int]:
     client = AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
     texts: list[str] = []
     stops = committed = 0
+    commit_again = False
     async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
         await conn.session.update(session=SESSION)  # type: ignore[arg-type]
         sender = asyncio.ensure_future(_sdk_send(conn, pcm))
@@ -102,8 +103,13 @@ async def sdk_session(server: LiveServer, pcm: bytes) -> tuple[list[str], int]:
                     committed += 1
                 elif event.type == "conversation.item.input_audio_transcription.completed":
                     texts.append(event.transcript)
-                    if sender.done() and len(texts) == committed:
+                    if commit_again:  # the last commit found the session's turns all waiting
+                        commit_again = False
+                        await conn.input_audio_buffer.commit()
+                    elif sender.done() and len(texts) == committed:
                         break
+                elif event.type == "error" and event.error.code == "too_many_pending_turns":
+                    commit_again = True  # sent faster than real time: turns queue up
                 elif event.type == "error":
                     raise AssertionError(event.error)
         await sender
@@ -201,6 +207,13 @@ async def _drain_finals(ws: ClientConnection) -> list[dict[str, Any]]:
         ('{"type": "session.update", "session": {"type": "realtime"}}', "unsupported_session"),
         (b"\x00\x01", "binary_not_supported"),
         ('{"type": "input_audio_buffer.commit"}', "input_audio_buffer_commit_empty"),
+        # These ended the connection with no close frame before (issue 23).
+        ('{"type":"session.update","session":{"audio":"x"}}', "invalid_value"),
+        ('{"type":[]}', "invalid_event"),
+        ('{"type": "session.update", "session": {"type": "transcription", "audio": {"input": '
+         '{"transcription": {"language": "klingon"}}}}}', "invalid_language"),
+        ('{"type": "input_audio_buffer.append", "audio": "%s"}' % ("A" * 1_500_000),
+         "frame_too_large"),
     ],
 )  # fmt: skip
 async def test_bad_input_is_an_error_event_and_the_session_goes_on(
@@ -333,13 +346,13 @@ async def test_a_client_that_vanishes_takes_its_queued_turns_with_it(
         await send_audio(ws, pcm24(load(LONG_AUDIO)[: 60 * SAMPLE_RATE]), speed=100)
         commits = 0
 
-        def fifth_commit(event: dict[str, Any]) -> bool:
+        def fourth_commit(event: dict[str, Any]) -> bool:
             nonlocal commits
             commits += event["type"] == "input_audio_buffer.committed"
-            return commits >= 5
+            return commits >= 4  # the session's bound of waiting turns
 
-        seen = await events_until(ws, fifth_commit)
-        assert len(finals(seen)) < 4  # turns were still waiting
+        seen = await events_until(ws, fourth_commit)
+        assert len(finals(seen)) < 3  # turns were still waiting
         before = queue_waits((await http.get(metrics_url)).text)
         ws.transport.abort()  # no close frame: the client is simply gone
         for _ in range(100):  # the server notices within its 0.5 s poll
@@ -391,6 +404,12 @@ async def test_the_native_stream_takes_binary_pcm_and_answers_timed_finals(
         ('{"type": "start", "sample_rate": 8000}', "invalid_sample_rate"),
         ('{"type": "go"}', "unknown_event"),
         ("not json", "invalid_json"),
+        # These ended the connection with no close frame before (issue 23).
+        ('{"type": "start", "sample_rate": 1e999}', "invalid_value"),
+        ('{"type": []}', "invalid_event"),
+        ('{"type": "start", "language": "klingon"}', "invalid_language"),
+        ('{"type": "start", "language": "de"}', "unsupported_language"),  # tiny.en
+        ('{"type": "start", "prompt": "%s"}' % ("p" * 2001), "invalid_value"),
     ],
 )
 async def test_the_native_stream_answers_bad_input_with_errors(
@@ -399,7 +418,8 @@ async def test_the_native_stream_answers_bad_input_with_errors(
     async with connect(native_url(default_server), proxy=None) as ws:
         await ws.send(first)
         error = json.loads(await ws.recv())
-        assert error == {"type": "error", "code": code, "message": error["message"]}
+        assert (error["type"], error["code"]) == ("error", code)
+        assert set(error) <= {"type", "code", "message", "param"}
         await ws.send(json.dumps({"type": "start"}))
         assert json.loads(await ws.recv())["type"] == "ready"
         await ws.send(b"\x00\x00\x00")  # odd: not 16-bit PCM

@@ -191,9 +191,11 @@ def test_settings_for_jobs_name_what_is_missing() -> None:
         "pubsub_topic": "projects/my-project/topics/jobs",
         "pubsub_dead_letter_topic": "projects/my-project/topics/jobs-dead",
     }
-    shared = {"pubsub_push_token": "t"}
+    shared = {"pubsub_push_token": "t" * 32, "app_env": "development"}
     with pytest.raises(SettingsError, match="PUSH_AUDIENCE"):
         load_settings(**pubsub, **topics)
+    with pytest.raises(SettingsError, match="needs WHISPER_JOBS_STORE"):
+        load_settings(**pubsub | {"jobs_store": ""}, **topics, **shared)
     with pytest.raises(SettingsError, match="at least 5"):
         load_settings(**pubsub, **topics, **shared, jobs_max_attempts=3)
     with pytest.raises(SettingsError, match="WHISPER_PUBSUB_TOPIC"):

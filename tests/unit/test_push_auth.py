@@ -1,6 +1,7 @@
-"""Only the push subscription may deliver job work: OIDC tokens checked against
-certificates (made here with a local key, served as Google serves its own), and the
-emulator's shared token."""
+"""Only each route's push subscription may deliver job work: OIDC tokens checked
+against certificates (made here with a local key, served as Google serves its own),
+with an audience per route, and the emulator's shared token; nothing a caller sent is
+logged."""
 
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from whisper_service.config import load_settings
+from whisper_service.config import SettingsError, load_settings
+from whisper_service.jobs import push_auth
 from whisper_service.jobs.push_auth import GoogleCerts, PushAuth, PushRefused
 
-AUDIENCE = "https://whisper.example.run.app/internal/jobs/units"
+SERVICE_URL = "https://whisper.example.run.app"
+UNITS, DEAD_LETTERS = "/internal/jobs/units", "/internal/jobs/dead-letters"
+AUDIENCE = SERVICE_URL + UNITS
+SHARED_TOKEN = "s3cret-token-for-the-emulator-0123"  # noqa: S105 - a test's stand-in
 ACCOUNT = "pubsub-push@my-project.iam.gserviceaccount.com"
 
 
@@ -66,7 +72,7 @@ def token(signer: crypt.RSASigner = SIGNER, **changes: Any) -> str:
 
 def oidc_auth(fetches: list[str] | None = None) -> PushAuth:
     auth = PushAuth(
-        load_settings(pubsub_push_audience=AUDIENCE, pubsub_push_service_account=ACCOUNT)
+        load_settings(pubsub_push_audience=SERVICE_URL, pubsub_push_service_account=ACCOUNT)
     )
 
     def fetch(url: str) -> Mapping[str, str]:
@@ -78,17 +84,19 @@ def oidc_auth(fetches: list[str] | None = None) -> PushAuth:
     return auth
 
 
-def refusal(auth: PushAuth, authorization: str | None, query: str | None = None) -> int:
+def refusal(
+    auth: PushAuth, authorization: str | None, query: str | None = None, path: str = UNITS
+) -> int:
     with pytest.raises(PushRefused) as refused:
-        auth.check(authorization, query)
+        auth.check(authorization, query, path)
     return refused.value.status
 
 
 def test_the_push_subscriptions_token_is_accepted_and_certs_are_cached() -> None:
     fetches: list[str] = []
     auth = oidc_auth(fetches)
-    auth.check(f"Bearer {token()}", None)
-    auth.check(f"Bearer {token()}", None)
+    auth.check(f"Bearer {token()}", None, UNITS)
+    auth.check(f"Bearer {token()}", None, UNITS)
     assert fetches == ["https://www.googleapis.com/oauth2/v1/certs"]
 
 
@@ -117,10 +125,63 @@ def test_forged_and_missing_tokens_are_refused() -> None:
     assert refusal(auth, None, "anything") == 401
 
 
+def test_each_routes_token_works_on_that_route_only() -> None:
+    auth = oidc_auth()
+    dead_letters = token(aud=SERVICE_URL + DEAD_LETTERS)
+    auth.check(f"Bearer {dead_letters}", None, DEAD_LETTERS)
+    assert refusal(auth, f"Bearer {dead_letters}", path=UNITS) == 403
+    assert refusal(auth, f"Bearer {token()}", path=DEAD_LETTERS) == 403
+    # The bare audience (one token for both routes, as before) is refused on both.
+    for path in (UNITS, DEAD_LETTERS):
+        assert refusal(auth, f"Bearer {token(aud=SERVICE_URL)}", path=path) == 403
+
+
+def test_no_log_line_holds_what_the_caller_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The module's own logger, whatever structlog's configuration cached for it.
+    capture = structlog.testing.LogCapture()
+    logger = structlog.wrap_logger(structlog.PrintLogger(), processors=[capture])
+    monkeypatch.setattr(push_auth, "log", logger)
+    auth = oidc_auth()
+    # google-auth quotes a malformed token's segments in its error messages.
+    secret = "eyJzZWNyZXQiOiAidGhlLWNhbGxlcnMtb3duIn0"  # noqa: S105 - what a caller sent
+    presented = [f"{secret}.{secret}", f"{secret}.{secret}.{secret}", secret]
+    for value in presented:
+        assert refusal(auth, f"Bearer {value}") in (401, 403)
+    shared = PushAuth(load_settings(app_env="development", pubsub_push_token=SHARED_TOKEN))
+    assert refusal(shared, None, secret) == 403
+    logs = capture.entries
+    assert len(logs) == len(presented) + 1
+    assert all(e["event"] == "job_push_refused" for e in logs)
+    assert secret not in repr(logs)
+    assert {e["reason"] for e in logs} <= {"token does not verify", "wrong token"}
+
+
 def test_the_emulators_shared_token() -> None:
-    shared = {"pubsub_push_token": "s3cret-token"}
-    auth = PushAuth(load_settings(**shared))
-    auth.check(None, "s3cret-token")
+    auth = PushAuth(load_settings(app_env="development", pubsub_push_token=SHARED_TOKEN))
+    auth.check(None, SHARED_TOKEN, UNITS)
+    auth.check(None, SHARED_TOKEN, DEAD_LETTERS)
     assert refusal(auth, None, None) == 401
-    assert refusal(auth, None, "s3cret-tokem") == 403
+    assert refusal(auth, None, SHARED_TOKEN[:-1] + "4") == 403
     assert refusal(auth, f"Bearer {token()}", None) == 401  # OIDC is not what it wants
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"app_env": "development", "pubsub_push_token": "short"}, "at least 32 characters"),
+        ({"app_env": "production", "pubsub_push_token": SHARED_TOKEN}, "refused in production"),
+        (
+            {"app_env": "staging", "pubsub_push_token": SHARED_TOKEN,
+             "pubsub_push_audience": SERVICE_URL},
+            "would replace OIDC",
+        ),
+        (
+            {"app_env": "staging", "pubsub_push_token": SHARED_TOKEN,
+             "pubsub_push_service_account": ACCOUNT},
+            "would replace OIDC",
+        ),
+    ],
+)  # fmt: skip
+def test_the_shared_token_only_where_oidc_cannot_be(settings: dict[str, Any], problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        load_settings(**settings)

@@ -23,11 +23,20 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[float, bool]] = []
         self.contexts: list[Context] = []  # the finals'
+        self.urgent: list[bool] = []  # the finals'
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        context: Context,
+        urgent: bool = True,
     ) -> str:
         self.calls.append((len(audio) / SAMPLE_RATE, final))
+        if final:
+            self.urgent.append(urgent)
         if final:
             self.contexts.append(context)
         return f"{len(audio) / SAMPLE_RATE:.2f} s"
@@ -119,7 +128,7 @@ async def test_an_odd_frame_is_an_error_event_and_the_session_goes_on() -> None:
     session = Session(SessionConfig(rate=24_000, turn_detection=None), Recorder(), send)
     await session.append(b"\x00\x01\x02")
     assert sent[-1]["error"]["code"] == "invalid_audio_frame"
-    await session.append(b"\x00\x00" * 2400)
+    await session.append(b"\x00\x00" * 4800)  # 200 ms: a commit takes at least 100
     await session.commit()
     await session.finish()
     assert sent[-1]["type"].endswith("transcription.completed")
@@ -133,7 +142,13 @@ class Busy(Recorder):
         self.busy = busy
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        context: Context,
+        urgent: bool = True,
     ) -> str | None:
         await asyncio.sleep(0)  # as the scheduler would: other frames arrive meanwhile
         if not final and self.busy:
@@ -167,7 +182,7 @@ async def test_abandon_cancels_the_running_turn_and_drops_the_queued_ones() -> N
     cancelled = asyncio.Event()
 
     async def slow(
-        audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+        audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context, urgent: bool
     ) -> str:
         started.append(len(audio) / SAMPLE_RATE)
         try:
@@ -210,3 +225,183 @@ async def test_a_turn_that_fails_does_not_stop_the_turns_after_it() -> None:
         await session.commit()
     await session.finish()
     assert [e["transcript"] for e in sent if "transcript" in e] == ["1.00 s"]
+
+
+class Gate(Recorder):
+    """Holds every final until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def __call__(
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        context: Context,
+        urgent: bool = True,
+    ) -> str:
+        if final:
+            await self.release.wait()
+        return await super().__call__(audio, config, final=final, context=context, urgent=urgent)
+
+
+def pcm(seconds: float, source: str = "jfk.flac") -> bytes:
+    return (load(source)[: int(seconds * SAMPLE_RATE)] * 32767).astype("<i2").tobytes()
+
+
+async def test_turns_waiting_to_be_decoded_are_bounded() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    gate = Gate()
+    limits = SessionLimits(max_pending_turns=3)
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), gate, send, limits)
+    for _ in range(4):  # the fourth commit finds three turns waiting
+        await session.append(pcm(0.5))
+        await session.commit()
+    assert sent[-1]["error"]["code"] == "too_many_pending_turns"
+    assert sum(e["type"] == "input_audio_buffer.committed" for e in sent) == 3
+    gate.release.set()
+    await asyncio.sleep(0.05)
+    await session.commit()  # the refused commit's audio was kept
+    await session.finish()
+    assert [e["transcript"] for e in sent if "transcript" in e] == ["0.50 s"] * 4
+    # A session behind goes ahead of nobody: only a final with nothing queued behind
+    # it is urgent (the first began alone; the second had the third behind it).
+    assert gate.urgent == [True, False, True, True]
+
+
+async def test_past_the_bound_server_vad_turns_join_until_there_is_room() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    gate = Gate()
+    limits = SessionLimits(max_pending_turns=1, partial_seconds=100.0, max_turn_seconds=20.0)
+    session = Session(SessionConfig(rate=SAMPLE_RATE), gate, send, limits)
+    audio = (load(LONG_AUDIO)[: 60 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+    step = SAMPLE_RATE // 5
+    half = len(audio) // 2 // step * step
+    for start in range(0, half, step):  # 30 s while the first turn's final cannot run
+        await session.append(audio[start : start + step])
+
+    def kinds(kind: str) -> list[dict[str, Any]]:
+        return [e for e in sent if e["type"].endswith(kind)]
+
+    # One turn waits; the speech after it is one turn held open (its pauses did not
+    # close it) until it reached the 20 s cap with still no room: that one failed.
+    assert len(kinds("committed")) == 2
+    assert [e["error"]["code"] for e in kinds("transcription.failed")] == ["too_many_pending_turns"]
+    first_stop = kinds("speech_stopped")[0]["audio_end_ms"] / 1000
+    failed_turn = kinds("committed")[1]["item_id"]
+    started = {e["item_id"]: e["audio_start_ms"] / 1000 for e in kinds("speech_started")}
+    assert started[failed_turn] <= first_stop + 3  # it began with the speech after turn 1
+    gate.release.set()
+    for start in range(half, len(audio), step):
+        await session.append(audio[start : start + step])
+        await asyncio.sleep(0.001)
+    await session.finish()
+    # With room again, pauses close turns as before; each closed turn is accounted for.
+    assert len(kinds("speech_started")) >= 4
+    assert len(kinds("committed")) == len(kinds("transcription.completed")) + 1
+    stops = [e["item_id"] for e in kinds("speech_stopped")]
+    assert len(stops) == len(set(stops))  # one stop per turn, held or not
+
+
+async def test_abandon_with_a_long_queue_raises_nothing() -> None:
+    async def send(event: dict[str, Any]) -> None:
+        pass
+
+    gate = Gate()
+    limits = SessionLimits(max_pending_turns=3000)
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), gate, send, limits)
+    frame = pcm(0.1)
+    for _ in range(2500):  # far past the recursion limit, were each turn a task on the last
+        await session.append(frame)
+        await session.commit()
+    await asyncio.sleep(0.01)
+    session.abandon()
+    await asyncio.sleep(0.05)
+    assert len(gate.calls) == 0
+
+
+async def test_audio_held_while_no_turn_is_open_is_bounded() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    held: list[int] = []
+
+    def hold(nbytes: int) -> bool:
+        held.append(nbytes)
+        return True
+
+    silence = b"\x00\x00" * (SAMPLE_RATE // 10)
+    vad = Session(SessionConfig(rate=SAMPLE_RATE), Recorder(), send, hold=hold)
+    for _ in range(1200):  # two minutes of silence: server VAD opens no turn
+        await vad.append(silence)
+    # What prefix padding (300 ms) may reach back to, and a frame or two.
+    assert max(held) <= (0.3 * SAMPLE_RATE + 4 * 512 + SAMPLE_RATE // 10) * 4
+    assert vad.received_seconds == pytest.approx(120)
+    held.clear()
+    recorder = Recorder()
+    manual = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), recorder, send,
+                     SessionLimits(max_turn_seconds=30.0), hold=hold)  # fmt: skip
+    for _ in range(1000):  # 100 s, no commit: cut at the turn cap as a turn with VAD is
+        await manual.append(silence)
+        await asyncio.sleep(0)
+    await manual.finish()
+    assert [round(s) for s, final in recorder.calls if final] == [30, 30, 30]
+    # The open turn, one waiting and the last one's (its context): at most 90 s.
+    assert max(held) <= 91 * SAMPLE_RATE * 4
+
+
+async def test_a_frame_the_audio_budget_refuses_is_dropped_with_an_error() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    budget = SAMPLE_RATE * 4  # one second
+
+    def hold(nbytes: int) -> bool:
+        return nbytes <= budget
+
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), Recorder(), send,
+                      hold=hold)  # fmt: skip
+    await session.append(pcm(0.8))
+    await session.append(pcm(0.8))
+    assert sent[-1]["error"]["code"] == "memory_pressure"
+    assert session.received_seconds == pytest.approx(0.8)
+    await session.commit()
+    await session.finish()
+    assert sent[-1]["transcript"] == "0.80 s"
+
+
+async def test_a_commit_needs_100_ms_and_a_broken_turn_says_so() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    async def broken(
+        audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context, urgent: bool
+    ) -> str:
+        raise ValueError("an engine that breaks")
+
+    session = Session(SessionConfig(rate=SAMPLE_RATE, turn_detection=None), broken, send)
+    await session.append(pcm(0.05))
+    await session.commit()
+    assert sent[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
+    await session.append(pcm(0.5))
+    await session.commit()
+    await session.finish()
+    assert sent[-1]["type"] == "conversation.item.input_audio_transcription.failed"
+    assert sent[-1]["error"]["code"] == "transcription_failed"

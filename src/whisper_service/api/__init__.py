@@ -8,8 +8,9 @@
 - ``transcription``: the one pipeline every route calls (check, admit, decode,
   infer, render); ``sources``: uploads and gs:// objects to decoded audio;
 - ``schemas``: the response models the OpenAPI document shows;
-- ``errors``: the one JSON error shape; ``middleware``, ``auth``, ``rate_limit``:
-  what is refused before a body is read.
+- ``errors``: the one JSON error shape; ``middleware``, ``auth``, ``rate_limit``,
+  ``push_guard`` (Pub/Sub's credentials), ``origin`` (WebSocket handshakes): what is
+  refused before a body is read.
 """
 
 from whisper_service.api import (
@@ -29,9 +30,10 @@ ROUTERS = (
     routes_openai.router,
     routes_realtime.router,
     routes_health.router,
-    routes_internal.router,
 )
+# Mounted only where Pub/Sub pushes job deliveries (WHISPER_JOBS_QUEUE=pubsub).
+PUSH_ROUTER = routes_internal.router
 # Not on the service's port when WHISPER_METRICS_ACCESS=port.
 METRICS_ROUTER = routes_metrics.router
 
-__all__ = ["METRICS_ROUTER", "ROUTERS", "install_error_handlers"]
+__all__ = ["METRICS_ROUTER", "PUSH_ROUTER", "ROUTERS", "install_error_handlers"]

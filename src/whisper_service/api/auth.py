@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from whisper_service.api.middleware import is_probe, is_push, send_error
-from whisper_service.api.rate_limit import ClientBuckets, client_address
+from whisper_service.api.rate_limit import client_address, failure_limiter, too_many_failures
 from whisper_service.errors import ServiceError
 
 REALM = "whisper-service"
@@ -83,17 +82,15 @@ class ApiKeyMiddleware:
         key_ids: KeyIds,
         public_probes: bool,
         failures_per_minute: float,
+        push_exempt: bool = False,
     ) -> None:
         self.app = app
         self._digests = [_digest(k) for k in keys]
         self._admin_digests = [_digest(k) for k in admin_keys]
         self._key_ids = key_ids
         self.public_probes = public_probes
-        self._failures = (
-            ClientBuckets(failures_per_minute, max(1, math.ceil(failures_per_minute)))
-            if failures_per_minute > 0
-            else None
-        )
+        self.push_exempt = push_exempt
+        self._failures = failure_limiter(failures_per_minute)
 
     @staticmethod
     def _matches(given: bytes, digests: list[bytes]) -> bool:
@@ -107,14 +104,17 @@ class ApiKeyMiddleware:
         if kind not in ("http", "websocket") or (kind == "http" and scope["method"] == "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        public = (self.public_probes and is_probe(scope["path"])) or is_push(scope["path"])
+        # Pushes carry the subscription's credentials, checked by the push guard.
+        public = (self.public_probes and is_probe(scope["path"])) or (
+            self.push_exempt and is_push(scope["path"])
+        )
         address = client_address(scope)
         held_off = self._failures is not None and self._failures.exhausted(
             address, time.monotonic()
         )
         if held_off and not public:
             assert self._failures is not None
-            await send_error(send, _too_many_failures(self._failures.retry_after(address)), scope)
+            await send_error(send, too_many_failures(self._failures.retry_after(address)), scope)
             return
         key = presented_key(scope)
         given = None if key is None else _digest(key)
@@ -144,12 +144,3 @@ class ApiKeyMiddleware:
             ),
             scope,
         )
-
-
-def _too_many_failures(retry_after: float) -> ServiceError:
-    return ServiceError(
-        "too many requests without a valid API key from this address; retry later",
-        code="rate_limited",
-        status=429,
-        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
-    )

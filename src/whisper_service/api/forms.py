@@ -17,11 +17,10 @@ from whisper_service.api.speaker_params import Diarize, diarize_options
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions
 from whisper_service.engines import Task, TranscribeOptions
+from whisper_service.engines.base import MAX_PROMPT_CHARS
 from whisper_service.engines.languages import normalize_language
 from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
-
-MAX_PROMPT_CHARS = 2000
 
 
 def parse_language(value: str | None) -> str | None:

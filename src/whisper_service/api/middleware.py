@@ -20,6 +20,7 @@ from whisper_service.api.errors import error_body
 from whisper_service.errors import ContentTooLarge, ServiceError
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
+from whisper_service.observability.redaction import redacted_url
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.inflight import InFlightTracker
 
@@ -29,7 +30,8 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_value(scope: Scope, name: bytes) -> str | None:
+    """The value of the request header ``name`` (lower-case bytes), if sent."""
     for key, value in scope.get("headers", []):
         if key.lower() == name:
             return str(value.decode("latin-1"))
@@ -50,7 +52,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, REQUEST_ID_HEADER.encode())
+        given = header_value(scope, REQUEST_ID_HEADER.encode())
         caller = given if given and _VALID_ID.match(given) else None
         request_id = uuid.uuid4().hex
         token = request_id_var.set(request_id)
@@ -87,21 +89,23 @@ class UploadTooLarge(ContentTooLarge, StarletteHTTPException):  # type: ignore[m
 
 class BodySizeLimitMiddleware:
     """413 before reading when Content-Length is over the limit; otherwise count the
-    streamed body and fail as soon as it passes the limit."""
+    streamed body and fail as soon as it passes the limit. ``max_bytes`` is the limit
+    callers are told (an upload's file); ``overhead`` is allowed on top of it (the
+    form's framing)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, overhead: int = 0) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.shown = max_bytes
+        self.max_bytes = max_bytes + overhead
 
     def _too_large(self, size: int, how: str = "read") -> UploadTooLarge:
-        # The limit callers know is the file's; the form's framing is allowed on top.
-        return UploadTooLarge(self.max_bytes - FORM_OVERHEAD_BYTES, size, how)
+        return UploadTooLarge(self.shown, size, how)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _header(scope, b"content-length")
+        declared = header_value(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             error = self._too_large(int(declared), "declared")
             # Close: the client may still be sending the body we will never read.
@@ -126,8 +130,9 @@ class BodySizeLimitMiddleware:
 PROBE_PREFIXES = ("/health", "/v2/health", "/metrics")
 
 
-# Pub/Sub's push endpoints check their own credentials (jobs.push_auth), not API keys,
-# and are not rate-limited: the subscription's flow control paces them.
+# Pub/Sub's push endpoints check their own credentials (api.push_guard), before the
+# body is read, not API keys; the subscription's flow control paces them, and failed
+# credentials are limited per address there.
 PUSH_PREFIX = "/internal/jobs/"
 
 
@@ -222,22 +227,7 @@ class InFlightMiddleware:
             self.tracker.remove(request_id)
 
 
-_SENSITIVE_QUERY = re.compile(
-    r"(?i)^(key|api_key|apikey|token|access_token|sig|signature|password)$"
-)
 access_log = structlog.get_logger("whisper_service.access")
-
-
-def redacted_url(scope: Scope) -> str:
-    """Path and query, with the values of secret-looking query parameters replaced."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    if not query:
-        return str(scope["path"])
-    parts = []
-    for pair in query.split("&"):
-        name, sep, _ = pair.partition("=")
-        parts.append(f"{name}=REDACTED" if sep and _SENSITIVE_QUERY.match(name) else pair)
-    return f"{scope['path']}?{'&'.join(parts)}"
 
 
 class AccessMiddleware:
@@ -277,7 +267,7 @@ class AccessMiddleware:
                     "status": status,
                     "responseSize": str(size),
                     "latency": f"{seconds:.3f}s",
-                    "userAgent": _header(scope, b"user-agent") or "",
+                    "userAgent": header_value(scope, b"user-agent") or "",
                     "remoteIp": client[0] if client else "",
                     "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
                 },

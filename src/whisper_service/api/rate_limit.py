@@ -78,27 +78,53 @@ class ClientBuckets:
         return self._bucket(client, time.monotonic()).wait(time.monotonic())
 
 
-class RateLimitMiddleware:
-    """429 with Retry-After when a client's bucket is empty; probes are never limited."""
+def failure_limiter(per_minute: float) -> ClientBuckets | None:
+    """Buckets of failed credentials per address: ``per_minute`` sustained, as many at
+    once; None when ``per_minute`` is 0 (no limit)."""
+    return ClientBuckets(per_minute, max(1, math.ceil(per_minute))) if per_minute > 0 else None
 
-    def __init__(self, app: ASGIApp, *, per_minute: float, burst: int) -> None:
+
+def too_many_failures(retry_after: float) -> ServiceError:
+    """429 for an address past its failed-credentials allowance."""
+    return ServiceError(
+        "too many requests without valid credentials from this address; retry later",
+        code="rate_limited",
+        status=429,
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+    )
+
+
+class RateLimitMiddleware:
+    """429 with Retry-After when a client's bucket is empty. A WebSocket handshake is a
+    request like any other (refused before the upgrade); probes are never limited, nor
+    Pub/Sub's pushes where the push routes are mounted (``push_exempt``)."""
+
+    def __init__(
+        self, app: ASGIApp, *, per_minute: float, burst: int, push_exempt: bool = False
+    ) -> None:
         self.app = app
         self.rate = per_minute / 60.0
         self.burst = burst
+        self.push_exempt = push_exempt
         self._buckets = ClientBuckets(per_minute, burst)
 
     def wait_for(self, client: str, now: float) -> float:
         """Seconds the client must wait (0: go ahead)."""
         return self._buckets.take(client, now)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _exempt(self, scope: Scope) -> bool:
         path = scope.get("path", "")
-        if (
+        if scope["type"] == "websocket":
+            return False
+        return (
             scope["type"] != "http"
-            or is_probe(path)
-            or is_push(path)
             or scope["method"] == "OPTIONS"
-        ):
+            or is_probe(path)
+            or (self.push_exempt and is_push(path))
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._exempt(scope):
             await self.app(scope, receive, send)
             return
         client = scope.get("state", {}).get("client_id") or client_address(scope)
@@ -113,6 +139,7 @@ class RateLimitMiddleware:
                     status=429,
                     headers={"Retry-After": str(max(1, math.ceil(wait)))},
                 ),
+                scope,
             )
             return
         await self.app(scope, receive, send)
@@ -122,9 +149,3 @@ def client_address(scope: Scope) -> str:
     """The caller's address (after the trusted proxies' X-Forwarded-For)."""
     client = scope.get("client")
     return f"ip:{client[0]}" if client else "ip:unknown"
-
-
-def _exempt(path: str) -> bool:
-    """Probes and scrapes (the platform's), and Pub/Sub's pushes (paced by the
-    subscription's own flow control)."""
-    return is_probe(path) or is_push(path)

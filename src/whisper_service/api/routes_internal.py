@@ -1,28 +1,25 @@
 """Where Pub/Sub pushes job deliveries: ``POST /internal/jobs/units`` (every plan and
 unit) and ``POST /internal/jobs/dead-letters`` (a piece that failed on every delivery).
 
-Only the push subscription may call them (``jobs.push_auth``); API keys and the rate
-limit do not apply. A 204 acks the message; a 503 has Pub/Sub deliver it again with
-backoff, to this instance or another. Not in the public OpenAPI document:
-docs/jobs.md describes them.
+Mounted only where the job queue is Pub/Sub. Only each route's push subscription may
+call it: ``api.push_guard`` checks the credentials before the body is read, and bounds
+the body; API keys and the rate limit do not apply. A 204 acks the message; a 503 has
+Pub/Sub deliver it again with backoff, to this instance or another. Not in the public
+OpenAPI document: docs/jobs.md describes them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from whisper_service.api.deps import JobsDep
 from whisper_service.errors import ServiceError
 from whisper_service.jobs.dispatch import Delivery, Retry
-from whisper_service.jobs.push_auth import PushAuth
-from whisper_service.jobs.service import Jobs
 
 router = APIRouter(tags=["internal"], include_in_schema=False)
 log = structlog.get_logger(__name__)
@@ -56,22 +53,8 @@ class PushEnvelope(BaseModel):
             ) from exc
 
 
-async def pushed_by_pubsub(
-    jobs: JobsDep,
-    authorization: Annotated[str | None, Header()] = None,
-    token: Annotated[str | None, Query()] = None,
-) -> Jobs:
-    """Refuse (401/403) anything but the push subscription, before any work."""
-    auth: PushAuth = jobs.push_auth
-    await asyncio.to_thread(auth.check, authorization, token)
-    return jobs
-
-
-PushedDep = Annotated[Jobs, Depends(pushed_by_pubsub)]
-
-
 @router.post("/internal/jobs/units", status_code=204)
-async def push_delivery(jobs: PushedDep, envelope: PushEnvelope) -> Response:
+async def push_delivery(jobs: JobsDep, envelope: PushEnvelope) -> Response:
     """Do a plan or unit: 204 acks it, 503 has it delivered again."""
     delivery = envelope.delivery()
     try:
@@ -87,14 +70,21 @@ async def push_delivery(jobs: PushedDep, envelope: PushEnvelope) -> Response:
 
 
 @router.post("/internal/jobs/dead-letters", status_code=204)
-async def push_dead_letter(jobs: PushedDep, envelope: PushEnvelope) -> Response:
-    """A piece failed on every delivery: fail its job, then ack."""
+async def push_dead_letter(jobs: JobsDep, envelope: PushEnvelope) -> Response:
+    """A piece failed on every delivery: fail its job (once per message), then ack."""
     try:
         delivery = envelope.delivery()
     except ServiceError:
         # Nothing to fail, and redelivering it would not change that: ack, but say so.
         log.error("job_dead_letter_unreadable", message_id=envelope.message.message_id)
         return Response(status_code=204)
-    attempts = int(envelope.message.attributes.get(DEAD_LETTER_COUNT, "0") or 0)
-    await jobs.dead_letter(delivery, attempts)
+    count = envelope.message.attributes.get(DEAD_LETTER_COUNT, "")
+    if not count.isdigit():
+        # Pub/Sub sets it on every message it dead-letters: this one it did not.
+        raise ServiceError(
+            f"not a dead-lettered message: the {DEAD_LETTER_COUNT} attribute is missing",
+            code="invalid_delivery",
+            status=400,
+        )
+    await jobs.dead_letter(delivery, int(count), envelope.message.message_id)
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from whisper_service.api.deps import EngineDep, RuntimeDep
-from whisper_service.api.forms import MAX_PROMPT_CHARS, parse_language
+from whisper_service.api.forms import parse_language
 from whisper_service.api.openai_answers import (
     diarized_body,
     diarized_stream_events,
@@ -49,6 +49,7 @@ from whisper_service.api.speaker_params import Diarize, diarize_options, known_v
 from whisper_service.api.streaming import stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
 from whisper_service.engines import Engine, Task, TranscribeOptions, VadSettings
+from whisper_service.engines.base import MAX_PROMPT_CHARS
 from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
 from whisper_service.serving.runtime import OPENAI_MODEL_ALIAS, Runtime

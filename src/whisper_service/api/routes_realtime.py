@@ -3,12 +3,17 @@ realtime transcription protocol (JSON events, base64 audio).
 
 The handshake is refused with an HTTP answer before the upgrade when the service
 cannot take the session: 429 past ``WHISPER_REALTIME_MAX_SESSIONS`` open sessions in
-this process, 503 while the model loads or the process drains, 400 for another
-intent; API keys are checked by the auth middleware as for HTTP (header, or OpenAI's
-``openai-insecure-api-key.<key>`` subprotocol). Inside a session every bad input is
-an ``error`` event and the session goes on; a client that leaves frees its session at
-once; an idle session is closed after ``WHISPER_REALTIME_IDLE_TIMEOUT_SECONDS``, any
-session after ``WHISPER_REALTIME_MAX_SESSION_SECONDS``.
+this process or ``WHISPER_REALTIME_MAX_SESSIONS_PER_CLIENT`` of one client, 503 while
+the model loads or the process drains, 400 for another intent; API keys, the rate
+limit and the page's origin are checked by the middleware as for HTTP (keys by
+header, or OpenAI's ``openai-insecure-api-key.<key>`` subprotocol). Inside a session
+every bad input is an ``error`` event and the session goes on: a frame larger than
+``WHISPER_REALTIME_MAX_FRAME_BYTES`` is refused before it is decoded, and a frame that
+would put the audio more than ``WHISPER_REALTIME_MAX_AHEAD_SECONDS`` ahead of real
+time is dropped. The session's audio counts in the process's audio budget. A client
+that leaves frees its session at once; an idle session is closed after
+``WHISPER_REALTIME_IDLE_TIMEOUT_SECONDS``, any session after
+``WHISPER_REALTIME_MAX_SESSION_SECONDS``.
 """
 
 from __future__ import annotations
@@ -26,19 +31,22 @@ from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 
 from whisper_service.api.errors import error_body
-from whisper_service.engines import CancelToken
+from whisper_service.api.rate_limit import client_address
+from whisper_service.engines import CancelToken, Engine, TranscribeOptions, UnsupportedOption
+from whisper_service.engines.base import check_options
 from whisper_service.errors import ServiceError
 from whisper_service.observability import metrics
 from whisper_service.realtime.protocol import (
+    Append,
     ProtocolError,
-    appended_audio,
-    native_config,
+    SessionUpdate,
+    Start,
     parse,
     parse_native,
     session_object,
-    updated_config,
 )
 from whisper_service.realtime.session import (
+    Hold,
     Send,
     Session,
     SessionConfig,
@@ -47,6 +55,7 @@ from whisper_service.realtime.session import (
     new_id,
 )
 from whisper_service.realtime.transcriber import ScheduledTranscriber
+from whisper_service.serving.memory import Reservation
 from whisper_service.serving.runtime import Runtime
 
 router = APIRouter(tags=["realtime"])
@@ -65,7 +74,13 @@ async def refuse(websocket: WebSocket, error: ServiceError) -> None:
     )
 
 
-def _refusal(runtime: Runtime, websocket: WebSocket) -> ServiceError | None:
+def client_of(websocket: WebSocket) -> str:
+    """Who opens the session: its API key's id, or its address where keys are off."""
+    client = websocket.scope.get("state", {}).get("client_id")
+    return str(client) if client else client_address(websocket.scope)
+
+
+def _refusal(runtime: Runtime, websocket: WebSocket, client: str) -> ServiceError | None:
     settings = runtime.settings
     intent = websocket.query_params.get("intent", "transcription")
     if intent != "transcription":
@@ -89,6 +104,14 @@ def _refusal(runtime: Runtime, websocket: WebSocket) -> ServiceError | None:
             status=429,
             headers={"Retry-After": "5"},
         )
+    if runtime.realtime_clients.get(client, 0) >= settings.realtime_max_sessions_per_client:
+        return ServiceError(
+            f"this client holds {settings.realtime_max_sessions_per_client} live sessions "
+            "on this instance, its limit; close one first",
+            code="too_many_sessions_for_client",
+            status=429,
+            headers={"Retry-After": "5"},
+        )
     return None
 
 
@@ -106,7 +129,8 @@ async def stream(websocket: WebSocket) -> None:
 
 async def _live(websocket: WebSocket, dialect: Dialect) -> None:
     runtime: Runtime = websocket.app.state.runtime
-    refusal = _refusal(runtime, websocket)
+    client = client_of(websocket)
+    refusal = _refusal(runtime, websocket, client)
     if refusal is not None:
         metrics.REALTIME_REFUSED.labels(refusal.code).inc()
         log.info("realtime_session_refused", code=refusal.code, path=websocket.url.path)
@@ -120,16 +144,34 @@ async def _live(websocket: WebSocket, dialect: Dialect) -> None:
     token = CancelToken()
     runtime.in_flight.attach_token(session_id, token)
     runtime.realtime_sessions += 1
+    runtime.realtime_clients[client] = runtime.realtime_clients.get(client, 0) + 1
     metrics.REALTIME_SESSIONS.inc()
     trace.get_current_span().set_attribute("whisper.realtime.session_id", session_id)
     log.info("realtime_session_opened", session_id=session_id, path=websocket.url.path)
     try:
-        await _serve(websocket, runtime, session_id, token, dialect)
+        with runtime.audio_memory.reservation() as reservation:
+            await _serve(websocket, runtime, session_id, token, dialect, reservation)
     finally:
         runtime.realtime_sessions -= 1
+        left = runtime.realtime_clients.pop(client, 1) - 1
+        if left:
+            runtime.realtime_clients[client] = left
         metrics.REALTIME_SESSIONS.dec()
         runtime.in_flight.remove(session_id)
         log.info("realtime_session_closed", session_id=session_id)
+
+
+def _holder(reservation: Reservation) -> Hold:
+    """The session's audio, held in the process's audio budget (False: no room)."""
+
+    def hold(nbytes: int) -> bool:
+        try:
+            reservation.resize(nbytes)
+        except ServiceError:  # memory_pressure, or more than the budget could ever hold
+            return False
+        return True
+
+    return hold
 
 
 async def _serve(
@@ -138,6 +180,7 @@ async def _serve(
     session_id: str,
     token: CancelToken,
     dialect: Dialect,
+    reservation: Reservation,
 ) -> None:
     settings = runtime.settings
     lock = asyncio.Lock()
@@ -152,20 +195,23 @@ async def _serve(
     def observe(kind: str, seconds: float) -> None:
         metrics.REALTIME_LATENCY.labels(kind).observe(seconds)
 
-    assert runtime.engine is not None  # checked before the handshake
-    config = SessionConfig()
+    engine = runtime.engine
+    assert engine is not None  # checked before the handshake
     session = Session(
-        config,
-        ScheduledTranscriber(runtime, runtime.engine),
+        SessionConfig(),
+        ScheduledTranscriber(runtime, engine),
         send,
         SessionLimits(
             settings.realtime_max_turn_seconds,
             settings.realtime_partial_seconds,
             settings.realtime_max_ahead_seconds,
+            settings.realtime_max_pending_turns,
         ),
         observe,
+        _holder(reservation),
     )
-    await dialect.opened(session, session_id, send)
+    peer = Peer(session, session_id, send, settings.realtime_max_frame_bytes)
+    await dialect.opened(peer)
     started = time.monotonic()
     last = started
     receiving: asyncio.Future[Message] | None = None
@@ -198,9 +244,9 @@ async def _serve(
             message, receiving, last = receiving.result(), None, now
             if message["type"] == "websocket.disconnect":
                 return  # the client left: its queued turns go with it (finally)
-            ahead = session.received_seconds - (now - started)
+            peer.elapsed = now - started
             try:
-                stop = await dialect.handle(session, session_id, message, send, ahead)
+                stop = await dialect.handle(peer, message, engine)
             except ProtocolError as exc:
                 await session.error(exc.code, exc.message, exc.param)
                 continue
@@ -216,33 +262,67 @@ async def _serve(
     await websocket.close(code)
 
 
-def _check_pace(session: Session, ahead_seconds: float) -> None:
-    limit = session.limits.max_ahead_seconds
-    if ahead_seconds > limit:
-        raise ProtocolError(
-            "audio_too_fast",
-            f"audio arrives more than {limit:g} s ahead of real time; this frame was "
-            "dropped: send at most a little faster than real time",
-            "audio",
-        )
+class Peer:
+    """A session as its dialect drives it: the session, its id, how to send, and the
+    checks every frame passes before it is decoded (size, pace)."""
 
+    def __init__(self, session: Session, session_id: str, send: Send, max_frame: int) -> None:
+        self.session = session
+        self.id = session_id
+        self.send = send
+        self.max_frame = max_frame
+        self.elapsed = 0.0  # seconds since the handshake, as of the message in hand
 
-async def _append(session: Session, audio: bytes, ahead_seconds: float) -> None:
-    _check_pace(session, ahead_seconds)
-    before = session.received_seconds
-    await session.append(audio)
-    metrics.REALTIME_AUDIO_SECONDS.inc(session.received_seconds - before)
+    def check_text(self, text: str) -> None:
+        """A JSON message no larger than a maximal frame in base64 and its envelope:
+        refused before it is parsed."""
+        if len(text) > self.max_frame * 4 // 3 + 4096:
+            raise ProtocolError(
+                "frame_too_large",
+                f"an event may carry at most {self.max_frame} bytes of audio; this one was "
+                "dropped: send smaller frames",
+                "audio",
+            )
+
+    async def append(self, audio: bytes) -> None:
+        """Take a frame, if it is small enough and not too far ahead of real time."""
+        if len(audio) > self.max_frame:
+            raise ProtocolError(
+                "frame_too_large",
+                f"a frame is at most {self.max_frame} bytes; this one ({len(audio)}) was "
+                "dropped: send smaller frames",
+                "audio",
+            )
+        limits = self.session.limits
+        seconds = len(audio) / 2 / self.session.config.rate
+        if self.session.received_seconds + seconds - self.elapsed > limits.max_ahead_seconds:
+            raise ProtocolError(
+                "audio_too_fast",
+                f"audio arrives more than {limits.max_ahead_seconds:g} s ahead of real time; "
+                "this frame was dropped: send at most a little faster than real time",
+                "audio",
+            )
+        before = self.session.received_seconds
+        await self.session.append(audio)
+        metrics.REALTIME_AUDIO_SECONDS.inc(self.session.received_seconds - before)
+
+    def configure(self, config: SessionConfig, engine: Engine, param: str) -> None:
+        """Apply ``config`` if the model can honour it (an English-only model, another
+        language: an error naming ``param``)."""
+        try:
+            check_options(engine, TranscribeOptions(language=config.language))
+        except UnsupportedOption as exc:
+            raise ProtocolError("unsupported_language", exc.message, param) from exc
+        self.session.configure(config)
 
 
 class Dialect(Protocol):
     """How a WebSocket protocol talks to a ``Session``."""
 
-    async def opened(self, session: Session, session_id: str, send: Send) -> None:
+    async def opened(self, peer: Peer) -> None:
         """Right after the handshake."""
 
-    async def handle(
-        self, session: Session, session_id: str, message: Message, send: Send, ahead: float
-    ) -> bool:
+    async def handle(self, peer: Peer, message: Message, engine: Engine) -> bool:
         """One client message; True to finish the session and close it."""
         ...
 
@@ -254,30 +334,33 @@ class Dialect(Protocol):
 class OpenAIDialect:
     """OpenAI's realtime transcription protocol: JSON events, base64 audio."""
 
-    async def opened(self, session: Session, session_id: str, send: Send) -> None:
-        await send(events.session("session.created", session_object(session_id, session.config)))
+    async def opened(self, peer: Peer) -> None:
+        await peer.send(
+            events.session("session.created", session_object(peer.id, peer.session.config))
+        )
 
-    async def handle(
-        self, session: Session, session_id: str, message: Message, send: Send, ahead: float
-    ) -> bool:
+    async def handle(self, peer: Peer, message: Message, engine: Engine) -> bool:
         if message.get("bytes") is not None:
             raise ProtocolError(
                 "binary_not_supported",
                 "this endpoint takes JSON text events; send audio as "
                 "input_audio_buffer.append (base64), or use /stream for binary PCM",
             )
-        event = parse(message.get("text") or "")
-        kind = event["type"]
-        if kind == "input_audio_buffer.append":
-            await _append(session, appended_audio(event), ahead)
-        elif kind == "input_audio_buffer.commit":
+        text = message.get("text") or ""
+        peer.check_text(text)
+        event = parse(text)
+        session = peer.session
+        if isinstance(event, Append):
+            await peer.append(event.pcm())
+        elif isinstance(event, SessionUpdate):
+            config = event.session.applied_to(session.config)
+            peer.configure(config, engine, "session.audio.input.transcription.language")
+            shown = session_object(peer.id, session.config)
+            await peer.send(events.session("session.updated", shown))
+        elif event.type == "input_audio_buffer.commit":
             await session.commit()
-        elif kind == "input_audio_buffer.clear":
+        else:
             await session.clear()
-        else:  # session.update, transcription_session.update
-            session.configure(updated_config(session.config, event))
-            shown = session_object(session_id, session.config)
-            await send(events.session("session.updated", shown))
         return False
 
     def translate(self, session: Session | None, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -288,39 +371,40 @@ class NativeDialect:
     """``/stream``: a JSON ``start`` message, then binary PCM16 frames; JSON
     ``commit``, ``clear`` and ``stop``. Answers ``ready``, ``speech_started``,
     ``speech_stopped``, ``partial``, ``final`` (times in seconds on the stream's
-    timeline) and ``error``."""
+    timeline) and ``error`` (``code``, ``message``, and ``param`` where a field is at
+    fault)."""
 
     def __init__(self) -> None:
         self.started = False
 
-    async def opened(self, session: Session, session_id: str, send: Send) -> None:
+    async def opened(self, peer: Peer) -> None:
         return None  # the client speaks first: its start message
 
-    async def handle(
-        self, session: Session, session_id: str, message: Message, send: Send, ahead: float
-    ) -> bool:
+    async def handle(self, peer: Peer, message: Message, engine: Engine) -> bool:
         frame = message.get("bytes")
         if frame is not None:
             if not self.started:
                 raise ProtocolError("not_started", "send the start message before audio")
-            await _append(session, frame, ahead)
+            await peer.append(frame)
             return False
-        event = parse_native(message.get("text") or "")
-        kind: str = event["type"]
-        if kind == "start":
+        text = message.get("text") or ""
+        peer.check_text(text)
+        event = parse_native(text)
+        session = peer.session
+        if isinstance(event, Start):
             if self.started:
                 raise ProtocolError("already_started", "the stream has started already")
-            session.configure(native_config(event))
+            peer.configure(event.config(), engine, "language")
             self.started = True
-            await send({"type": "ready", "session_id": session_id,
-                        "sample_rate": session.config.rate})  # fmt: skip
+            await peer.send({"type": "ready", "session_id": peer.id,
+                             "sample_rate": session.config.rate})  # fmt: skip
         elif not self.started:
             raise ProtocolError("not_started", "send the start message first")
-        elif kind == "commit":
+        elif event.type == "commit":
             await session.commit()
-        elif kind == "clear":
+        elif event.type == "clear":
             await session.clear()
-        return kind == "stop"
+        return event.type == "stop"
 
     def translate(self, session: Session | None, event: dict[str, Any]) -> dict[str, Any] | None:
         kind = event["type"]
@@ -330,8 +414,7 @@ class NativeDialect:
         if session is not None:
             times = session.turn_times.get(event.get("item_id", ""), times)
         if kind == "error":
-            error = event["error"]
-            return {"type": "error", "code": error["code"], "message": error["message"]}
+            return _native_error(event["error"])
         if kind == "input_audio_buffer.speech_started":
             return {"type": "speech_started", "start": event["audio_start_ms"] / 1000}
         if kind == "input_audio_buffer.speech_stopped":
@@ -342,6 +425,12 @@ class NativeDialect:
             return {"type": "final", "text": event["transcript"], "start": times[0],
                     "end": times[1]}  # fmt: skip
         if kind.endswith("transcription.failed"):
-            error = event["error"]
-            return {"type": "error", "code": error["code"], "message": error["message"]}
+            return _native_error(event["error"])
         return None  # session and buffer bookkeeping: OpenAI's, not shown here
+
+
+def _native_error(error: dict[str, Any]) -> dict[str, Any]:
+    shown = {"type": "error", "code": error["code"], "message": error["message"]}
+    if error.get("param"):
+        shown["param"] = error["param"]
+    return shown

@@ -56,6 +56,8 @@ CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(split_commas)]
 LowerEngine = Annotated[EngineName, BeforeValidator(lowercase)]
 GCS_PREFIX_PATTERN = r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?"
+# The emulator's shared push token: shorter could be guessed (`openssl rand -hex 24`).
+MIN_PUSH_TOKEN_LENGTH = 32
 
 
 class EnvironmentFields(BaseModel):
@@ -304,11 +306,14 @@ class SecurityFields(BaseModel):
         10.0,
         ge=0,
         le=100_000,
-        description="Requests with a wrong API key one address may send per minute (bursts "
-        "of as many); past it that address gets 429 whatever it sends. 0 = no limit.",
+        description="Requests with a wrong API key (or wrong push credentials) one address "
+        "may send per minute (bursts of as many); past it that address gets 429 whatever "
+        "it sends. 0 = no limit.",
     )
     cors_origins: CommaList = Field(
-        default_factory=list, description="Origins allowed by CORS, comma-separated."
+        default_factory=list,
+        description="Origins allowed by CORS, comma-separated; also the only other origins "
+        "whose pages may open a WebSocket here (a page of the service's own origin always may).",
     )
     rate_limit_per_minute: float = Field(
         0.0, ge=0, le=1_000_000, description="Requests per minute per client; 0 = no limit."
@@ -370,6 +375,31 @@ class RealtimeFields(BaseModel):
         description="Open live sessions one process holds; past it the handshake is "
         "refused with HTTP 429. 0 turns live transcription off.",
     )
+    realtime_max_sessions_per_client: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Open live sessions one client (API key, or address without keys) "
+        "holds in one process, so that one cannot take every place; past it the "
+        "handshake is refused with HTTP 429. A deployment whose one caller runs every "
+        "session sets it to WHISPER_REALTIME_MAX_SESSIONS.",
+    )
+    realtime_max_pending_turns: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Closed turns of one session waiting to be transcribed; past it a "
+        "client's commit is refused with an error event, and a turn server VAD would close "
+        "stays open until one is done (one that reaches the turn cap first fails).",
+    )
+    realtime_max_frame_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=15 * 1024 * 1024,
+        description="Largest audio frame a client may send in one message (PCM16 bytes; "
+        "base64 in an append event): 1 MiB is 21.8 s at 24 kHz. A larger one is refused "
+        "with an error event before it is decoded.",
+    )
     realtime_partial_seconds: float = Field(
         1.0,
         ge=0.2,
@@ -395,7 +425,7 @@ class RealtimeFields(BaseModel):
         60.0,
         gt=0,
         le=3600,
-        description="A session that sends nothing for this long is closed (1000).",
+        description="A session that sends nothing for this long is closed (1008).",
     )
     realtime_max_session_seconds: float = Field(
         3600.0,
@@ -505,8 +535,10 @@ class JobsFields(BaseModel):
     )
     pubsub_push_audience: str | None = Field(
         None,
-        description="Audience the push subscription's OIDC token must carry (the push "
-        "endpoint's URL).",
+        description="Audience base of the push subscriptions' OIDC tokens: a push to a "
+        "route must carry this followed by the route's path (the service's URL makes it "
+        "Pub/Sub's default, the push endpoint's URL), so each subscription's token works "
+        "on its own route only.",
     )
     pubsub_push_service_account: str | None = Field(
         None,
@@ -518,8 +550,9 @@ class JobsFields(BaseModel):
     )
     pubsub_push_token: SecretStr | None = Field(
         None,
-        description="Shared token a push endpoint's ?token= must carry instead of OIDC "
-        "(the emulator sends no OIDC token).",
+        description="For the Pub/Sub emulator only, which signs nothing: a shared token "
+        f"(at least {MIN_PUSH_TOKEN_LENGTH} characters) a push endpoint's ?token= must "
+        "carry instead of OIDC. Refused with OIDC configured or in production.",
     )
     firestore_database: str = Field("(default)", description="Firestore database of job records.")
     firestore_collection: str = Field(
@@ -551,6 +584,18 @@ class JobsFields(BaseModel):
             raise ValueError("must be gs://bucket[/prefix] or an absolute directory path")
         return value
 
+    @field_validator("pubsub_push_token")
+    @classmethod
+    def _push_token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and len(value.get_secret_value()) < MIN_PUSH_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_PUSH_TOKEN_LENGTH} characters (it can be guessed "
+                "otherwise): generate one, e.g. `openssl rand -hex 24`"
+            )
+        return value
+
     @field_validator("pubsub_topic", "pubsub_dead_letter_topic")
     @classmethod
     def _topic(cls, value: str | None) -> str | None:
@@ -565,7 +610,15 @@ class JobsFields(BaseModel):
         problems = []
         if self.jobs_store == "firestore" and not self.jobs_files:
             problems.append("WHISPER_JOBS_STORE=firestore needs WHISPER_JOBS_FILES")
+        if self.pubsub_push_token and (
+            self.pubsub_push_audience or self.pubsub_push_service_account
+        ):
+            problems.append("WHISPER_PUBSUB_PUSH_TOKEN is for the emulator only: with "
+                            "WHISPER_PUBSUB_PUSH_AUDIENCE or WHISPER_PUBSUB_PUSH_SERVICE_ACCOUNT "
+                            "set it would replace OIDC; unset it")  # fmt: skip
         if self.jobs_queue == "pubsub":
+            if not self.jobs_store:
+                problems.append("WHISPER_JOBS_QUEUE=pubsub needs WHISPER_JOBS_STORE")
             if not (self.pubsub_topic and self.pubsub_dead_letter_topic):
                 problems.append("WHISPER_JOBS_QUEUE=pubsub needs WHISPER_PUBSUB_TOPIC and "
                                 "WHISPER_PUBSUB_DEAD_LETTER_TOPIC")  # fmt: skip

@@ -30,7 +30,7 @@ from whisper_service.config.fields import (
     ServingFields,
     StorageFields,
 )
-from whisper_service.config.presets import PresetSource
+from whisper_service.config.presets import AppEnv, PresetSource
 
 ENV_PREFIX = "WHISPER_"
 # Shorter keys can be guessed; `openssl rand -hex 24` makes a good one.
@@ -100,9 +100,21 @@ class Settings(
                 f"{env_var_name('health_disk_free_unhealthy_mib')} must not exceed "
                 f"{env_var_name('health_disk_free_degraded_mib')}"
             )
+        if self.pubsub_push_token and self.app_env is AppEnv.PRODUCTION:
+            problems.append(
+                f"{env_var_name('pubsub_push_token')} is for the Pub/Sub emulator and is "
+                "refused in production: pushes there carry OIDC tokens "
+                f"({env_var_name('pubsub_push_audience')}, "
+                f"{env_var_name('pubsub_push_service_account')})"
+            )
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
+
+    @property
+    def push_routes(self) -> bool:
+        """Whether Pub/Sub pushes job deliveries to this instance's internal routes."""
+        return self.jobs_queue == "pubsub" and bool(self.jobs_store)
 
     def check_servable(self) -> None:
         """Rules that only matter to a process about to serve traffic (secrets are

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass
 
 from whisper_service.config import AppEnv, Settings, env_var_name
+from whisper_service.jobs.push_auth import route_audience
 
 PROJECT = "__PROJECT_ID__"
 REGION = "__REGION__"
@@ -64,7 +65,8 @@ class JobsNames:
 
     @property
     def audience(self) -> str:
-        """The OIDC audience the subscription signs for, and the service checks."""
+        """The OIDC audience base the service checks: each subscription signs for it
+        followed by its route's path (``route_audience``)."""
         return f"{self.service}-jobs"
 
     @property
@@ -108,7 +110,8 @@ def _subscription(name: str, topic: str, path: str, names: JobsNames, extra: lis
         f"--topic={topic}",
         f'--push-endpoint="$SERVICE_URL{path}"',
         f"--push-auth-service-account={names.push_account}",
-        f"--push-auth-token-audience={names.audience}",
+        # Its own route's audience: its token is refused on the other route.
+        f"--push-auth-token-audience={route_audience(names.audience, path)}",
         f"--ack-deadline={ACK_DEADLINE_SECONDS}",
         f"--min-retry-delay={RETRY_MIN_SECONDS}s",
         f"--max-retry-delay={RETRY_MAX_SECONDS}s",

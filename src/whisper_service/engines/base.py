@@ -223,6 +223,9 @@ def check_options(engine: Engine, options: TranscribeOptions) -> None:
 WINDOW_SAMPLES = 30 * 16_000
 # Far below the decoder's limit of half its 448-token context for a prefix.
 MAX_PREFIX_CHARS = 600
+# A prompt a caller may give (HTTP and live sessions alike); Whisper keeps only its
+# last 224 tokens, so more is only cost.
+MAX_PROMPT_CHARS = 2000
 
 
 def check_prefix(audio: np.ndarray, options: TranscribeOptions) -> None:

@@ -1,10 +1,17 @@
-"""Who may push deliveries: only the Pub/Sub push subscription.
+"""Who may push deliveries: only the Pub/Sub push subscription of each route.
 
-In production the subscription signs each push with an OIDC token of its service
-account. The token must verify against Google's certificates and carry the
-configured audience, Google as issuer, and the configured account as a verified
-e-mail. For the emulator, which signs nothing, a shared token in the endpoint's
-query (``?token=``) stands in. Anything else gets 401 or 403 and nothing runs.
+In production each subscription signs its pushes with an OIDC token of its service
+account. The token must verify against Google's certificates and carry Google as
+issuer, the configured account as a verified e-mail, and the audience of the route it
+is presented to: ``WHISPER_PUBSUB_PUSH_AUDIENCE`` followed by the route's path
+(``<audience>/internal/jobs/units``, ``<audience>/internal/jobs/dead-letters``), so a
+token minted for one subscription is refused on the other route. With the audience
+set to the service's URL, that is exactly the audience Pub/Sub uses by default.
+
+For the emulator, which signs nothing, a shared token in the endpoint's query
+(``?token=``) stands in; the settings allow it only where OIDC is not configured and
+the preset is not production. Anything else gets 401 or 403 and nothing runs. Nothing
+a caller sent (a token, google-auth's message about it) is ever logged.
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ class PushRefused(ServiceError):
     """A request on a push endpoint that is not from the push subscription."""
 
 
-def _refused(status: int, why: str) -> PushRefused:
-    log.warning("job_push_refused", reason=why)  # the token itself is never logged
+def _refused(status: int, why: str, **context: str) -> PushRefused:
+    # ``why`` is one of this module's fixed phrases: never a token, never an
+    # exception's text (google-auth quotes a malformed token in its messages).
+    log.warning("job_push_refused", reason=why, **context)
     message = "push endpoint: credentials missing" if status == 401 else "push endpoint: refused"
     return PushRefused(message, code="push_unauthorized", status=status)
 
@@ -62,18 +71,25 @@ def _fetch_json(url: str) -> Mapping[str, str]:
     return certs
 
 
+def route_audience(audience: str, path: str) -> str:
+    """The audience a push to ``path`` must carry: the configured one, then the path
+    (a trailing slash of the configured audience is not doubled)."""
+    return audience.rstrip("/") + path
+
+
 class PushAuth:
     """Checks the credentials of one push request (blocking: run in a thread)."""
 
     def __init__(self, settings: Settings) -> None:
         token = settings.pubsub_push_token
         self.token = token.get_secret_value() if token else None
-        self.audience = settings.pubsub_push_audience
+        self.audience = settings.pubsub_push_audience or ""
         self.account = settings.pubsub_push_service_account
         self.certs = GoogleCerts(settings.pubsub_push_certs_url)
 
-    def check(self, authorization: str | None, query_token: str | None) -> None:
-        """Return if the request is the subscription's; raise PushRefused if not."""
+    def check(self, authorization: str | None, query_token: str | None, path: str) -> None:
+        """Return if the request is the subscription of ``path``'s; raise PushRefused
+        if not."""
         if self.token is not None:
             if query_token is None:
                 raise _refused(401, "no token")
@@ -82,13 +98,13 @@ class PushAuth:
             return
         if not authorization or not authorization.startswith("Bearer "):
             raise _refused(401, "no bearer token")
-        claims = self._verified(authorization.removeprefix("Bearer ").strip())
+        claims = self._verified(authorization.removeprefix("Bearer ").strip(), path)
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise _refused(403, "issuer is not Google")
         if claims.get("email") != self.account or not claims.get("email_verified"):
             raise _refused(403, "not the push service account")
 
-    def _verified(self, token: str) -> Mapping[str, Any]:
+    def _verified(self, token: str, path: str) -> Mapping[str, Any]:
         from google.auth import exceptions, jwt
 
         try:
@@ -99,7 +115,9 @@ class PushAuth:
                 "push endpoint: cannot verify tokens now", code="push_unverifiable", status=503
             ) from exc
         try:
-            claims: Mapping[str, Any] = jwt.decode(token, certs=certs, audience=self.audience)
+            claims: Mapping[str, Any] = jwt.decode(
+                token, certs=certs, audience=route_audience(self.audience, path)
+            )
         except (ValueError, exceptions.GoogleAuthError) as exc:
-            raise _refused(403, f"token does not verify: {exc}") from exc
+            raise _refused(403, "token does not verify", error_type=type(exc).__name__) from exc
         return claims

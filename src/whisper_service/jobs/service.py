@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import IO
@@ -27,7 +28,6 @@ from whisper_service.jobs.dispatch import Delivery, LocalQueue, Queue, Retry
 from whisper_service.jobs.files import JobFiles
 from whisper_service.jobs.inputs import JobFailed
 from whisper_service.jobs.objects import Conflict
-from whisper_service.jobs.push_auth import PushAuth
 from whisper_service.jobs.records import Job, JobError, JobStatus
 from whisper_service.jobs.store import Additions, DirectoryStore, JobNotFound, JobStore
 from whisper_service.jobs.work import JobWork, Stopped
@@ -44,6 +44,8 @@ log = structlog.get_logger(__name__)
 # there).
 EXPIRY_INTERVAL_SECONDS = 600.0
 READY_POLL_SECONDS = 0.5
+# Dead-lettered message ids remembered, to act on each once.
+DEAD_LETTERS_REMEMBERED = 10_000
 
 
 class Jobs:
@@ -74,7 +76,7 @@ class Jobs:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
-        self.push_auth = PushAuth(settings)
+        self._dead_letters: OrderedDict[str, None] = OrderedDict()  # message ids handled
         self.work = JobWork(
             settings,
             store,
@@ -215,19 +217,36 @@ class Jobs:
             return "failed"
         return "done"
 
-    async def dead_letter(self, delivery: Delivery, attempts: int) -> None:
-        """A piece failed on every delivery: the job fails with that reason."""
+    async def dead_letter(
+        self, delivery: Delivery, attempts: int, message_id: str | None = None
+    ) -> None:
+        """A piece failed on every delivery: the job fails with that reason. Once per
+        dead-lettered message (Pub/Sub delivers at least once; a message seen before
+        is acked and nothing done), and never for a unit whose result is stored (a
+        stale message: another delivery of it succeeded)."""
+        if message_id is not None:
+            if message_id in self._dead_letters:
+                log.info("job_dead_letter_repeated", job_id=delivery.job_id, message_id=message_id)
+                return
+            self._dead_letters[message_id] = None
+            if len(self._dead_letters) > DEAD_LETTERS_REMEMBERED:
+                self._dead_letters.popitem(last=False)
+        job = await asyncio.to_thread(self.store.get, delivery.job_id)
+        if job is None or job.status.terminal or _done(job, delivery):
+            log.info("job_dead_letter_ignored", job_id=delivery.job_id, piece=delivery.piece,
+                     status=job.status.value if job else None)  # fmt: skip
+            return
         what = "its plan" if delivery.unit is None else f"unit {delivery.unit}"
         error = JobError(
             code="job_delivery_failed",
             message=f"{what} failed on all {attempts} deliveries; the service logs have "
             "each failure under the job id",
         )
-        metrics.JOBS_DEAD_LETTERED.inc()
         log.error("job_dead_lettered", job_id=delivery.job_id, piece=delivery.piece,
                   attempts=attempts)  # fmt: skip
-        with contextlib.suppress(JobNotFound):
-            await self.work.merger.end(delivery.job_id, JobStatus.FAILED, error)
+        with contextlib.suppress(JobNotFound):  # deleted meanwhile: nothing to fail
+            if await self.work.merger.end(delivery.job_id, JobStatus.FAILED, error):
+                metrics.JOBS_DEAD_LETTERED.inc()
 
     # --- lifecycle ---
 
@@ -299,6 +318,12 @@ class Jobs:
 
 def _kind(delivery: Delivery) -> str:
     return "plan" if delivery.unit is None else "unit"
+
+
+def _done(job: Job, delivery: Delivery) -> bool:
+    """Whether ``delivery`` is a unit whose result is stored (the plan's own end is not
+    recorded apart from the units it published)."""
+    return delivery.unit is not None and delivery.unit in job.units_done
 
 
 def _pending(job: Job) -> list[Delivery]:

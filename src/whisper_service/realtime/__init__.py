@@ -1,6 +1,8 @@
-"""Live transcription over WebSocket (issue 17, in progress on this branch): audio
-streamed in, turns found by a streaming VAD, text streamed out.
+"""Live transcription over WebSocket: audio streamed in, turns found by a streaming
+VAD, text streamed out.
 
 ``audio`` turns client frames into 16 kHz samples, ``vad`` finds where speech starts
-and stops as the audio arrives.
+and stops as the audio arrives, ``session`` holds one session's turns (bounded) and
+sends its events, ``protocol`` parses and checks what clients send (both protocols),
+``transcriber`` decodes turns through the process's scheduler.
 """

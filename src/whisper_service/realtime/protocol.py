@@ -1,33 +1,57 @@
-"""OpenAI's realtime transcription protocol, the client's side: the events it sends,
-parsed and checked (``ClientEvent``), and the session it configures.
+"""What a live session's client may send, as pydantic models: OpenAI's realtime
+transcription events (``/v1/realtime``) and the native ``/stream`` control messages.
 
 The current SDK (openai 3.x, the GA API) sends ``session.update`` with
 ``session: {type: "transcription", audio: {input: {format, transcription,
 turn_detection}}}``; the beta shape (``transcription_session.update`` with
 ``input_audio_format: "pcm16"``, ``input_audio_transcription``, ``turn_detection``) is
-read too. Anything else is a ``ProtocolError``, answered with an ``error`` event.
+read too. Every event is checked whole before anything acts on it: a field of the
+wrong type, out of range or unknown is a ``ProtocolError`` naming it (``param``, a
+dotted path as OpenAI writes it), answered with an ``error`` event while the session
+goes on. Fields OpenAI defines that do not apply here (noise reduction, logprobs,
+``create_response``) are accepted and ignored; fields nobody defines are refused, as
+OpenAI refuses them.
+
+The language is checked as HTTP checks it (a Whisper language code or English name),
+the prompt bounded as HTTP bounds it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
-from whisper_service.realtime.audio import FrameError, check_rate, from_base64
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from whisper_service.engines.base import MAX_PROMPT_CHARS
+from whisper_service.engines.languages import normalize_language
+from whisper_service.realtime.audio import FrameError, from_base64
 from whisper_service.realtime.session import SessionConfig
 from whisper_service.realtime.vad import TurnDetection
 
-# What a client may send here; response.* and conversation.* belong to speech-to-speech.
-CLIENT_EVENTS = {
+# The audio formats: OpenAI's PCM is 24 kHz; 16 kHz is this service's addition.
+FORMAT_RATES = {"pcm16": 24_000, "audio/pcm": 24_000}
+RATES = (24_000, 16_000)
+# Event types a client may send here; response.* and conversation.* belong to
+# speech-to-speech.
+CLIENT_EVENTS = (
     "session.update",
     "transcription_session.update",
     "input_audio_buffer.append",
     "input_audio_buffer.commit",
     "input_audio_buffer.clear",
-}
-# The audio formats: OpenAI's PCM is 24 kHz; 16 kHz is this service's addition.
-FORMAT_RATES = {"pcm16": 24_000, "audio/pcm": 24_000}
+)
+NATIVE_EVENTS = ("start", "commit", "clear", "stop")
+E = TypeVar("E")
 
 
 class ProtocolError(ValueError):
@@ -40,153 +64,311 @@ class ProtocolError(ValueError):
         self.param = param
 
 
-def parse(text: str) -> dict[str, Any]:
-    """A client event: JSON, an object, a known ``type``."""
+def _language(value: str | None) -> str | None:
     try:
-        event = json.loads(text)
+        return normalize_language(value)
+    except ValueError as exc:
+        raise PydanticCustomError("invalid_language", str(exc)) from exc
+
+
+def _rate(value: int) -> int:
+    if value not in RATES:
+        raise PydanticCustomError(
+            "invalid_sample_rate",
+            "audio is 16-bit PCM at 24000 Hz (or 16000 Hz here), not {rate}",
+            {"rate": value},
+        )
+    return value
+
+
+Language = Annotated[str | None, Field(None)]
+Prompt = Annotated[str | None, Field(None, max_length=MAX_PROMPT_CHARS)]
+
+
+class _Event(BaseModel):
+    """Unknown fields are refused, as OpenAI refuses them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Vad(_Event):
+    """server_vad's settings (OpenAI's defaults and bounds)."""
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    prefix_padding_ms: int = Field(300, ge=0, le=5000)
+    silence_duration_ms: int = Field(500, gt=0, le=10_000)
+
+
+class ServerVad(_Vad):
+    """OpenAI's ``server_vad`` turn detection (``create_response`` and the like belong
+    to speech-to-speech sessions and change nothing here)."""
+
+    type: Literal["server_vad"]
+    create_response: bool | None = None
+    interrupt_response: bool | None = None
+    idle_timeout_ms: int | None = None
+
+
+class NativeVad(_Vad):
+    """``/stream``'s ``turn_detection``: server_vad's fields (its type may be left out)."""
+
+    type: Literal["server_vad"] = "server_vad"
+
+
+# Checked apart from the event (``_detection``), so that an unsupported type and a bad
+# server_vad value each get their own code.
+RawDetection = dict[str, Any] | None
+
+
+class Transcription(_Event):
+    """``audio.input.transcription`` (GA) or ``input_audio_transcription`` (beta)."""
+
+    model: str | None = None
+    language: Language
+    prompt: Prompt
+    delay: str | None = None
+    keywords: list[str] | None = None
+    languages: list[str] | None = None
+
+    _language = field_validator("language")(_language)
+
+
+class PcmFormat(_Event):
+    """``audio.input.format``: ``audio/pcm`` at 24 kHz (16 kHz here too)."""
+
+    type: str = "audio/pcm"
+    rate: int = 24_000
+
+    @field_validator("type")
+    @classmethod
+    def _pcm(cls, value: str) -> str:
+        if value != "audio/pcm":
+            raise PydanticCustomError(
+                "unsupported_audio_format",
+                "input audio format '{format}' is not supported: use audio/pcm "
+                "(16-bit, 24 or 16 kHz)",
+                {"format": value},
+            )
+        return value
+
+    _rate = field_validator("rate")(_rate)
+
+
+class AudioInput(_Event):
+    """``session.audio.input``."""
+
+    format: PcmFormat | None = None
+    transcription: Transcription | None = None
+    turn_detection: RawDetection = None
+    noise_reduction: dict[str, Any] | None = None
+
+
+class Audio(_Event):
+    """``session.audio``: only the input belongs to a transcription session."""
+
+    input: AudioInput | None = None
+
+
+class TranscriptionSession(_Event):
+    """The ``session`` of a ``session.update``: the GA shape and the beta one."""
+
+    type: str = "transcription"
+    audio: Audio | None = None
+    include: list[str] | None = None
+    # The beta shape (``transcription_session.update``).
+    input_audio_format: str | None = None
+    input_audio_transcription: Transcription | None = None
+    turn_detection: RawDetection = None
+    input_audio_noise_reduction: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    client_secret: dict[str, Any] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _transcription(cls, value: str) -> str:
+        if value != "transcription":
+            raise PydanticCustomError(
+                "unsupported_session",
+                "this service runs transcription sessions only (session.type=transcription)",
+            )
+        return value
+
+    @field_validator("input_audio_format")
+    @classmethod
+    def _beta_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in FORMAT_RATES:
+            raise PydanticCustomError(
+                "unsupported_audio_format",
+                "input audio format '{format}' is not supported: use pcm16 (16-bit, 24 kHz)",
+                {"format": value},
+            )
+        return value
+
+    def applied_to(self, current: SessionConfig) -> SessionConfig:
+        """``current`` with what this update sets (fields left out keep their value)."""
+        config = current
+        audio_input = self.audio.input if self.audio and self.audio.input else AudioInput()
+        if audio_input.format is not None:
+            config = replace(config, rate=audio_input.format.rate)
+        elif self.input_audio_format is not None:
+            config = replace(config, rate=FORMAT_RATES[self.input_audio_format])
+        transcription = audio_input.transcription or self.input_audio_transcription
+        if transcription is not None:
+            given = transcription.model_fields_set
+            language = transcription.language if "language" in given else config.language
+            prompt = transcription.prompt if "prompt" in given else config.prompt
+            config = replace(config, language=language or None, prompt=prompt or None)
+        if "turn_detection" in audio_input.model_fields_set:
+            detection = _detection(
+                audio_input.turn_detection, ServerVad, "session.audio.input.turn_detection"
+            )
+            config = replace(config, turn_detection=detection)
+        elif "turn_detection" in self.model_fields_set:
+            detection = _detection(self.turn_detection, ServerVad, "session.turn_detection")
+            config = replace(config, turn_detection=detection)
+        return config
+
+
+class SessionUpdate(_Event):
+    """``session.update`` (GA) or ``transcription_session.update`` (beta)."""
+
+    type: Literal["session.update", "transcription_session.update"]
+    event_id: str | None = None
+    session: TranscriptionSession
+
+
+class Append(_Event):
+    """``input_audio_buffer.append``: base64 PCM16 at the session's rate."""
+
+    type: Literal["input_audio_buffer.append"]
+    event_id: str | None = None
+    audio: str
+
+    def pcm(self) -> bytes:
+        """The frame's bytes."""
+        try:
+            return from_base64(self.audio)
+        except FrameError as exc:
+            raise ProtocolError(exc.code, exc.message, "audio") from exc
+
+
+class BufferCommand(_Event):
+    """``input_audio_buffer.commit`` or ``.clear``."""
+
+    type: Literal["input_audio_buffer.commit", "input_audio_buffer.clear"]
+    event_id: str | None = None
+
+
+ClientEvent = Annotated[SessionUpdate | Append | BufferCommand, Field(discriminator="type")]
+
+
+class Start(_Event):
+    """``/stream``'s first message: ``sample_rate`` (16000, 24000), ``language``,
+    ``prompt``, ``turn_detection`` (server_vad's fields, or null for commits by hand)."""
+
+    type: Literal["start"]
+    sample_rate: int = 16_000
+    language: Language
+    prompt: Prompt
+    turn_detection: RawDetection = Field(default_factory=lambda: {"type": "server_vad"})
+
+    _rate = field_validator("sample_rate")(_rate)
+    _language = field_validator("language")(_language)
+
+    def config(self) -> SessionConfig:
+        """The session this start message asks for."""
+        raw = self.turn_detection
+        return SessionConfig(
+            rate=self.sample_rate,
+            language=self.language,
+            prompt=self.prompt or None,
+            turn_detection=_detection(
+                None if raw is None else {"type": "server_vad", **raw}, NativeVad, "turn_detection"
+            ),
+        )
+
+
+class NativeCommand(_Event):
+    """``/stream``'s ``commit``, ``clear`` or ``stop``."""
+
+    type: Literal["commit", "clear", "stop"]
+
+
+NativeEvent = Annotated[Start | NativeCommand, Field(discriminator="type")]
+
+_CLIENT_EVENT: TypeAdapter[SessionUpdate | Append | BufferCommand] = TypeAdapter(ClientEvent)
+_NATIVE_EVENT: TypeAdapter[Start | NativeCommand] = TypeAdapter(NativeEvent)
+
+
+def parse(text: str) -> SessionUpdate | Append | BufferCommand:
+    """A ``/v1/realtime`` client event, checked whole."""
+    return _validated(_CLIENT_EVENT, text, CLIENT_EVENTS)
+
+
+def parse_native(text: str) -> Start | NativeCommand:
+    """A ``/stream`` control message, checked whole."""
+    return _validated(_NATIVE_EVENT, text, NATIVE_EVENTS)
+
+
+def _validated(adapter: TypeAdapter[E], text: str, types: tuple[str, ...]) -> E:
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError("invalid_json", f"the event is not valid JSON: {exc.msg}") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise ProtocolError("invalid_event", "an event is a JSON object with a string type")
-    if event["type"] not in CLIENT_EVENTS:
+    except RecursionError as exc:  # nested past the parser's depth
+        raise ProtocolError("invalid_json", "the event is nested too deeply") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise ProtocolError("invalid_event", "an event is a JSON object with a string type", "type")
+    if raw["type"] not in types:
         raise ProtocolError(
             "unknown_event",
-            f"unknown or unsupported event type {event['type']!r} for a transcription "
-            f"session; supported: {', '.join(sorted(CLIENT_EVENTS))}",
+            f"unknown or unsupported event type {raw['type']!r}; supported: {', '.join(types)}",
             "type",
         )
-    return event
-
-
-NATIVE_EVENTS = {"start", "commit", "clear", "stop"}
-
-
-def parse_native(text: str) -> dict[str, Any]:
-    """A ``/stream`` control message: JSON with a known ``type``."""
     try:
-        event = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError("invalid_json", f"the message is not valid JSON: {exc.msg}") from exc
-    if not isinstance(event, dict) or event.get("type") not in NATIVE_EVENTS:
-        raise ProtocolError(
-            "unknown_event",
-            f"a control message is JSON with type one of {', '.join(sorted(NATIVE_EVENTS))}",
-            "type",
-        )
-    return event
+        return adapter.validate_python(raw)
+    except ValidationError as exc:
+        # The discriminator's own level (the event's type) is not a field.
+        raise _protocol_error(exc, drop=raw["type"]) from None
 
 
-def native_config(event: dict[str, Any]) -> SessionConfig:
-    """The session a ``/stream`` start message asks for: ``sample_rate`` (16000,
-    24000), ``language``, ``prompt``, ``turn_detection`` (server_vad's fields, or null
-    for commits by hand)."""
-    try:
-        rate = check_rate(int(event.get("sample_rate", 16_000)))
-    except (FrameError, TypeError, ValueError) as exc:
-        raise ProtocolError(
-            "invalid_sample_rate", "sample_rate is 16000 or 24000 (16-bit PCM)", "sample_rate"
-        ) from exc
-    raw = event.get("turn_detection", {"type": "server_vad"})
-    if isinstance(raw, dict):
-        raw = {"type": "server_vad", **raw}
-    language, prompt = event.get("language"), event.get("prompt")
-    return SessionConfig(
-        rate=rate,
-        language=language if isinstance(language, str) and language else None,
-        prompt=prompt if isinstance(prompt, str) and prompt else None,
-        turn_detection=_turn_detection(raw),
-    )
+# This module's own error types are the codes the client sees; pydantic's, as OpenAI
+# names them.
+_OWN_CODES = ("invalid_language", "invalid_sample_rate", "unsupported_audio_format",
+              "unsupported_session")  # fmt: skip
+_CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter"}
 
 
-def appended_audio(event: dict[str, Any]) -> bytes:
-    """The bytes of an ``input_audio_buffer.append``."""
-    audio = event.get("audio")
-    if not isinstance(audio, str):
-        raise ProtocolError("missing_audio", "input_audio_buffer.append needs audio (base64)")
-    try:
-        return from_base64(audio)
-    except FrameError as exc:
-        raise ProtocolError(exc.code, exc.message, "audio") from exc
+def _protocol_error(
+    exc: ValidationError, drop: str | None = None, prefix: str | None = None, code: str = ""
+) -> ProtocolError:
+    """The first problem of an event, with the field at fault as a dotted path."""
+    error = exc.errors(include_url=False)[0]
+    path = [prefix] if prefix else []
+    path += [str(part) for part in error["loc"] if part != drop]
+    param = ".".join(path) or None
+    kind = error["type"]
+    code = kind if kind in _OWN_CODES else code or _CODES.get(kind, "invalid_value")
+    message = "unknown parameter" if kind == "extra_forbidden" else error["msg"]
+    return ProtocolError(code, f"{param}: {message}" if param else message, param)
 
 
-def updated_config(current: SessionConfig, event: dict[str, Any]) -> SessionConfig:
-    """The session after a ``session.update`` (GA or beta shape); fields left out
-    keep their value."""
-    session = event.get("session")
-    if not isinstance(session, dict):
-        raise ProtocolError("invalid_session", "session.update needs a session object")
-    if session.get("type", "transcription") != "transcription":
-        raise ProtocolError(
-            "unsupported_session",
-            "this service runs transcription sessions only (session.type=transcription)",
-            "session.type",
-        )
-    audio_input = (session.get("audio") or {}).get("input") or {}
-    config = current
-    fmt = audio_input.get("format", session.get("input_audio_format"))
-    if fmt is not None:
-        config = replace(config, rate=_rate(fmt))
-    transcription = audio_input.get("transcription", session.get("input_audio_transcription"))
-    if isinstance(transcription, dict):
-        language = transcription.get("language", config.language)
-        prompt = transcription.get("prompt", config.prompt)
-        config = replace(config, language=language or None, prompt=prompt or None)
-    detection_key = "turn_detection"
-    if detection_key in audio_input or detection_key in session:
-        raw = audio_input.get(detection_key, session.get(detection_key))
-        config = replace(config, turn_detection=_turn_detection(raw))
-    return config
-
-
-def _rate(fmt: Any) -> int:
-    if isinstance(fmt, str) and fmt in FORMAT_RATES:
-        return FORMAT_RATES[fmt]
-    if isinstance(fmt, dict) and fmt.get("type") in ("audio/pcm", None):
-        try:
-            return check_rate(int(fmt.get("rate", 24_000)))
-        except (FrameError, TypeError, ValueError) as exc:
-            raise ProtocolError(
-                "invalid_sample_rate",
-                "audio/pcm is 16-bit PCM at 24000 Hz (or 16000 Hz here)",
-                "session.audio.input.format.rate",
-            ) from exc
-    raise ProtocolError(
-        "unsupported_audio_format",
-        f"input audio format {fmt!r} is not supported: use audio/pcm (16-bit, 24 or 16 kHz)",
-        "session.audio.input.format",
-    )
-
-
-def _turn_detection(raw: Any) -> TurnDetection | None:
+def _detection(raw: RawDetection, model: type[_Vad], param: str) -> TurnDetection | None:
+    """The VAD settings of a ``turn_detection`` field at ``param`` (None: the client
+    commits)."""
     if raw is None:
-        return None  # the client commits
-    if not isinstance(raw, dict) or raw.get("type") != "server_vad":
+        return None
+    if raw.get("type") != "server_vad":
         raise ProtocolError(
             "unsupported_turn_detection",
             "turn_detection is server_vad or null here (semantic_vad needs a turn model)",
-            "session.audio.input.turn_detection",
+            param,
         )
-    defaults = TurnDetection()
     try:
-        detection = TurnDetection(
-            threshold=float(raw.get("threshold", defaults.threshold)),
-            prefix_padding_ms=int(raw.get("prefix_padding_ms", defaults.prefix_padding_ms)),
-            silence_duration_ms=int(raw.get("silence_duration_ms", defaults.silence_duration_ms)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(
-            "invalid_turn_detection", "turn_detection's values must be numbers"
-        ) from exc
-    if not 0 < detection.threshold < 1 or not (
-        0 <= detection.prefix_padding_ms <= 5000 and 0 < detection.silence_duration_ms <= 10000
-    ):
-        raise ProtocolError(
-            "invalid_turn_detection",
-            "threshold is between 0 and 1, prefix_padding_ms 0 to 5000, "
-            "silence_duration_ms 1 to 10000",
-            "session.audio.input.turn_detection",
-        )
-    return detection
+        vad = model.model_validate(raw)
+    except ValidationError as exc:
+        raise _protocol_error(exc, prefix=param, code="invalid_turn_detection") from None
+    return TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms)
 
 
 def session_object(session_id: str, config: SessionConfig) -> dict[str, Any]:

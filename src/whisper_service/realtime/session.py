@@ -9,6 +9,16 @@ Partial text: while a turn is open, its audio so far is re-decoded every
 ``partial_seconds`` (a ``delta`` event with the new text); the turn's final text
 comes when it closes (``completed``). Transcription goes through ``Transcriber``
 (the scheduler, in the service), one request at a time per session, in order.
+
+Everything a session holds is bounded: the audio of the open turn (cut at
+``max_turn_seconds``, whether server VAD or the client commits), the audio kept while
+no turn is open (server VAD: only what prefix padding may reach back to), the turns
+waiting to be decoded (``max_pending_turns``: past it a client's commit is refused
+with an error event; a turn server VAD would close stays open, the next speech joining
+it, until a waiting turn is decoded; one that reaches the turn cap then fails at
+once), and a commit needs
+``MIN_COMMIT_SECONDS`` of audio, as at OpenAI. What the session holds is reported to
+``hold`` (the process's audio budget, in the service), which may refuse a frame.
 """
 
 from __future__ import annotations
@@ -16,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,7 +37,7 @@ import structlog
 
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.realtime.audio import FrameError, PcmStream
-from whisper_service.realtime.vad import StreamingVad, TurnDetection
+from whisper_service.realtime.vad import FRAME, StreamingVad, TurnDetection
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +45,19 @@ Event = dict[str, Any]
 Send = Callable[[Event], Awaitable[None]]
 # Told each latency: ("final", end of turn -> completed), ("partial", speech -> first delta).
 Observe = Callable[[str, float], None]
+# Told the bytes of audio the session holds now; False refuses them (the frame that
+# would have grown it is dropped).
+Hold = Callable[[int], bool]
+Step = Callable[[], Awaitable[None]]
+# OpenAI refuses to commit less than 100 ms of audio: nothing to transcribe, and a
+# final per commit is the costliest thing a client can ask for.
+MIN_COMMIT_SECONDS = 0.1
+# Frames are taken a second at a time: the turn cap falls within a second of its
+# length, and the event loop is never held by one large frame's VAD.
+PIECE_SAMPLES = SAMPLE_RATE
+# Larger frames are resampled, and their VAD run, off the event loop.
+INLINE_SAMPLES = SAMPLE_RATE // 4
+BYTES_PER_SAMPLE = 4  # float32
 
 
 class TranscriptionFailed(Exception):
@@ -68,12 +93,18 @@ class Transcriber(Protocol):
     """Turns audio into text (the service's scheduler and engine)."""
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        context: Context,
+        urgent: bool = True,
     ) -> str | None:
         """The text of 16 kHz ``audio``; ``final`` for a closed turn; ``context``: the
-        turns before, which Whisper decodes on from, as from one window to the next.
-        None: a partial not decoded now, for want of a free worker (finals always
-        are)."""
+        turns before, which Whisper decodes on from, as from one window to the next;
+        ``urgent``: a final the caller waits for now, not one of a backlog. None: a
+        partial not decoded now, for want of a free worker (finals always are)."""
         ...
 
 
@@ -91,11 +122,13 @@ class SessionConfig:
 @dataclass(frozen=True)
 class SessionLimits:
     """Per-session bounds: the audio a turn may hold before it is cut, how often
-    partial text is refreshed, how far ahead of real time a client may send."""
+    partial text is refreshed, how far ahead of real time a client may send, how many
+    closed turns may wait to be decoded."""
 
     max_turn_seconds: float = 30.0
     partial_seconds: float = 1.0
     max_ahead_seconds: float = 120.0
+    max_pending_turns: int = 4
 
 
 def new_id(prefix: str) -> str:
@@ -114,19 +147,27 @@ class Session:
         send: Send,
         limits: SessionLimits | None = None,
         observe: Observe | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.limits = limits or SessionLimits()
         self._transcriber = transcriber
         self._send = send
         self._observe = observe or (lambda _kind, _seconds: None)
+        self._hold = hold or (lambda _bytes: True)
         self._started_at: dict[str, float] = {}  # open turns: when speech started
         self.configure(config)
         self._buffer: list[np.ndarray] = []  # the open turn's audio (16 kHz)
+        self._buffered = 0  # its samples
         self._buffer_start = 0  # its first sample, on the session's timeline
         self._received = 0  # samples received in all
         self._item: str | None = None  # the open turn's item id (once speech started)
         self._previous: str | None = None
-        self._work: asyncio.Task[None] | None = None  # transcriptions, in order
+        self._steps: deque[Step] = deque()  # transcriptions waiting, in order
+        self._worker: asyncio.Task[None] | None = None  # runs them, one at a time
+        self._finals = 0  # closed turns waiting or being decoded
+        self._final_samples = 0  # their audio
+        self._decoded = asyncio.Event()  # set as each final is done
+        self._stop_pending: int | None = None  # a VAD stop held back for want of room
         self._since_partial = 0
         self._partial_pending = False  # one partial waits or runs at a time
         self._context = Context()  # the last turns' finals
@@ -136,6 +177,13 @@ class Session:
     def received_seconds(self) -> float:
         """Audio received so far, in seconds."""
         return self._received / SAMPLE_RATE
+
+    @property
+    def held_bytes(self) -> int:
+        """The audio this session holds: the open turn's, the closed turns' waiting to
+        be decoded, and the last turn's (the next final's context)."""
+        samples = self._buffered + self._final_samples + len(self._context.audio)
+        return samples * BYTES_PER_SAMPLE
 
     def configure(self, config: SessionConfig) -> None:
         """Apply a session update (the rate and turn detection reset the stream)."""
@@ -150,25 +198,52 @@ class Session:
     async def append(self, frame: bytes) -> None:
         """Take a frame of PCM16 at the session's rate."""
         try:
-            samples = self._stream.push(frame)
+            if len(frame) // 2 > INLINE_SAMPLES:
+                samples = await asyncio.to_thread(self._stream.push, frame)
+            else:
+                samples = self._stream.push(frame)
         except FrameError as exc:
             await self.error(exc.code, exc.message, "audio")
             return
-        await self._take(samples)
+        for start in range(0, len(samples), PIECE_SAMPLES):
+            if not await self._take(samples[start : start + PIECE_SAMPLES]):
+                return
 
-    async def _take(self, samples: np.ndarray) -> None:
+    async def _take(self, samples: np.ndarray) -> bool:
+        """Take 16 kHz samples; False if the audio budget refused them (dropped)."""
+        if not self._hold(self.held_bytes + len(samples) * BYTES_PER_SAMPLE):
+            await self.error(
+                "memory_pressure",
+                "this instance has no room for more audio now: the frame was dropped",
+                "audio",
+            )
+            return False
         self._buffer.append(samples)
+        self._buffered += len(samples)
         self._received += len(samples)
         self._since_partial += len(samples)
         if self._vad is not None:
-            for event in self._vad.feed(samples):
+            vad = self._vad
+            found = (
+                await asyncio.to_thread(vad.feed, samples)
+                if len(samples) > INLINE_SAMPLES
+                else vad.feed(samples)
+            )
+            for event in found:
                 if event.kind == "started":
                     await self._speech_started(event.sample)
                 else:
                     await self._speech_stopped(event.sample)
-        buffered = self._received - self._buffer_start
-        if self._item is not None and buffered >= self.limits.max_turn_seconds * SAMPLE_RATE:
-            await self.commit()  # a turn that never pauses is cut, as Whisper's window is
+            if self._item is None:
+                # No turn is open: keep only what a start's prefix padding may reach.
+                padding = vad.detection.prefix_padding_ms * SAMPLE_RATE // 1000
+                self._drop_before(self._received - padding - 2 * FRAME)
+        if self._stop_pending is not None and self._room():
+            stopped, self._stop_pending = self._stop_pending, None
+            await self._speech_stopped(stopped)
+        turn_open = self._item is not None or self._vad is None
+        if turn_open and self._buffered >= self.limits.max_turn_seconds * SAMPLE_RATE:
+            await self._close(by_client=False)  # cut, as Whisper's window is
         elif (
             self._item is not None
             and not self._partial_pending
@@ -176,9 +251,18 @@ class Session:
         ):
             self._since_partial = 0
             self._partial_pending = True
-            self._enqueue(self._partial(self._item))
+            self._enqueue(partial(self._partial, self._item))
+        self._hold(self.held_bytes)
+        return True
+
+    def _room(self) -> bool:
+        """Whether one more closed turn may wait to be decoded."""
+        return self._finals < self.limits.max_pending_turns
 
     async def _speech_started(self, sample: int) -> None:
+        if self._item is not None:  # a turn held open for want of room: it goes on
+            self._stop_pending = None
+            return
         # Audio before the prefix padding is not part of the turn; nor is the last
         # turn's, where the padding reaches back into it.
         self._drop_before(sample)
@@ -192,32 +276,63 @@ class Session:
     async def _speech_stopped(self, sample: int) -> None:
         if self._item is None:
             return
+        if not self._room():  # closed once a waiting turn is decoded (``_take``)
+            self._stop_pending = sample
+            return
         await self._send(events.speech_stopped(self._item, self._ms(sample)))
         # The turn is the whole buffer, its closing silence included, as at OpenAI:
         # cutting where the silence began would clip a trailing consonant.
-        await self.commit()
+        await self._close(by_client=False)
 
     async def commit(self) -> None:
-        """Close the turn (the client's ``commit``, or the VAD's stop) and transcribe
-        it; an empty buffer is an error, as at OpenAI."""
-        audio = self._audio()
-        if not len(audio):
-            await self.error("input_audio_buffer_commit_empty", "the input audio buffer is empty")
+        """The client's ``commit``: close the turn and transcribe it. Less than
+        MIN_COMMIT_SECONDS of audio is an error, as at OpenAI, and so is a commit while
+        ``max_pending_turns`` turns wait (the audio stays, for the next commit)."""
+        await self._close(by_client=True)
+
+    async def _close(self, *, by_client: bool) -> None:
+        """Close the turn (the client's commit, the VAD's stop, the turn cap, the end
+        of the stream) and queue its final."""
+        if self._buffered < MIN_COMMIT_SECONDS * SAMPLE_RATE:
+            await self.error(
+                "input_audio_buffer_commit_empty",
+                f"the input audio buffer holds less than {MIN_COMMIT_SECONDS * 1000:.0f} ms "
+                "of audio",
+            )
             return
+        full = not self._room()
+        if full and by_client:
+            await self.error(
+                "too_many_pending_turns",
+                f"{self._finals} turns are waiting to be transcribed, this session's limit: "
+                "commit again once one is completed (the audio is kept)",
+            )
+            return
+        audio = self._audio()
         item = self._item or new_id("item")
         start = self._buffer_start / SAMPLE_RATE
         self.turn_times[item] = (start, start + len(audio) / SAMPLE_RATE)
         await self._send(events.committed(item, self._previous))
-        self._previous, self._item = item, None
+        self._previous, self._item, self._stop_pending = item, None, None
         self._drop_before(self._buffer_start + len(audio))
-        self._enqueue(self._final(item, audio, time.monotonic()))
+        if full:  # the turn cap, with no room: its audio can neither wait nor grow
+            self._started_at.pop(item, None)
+            self.turn_times.pop(item, None)
+            await self._send(events.failed(item, "too_many_pending_turns",
+                             "too many turns of this session are waiting to be "
+                             "transcribed; this one was dropped"))  # fmt: skip
+            return
+        self._finals += 1
+        self._final_samples += len(audio)
+        self._enqueue(partial(self._final, item, audio, time.monotonic()))
 
     async def clear(self) -> None:
         """Drop the buffered audio and any open turn."""
         self._drop_before(self._received)
-        self._item = None
+        self._item, self._stop_pending = None, None
         if self._vad is not None:
             self._vad.reset()
+        self._hold(self.held_bytes)
         await self._send(events.cleared())
 
     async def finish(self) -> None:
@@ -225,33 +340,32 @@ class Session:
         close an open turn, and wait until every queued transcription is sent."""
         await self._take(self._stream.flush())
         if self._item is not None:
-            await self.commit()
-        if self._work is not None:
-            await self._work
+            while not self._room():
+                self._decoded.clear()
+                await self._decoded.wait()
+            await self._close(by_client=False)
+        while self._worker is not None and not self._worker.done():
+            await self._worker
 
     def abandon(self) -> None:
         """The client is gone: drop the queued transcriptions and stop the running one
-        (its worker stops at its next check). Cancelling the last of the chain cancels
-        each one it awaits."""
-        if self._work is not None:
-            self._work.cancel()
+        (its worker stops at its next check)."""
+        self._steps.clear()
+        if self._worker is not None:
+            self._worker.cancel()
 
-    def _enqueue(self, step: Coroutine[Any, Any, None]) -> None:
-        previous = self._work
+    def _enqueue(self, step: Step) -> None:
+        self._steps.append(step)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._work())
 
-        async def after() -> None:
+    async def _work(self) -> None:
+        while self._steps:
+            step = self._steps.popleft()
             try:
-                if previous is not None:
-                    await previous
-            except asyncio.CancelledError:
-                step.close()  # abandoned before it began
-                raise
-            try:
-                await step
+                await step()
             except Exception as exc:  # one turn's failure must not stop the ones after it
                 log.warning("realtime_turn_failed", error=repr(exc))
-
-        self._work = asyncio.ensure_future(after())
 
     async def _partial(self, item: str) -> None:
         try:
@@ -275,15 +389,31 @@ class Session:
 
     async def _final(self, item: str, audio: np.ndarray, ended: float) -> None:
         self._started_at.pop(item, None)
+        # A session with turns queued behind this one is behind already: it waits in
+        # line with everything else instead of going ahead of it (a client committing
+        # in a loop would otherwise hold a worker ahead of every request).
+        urgent = self._finals == 1
         try:
-            text = await self._transcriber(audio, self.config, final=True, context=self._context)
-        except TranscriptionFailed as exc:
+            text = await self._transcriber(
+                audio, self.config, final=True, context=self._context, urgent=urgent
+            )
+        except Exception as exc:
+            if isinstance(exc, TranscriptionFailed):
+                code, message = exc.code, exc.message
+            else:  # a bug, or input that breaks something unforeseen: said, not swallowed
+                log.exception("realtime_turn_failed", item_id=item)
+                code, message = "transcription_failed", "the turn could not be transcribed"
             # The next turn decodes without this one's audio: its text is unknown.
             self._context = self._context.then(np.zeros(0, np.float32), "")
-            await self._send(events.failed(item, exc.code, exc.message))
+            await self._send(events.failed(item, code, message))
             return
+        finally:
+            self._finals -= 1
+            self._final_samples -= len(audio)
+            self._decoded.set()
         text = text or ""
         self._context = self._context.then(audio, text)
+        self._hold(self.held_bytes)
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
         self.turn_times.pop(item, None)
         self._observe("final", time.monotonic() - ended)
@@ -292,10 +422,14 @@ class Session:
         return np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
 
     def _drop_before(self, sample: int) -> None:
+        drop = min(sample, self._received) - self._buffer_start
+        if drop <= 0:
+            return
         audio = self._audio()
-        keep = audio[max(0, sample - self._buffer_start) :]
+        keep = audio[drop:]
         self._buffer = [keep] if len(keep) else []
-        self._buffer_start = max(self._buffer_start, min(sample, self._received))
+        self._buffered = len(keep)
+        self._buffer_start += drop
 
     @staticmethod
     def _ms(sample: int) -> int:

@@ -1,9 +1,11 @@
 """A live session's turns through the service's scheduler and engine.
 
 A final goes through the scheduler like any request (queue, deadline, drain), ahead
-of everything else waiting (a live caller is waiting for it); a partial only when a
-worker is free right now, so partials never queue behind other
-work or hold a final back. Partials decode with one beam: the final replaces them.
+of everything else waiting (a live caller is waiting for it), unless its session has
+more turns queued behind it (then it waits in line: a session behind cannot catch up
+by taking every freed worker); a partial only when a worker is free right now, so
+partials never queue behind other work or hold a final back. Partials decode with
+one beam: the final replaces them.
 
 A final is decoded with the previous turn's audio before it and that turn's final
 text forced as the decoder's prefix, so the model hears the turn in context as it
@@ -41,10 +43,17 @@ class ScheduledTranscriber:
         self.engine = engine
 
     async def __call__(
-        self, audio: np.ndarray, config: SessionConfig, *, final: bool, context: Context
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        context: Context,
+        urgent: bool = True,
     ) -> str | None:
         """The turn's text; None for a partial no worker is free for right now;
-        TranscriptionFailed when a final could not run."""
+        TranscriptionFailed when a final could not run. An ``urgent`` final goes ahead
+        of other waiting work; one of a session's backlog waits in line."""
         if not final and not self.runtime.scheduler.idle_worker:
             return None
         settings = self.runtime.settings
@@ -52,12 +61,13 @@ class ScheduledTranscriber:
         if final and settings.realtime_final_context and _fits(audio, context):
             joined = np.concatenate([context.audio, GAP, audio])
             options = self._options(config, context.earlier, beam, prefix=context.text)
-            text = (await self._run(joined, options, final)).text
+            text = (await self._run(joined, options, final, urgent)).text
             if text:
                 return text
             # Nothing after the prefix: the model may have ended with it. The turn alone.
         recent = " ".join(t for t in (context.earlier, context.text) if t)
-        return (await self._run(audio, self._options(config, recent, beam), final)).text
+        options = self._options(config, recent, beam)
+        return (await self._run(audio, options, final, urgent)).text
 
     def _options(
         self, config: SessionConfig, before: str, beam: int, prefix: str | None = None
@@ -70,7 +80,7 @@ class ScheduledTranscriber:
         )
 
     async def _run(
-        self, audio: np.ndarray, options: TranscribeOptions, final: bool
+        self, audio: np.ndarray, options: TranscribeOptions, final: bool, urgent: bool
     ) -> Transcription:
         settings = self.runtime.settings
         token = CancelToken(deadline=time.monotonic() + settings.request_timeout_seconds)
@@ -84,7 +94,9 @@ class ScheduledTranscriber:
         with telemetry.span("realtime.transcribe", **attributes):
             try:
                 return await self.runtime.scheduler.run(
-                    lambda t: engine.transcribe(audio, options, t), token, priority=True
+                    lambda t: engine.transcribe(audio, options, t),
+                    token,
+                    priority=final and urgent,
                 )
             except Rejected as exc:
                 raise TranscriptionFailed(exc.reason or exc.code, exc.message) from exc

@@ -146,6 +146,15 @@ class Reservation:
             )
         self.bytes = nbytes
 
+    def resize(self, nbytes: int) -> None:
+        """Hold exactly ``nbytes``: more as ``ensure`` takes them (and refuses them),
+        fewer by giving the rest back (a live session's audio grows and shrinks)."""
+        if nbytes >= self.bytes:
+            self.ensure(nbytes)
+            return
+        self._memory._shrink(self.bytes - nbytes)
+        self.bytes = nbytes
+
     def release(self) -> None:
         """Give everything back."""
         self._memory._shrink(self.bytes)

@@ -51,6 +51,7 @@ class Runtime:
     audio_memory: AudioMemory = field(init=False)
     jobs: Jobs | None = None
     realtime_sessions: int = 0  # live WebSocket sessions open now
+    realtime_clients: dict[str, int] = field(default_factory=dict)  # sessions per client
 
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)
