@@ -15,10 +15,10 @@ Everything a session holds is bounded: the audio of the open turn (cut at
 no turn is open (server VAD: only what prefix padding may reach back to), the turns
 waiting to be decoded (``max_pending_turns``: past it a client's commit is refused
 with an error event; a turn server VAD would close stays open, the next speech joining
-it, until a waiting turn is decoded; one that reaches the turn cap then fails at
-once), and a commit needs
-``MIN_COMMIT_SECONDS`` of audio, as at OpenAI. What the session holds is reported to
-``hold`` (the process's audio budget, in the service), which may refuse a frame.
+it, until a waiting turn is decoded; one that reaches the turn cap first fails at
+once). A commit needs ``MIN_COMMIT_SECONDS`` of audio, as at OpenAI. What the session
+holds is reported to ``hold`` (the process's audio budget, in the service), which may
+refuse a frame.
 """
 
 from __future__ import annotations
