@@ -128,6 +128,7 @@ def test_a_push_body_costs_nothing_before_its_credentials_pass(pushed_server: Li
             pushed_server.url, f"/internal/jobs/units?token={PUSH_TOKEN}", declared, body
         )
         assert answer.startswith(b"HTTP/1.1 413"), answer
+    print(f"\nunauthenticated 46 MiB push: process tree +{memory.growth_mib:.0f} MiB")
     assert memory.growth_mib < 64, f"the process tree grew by {memory.growth_mib:.0f} MiB"
     assert pushed_server.alive()
 
@@ -166,6 +167,10 @@ async def test_huge_frames_do_not_hold_the_event_loop(default_server: LiveServer
     finally:
         stop.set()
         probe.join()
+    print(
+        f"\n/health/live while 16 MiB frames arrive: p50 {statistics.median(latencies):.4f} s, "
+        f"p99 {p99(latencies):.3f} s, max {max(latencies):.3f} s ({len(latencies)} probes)"
+    )
     # A liveness probe that waits on one frame's decoding is a restart waiting to happen.
     assert p99(latencies) < 0.5, f"/health/live p99 {p99(latencies):.3f} s"
 
