@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.glogging import Logger
+from uvicorn_worker import UvicornWorker
 
 from whisper_service.config import load_settings
 from whisper_service.observability.logging import configure_logging
@@ -32,7 +33,21 @@ _settings = load_settings()
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_workers
-worker_class = "uvicorn_worker.UvicornWorker"
+
+
+class Worker(UvicornWorker):
+    """uvicorn's worker, with a WebSocket message limit fit for live sessions: twice
+    the largest event a session reads (larger ones get the error event they deserve),
+    not uvicorn's 16 MiB, whose unmasking alone holds the event loop for tenths of a
+    second. A message past it is refused from its frame header: close 1009."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "ws_max_size": 2 * _settings.realtime_max_message_bytes,
+    }
+
+
+worker_class = "whisper_service.gunicorn_conf.Worker"
 preload_app = False
 timeout = _settings.gunicorn_timeout_seconds
 graceful_timeout = _settings.graceful_timeout_seconds

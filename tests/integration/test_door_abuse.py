@@ -21,7 +21,7 @@ import numpy as np
 import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.speakers import load
 from tests.support import LONG_AUDIO, LiveServer, free_port
@@ -143,12 +143,14 @@ def health_latencies(url: str, stop: threading.Event, seen: list[float]) -> None
 
 
 def p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
 async def test_huge_frames_do_not_hold_the_event_loop(default_server: LiveServer) -> None:
-    # Just under uvicorn's 16 MiB message limit: 524 s of audio at 16 kHz in one frame.
-    frame = b"\x01\x00" * (8 * MIB - 512)
+    # Just under uvicorn's own 16 MiB message limit: 524 s of audio at 16 kHz in one
+    # frame, which the service used to resample and score on the event loop.
+    huge = b"\x01\x00" * (8 * MIB - 512)
+    large = b"\x01\x00" * MIB  # 2 MiB: over a frame's limit, under a message's
     latencies: list[float] = []
     stop = threading.Event()
     probe = threading.Thread(
@@ -160,17 +162,21 @@ async def test_huge_frames_do_not_hold_the_event_loop(default_server: LiveServer
             async with connect(native_url(default_server), proxy=None, max_size=None) as ws:
                 await ws.send(json.dumps({"type": "start"}))  # server VAD: 524 s to score
                 assert json.loads(await ws.recv())["type"] == "ready"
-                await ws.send(frame)
+                await ws.send(large)
                 error = json.loads(await ws.recv())
                 assert (error["type"], error["code"]) == ("error", "frame_too_large")
-                await asyncio.sleep(0.5)
+                await ws.send(huge)  # refused from its header: the server closes (1009)
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 1009
+            await asyncio.sleep(0.5)
     finally:
         stop.set()
         probe.join()
-    print(
-        f"\n/health/live while 16 MiB frames arrive: p50 {statistics.median(latencies):.4f} s, "
-        f"p99 {p99(latencies):.3f} s, max {max(latencies):.3f} s ({len(latencies)} probes)"
-    )
+    median, worst = statistics.median(latencies), max(latencies)
+    print(f"\n/health/live while 16 MiB frames arrive: p50 {median:.4f} s, "
+          f"p99 {p99(latencies):.3f} s, max {worst:.3f} s ({len(latencies)} probes)")  # fmt: skip
     # A liveness probe that waits on one frame's decoding is a restart waiting to happen.
     assert p99(latencies) < 0.5, f"/health/live p99 {p99(latencies):.3f} s"
 

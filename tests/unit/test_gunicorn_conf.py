@@ -22,4 +22,4 @@ def test_the_master_does_not_load_prometheus_before_the_workers_fork() -> None:
         env={"APP_ENV": "development", "PATH": "/usr/bin:/bin"},
         check=True,
     )
-    assert result.stdout.split() == ["False", "uvicorn_worker.UvicornWorker"], result.stderr
+    assert result.stdout.split() == ["False", "whisper_service.gunicorn_conf.Worker"], result.stderr

@@ -210,7 +210,13 @@ async def _serve(
         observe,
         _holder(reservation),
     )
-    peer = Peer(session, session_id, send, settings.realtime_max_frame_bytes)
+    peer = Peer(
+        session,
+        session_id,
+        send,
+        settings.realtime_max_frame_bytes,
+        settings.realtime_max_message_bytes,
+    )
     await dialect.opened(peer)
     started = time.monotonic()
     last = started
@@ -266,17 +272,20 @@ class Peer:
     """A session as its dialect drives it: the session, its id, how to send, and the
     checks every frame passes before it is decoded (size, pace)."""
 
-    def __init__(self, session: Session, session_id: str, send: Send, max_frame: int) -> None:
+    def __init__(
+        self, session: Session, session_id: str, send: Send, max_frame: int, max_message: int
+    ) -> None:
         self.session = session
         self.id = session_id
         self.send = send
         self.max_frame = max_frame
+        self.max_message = max_message
         self.elapsed = 0.0  # seconds since the handshake, as of the message in hand
 
     def check_text(self, text: str) -> None:
         """A JSON message no larger than a maximal frame in base64 and its envelope:
         refused before it is parsed."""
-        if len(text) > self.max_frame * 4 // 3 + 4096:
+        if len(text) > self.max_message:
             raise ProtocolError(
                 "frame_too_large",
                 f"an event may carry at most {self.max_frame} bytes of audio; this one was "

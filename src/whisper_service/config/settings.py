@@ -198,6 +198,12 @@ class Settings(
         )
 
     @property
+    def realtime_max_message_bytes(self) -> int:
+        """The largest live-session message the service reads: a maximal frame as
+        base64 in an append event, and the event around it."""
+        return self.realtime_max_frame_bytes * 4 // 3 + 4096
+
+    @property
     def batch_size(self) -> int:
         """Requests each inference worker runs at once, their model calls batched:
         ``batch_max_size`` with faster-whisper; openai-whisper cannot batch."""
