@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
+from tests.media import stereo_wav
 from tests.subtitles import parse_srt_strict, parse_vtt_strict
 from tests.support import (
     JFK_MAX_WER,
@@ -130,15 +132,26 @@ def test_ljspeech_wer_through_http_equals_raw_engine(
 
 
 def test_stereo_input_is_mixed_down_and_transcribed(
-    engine_server: tuple[str, LiveServer], audio_dir: Path, raw: dict[str, Any]
+    engine_server: tuple[str, LiveServer], audio_dir: Path, tmp_path: Path
 ) -> None:
-    engine, server = engine_server
-    path = audio_dir / "stereo_diarization.wav"
+    _, server = engine_server
+    # One speaker per channel, one after the other: a transcript that has both
+    # sentences heard both channels. (The shared stereo_diarization.wav overlaps its
+    # two speakers; what tiny.en makes of that mixture flips between runs once the
+    # decoder falls back to sampling, so it cannot bound a word error rate.)
+    first = next(e for e in ljspeech() if e.path.name == "ljspeech_LJ001-0004.wav")
+    left = decode_audio(first.path, max_seconds=60).samples
+    right = decode_audio(audio_dir / "jfk.flac", max_seconds=60).samples
+    gap = np.zeros(8_000, dtype=np.float32)
+    path = stereo_wav(
+        tmp_path / "two_speakers.wav",
+        np.concatenate([left, gap, np.zeros_like(right)]),
+        np.concatenate([np.zeros_like(left), gap, right]),
+    )
     response = transcribe_http(server, path, language="en")
     assert response.status_code == 200, response.text
-    # What the engine itself hears in the average of both channels (that each channel
-    # contributes is checked sample by sample in tests/unit/test_audio.py).
-    assert_transcript(response.json()["text"], raw_transcribe(engine, path, raw), 0.1)
+    text = response.json()["text"]
+    assert_transcript(text, f"{first.reference} {JFK_REFERENCE}", JFK_MAX_WER)
 
 
 def test_word_timestamps_are_ordered_and_inside_the_audio(
