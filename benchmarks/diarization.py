@@ -5,6 +5,10 @@ diarization").
   best one-to-one mapping, no collar, overlap scored: pyannote.metrics' definition,
   ``tests/speakers.py``) on the AMI meeting excerpt with its RTTM and on
   concatenations of different shared voices, with the number of speakers found.
+- The ten AMI excerpts (``diarization/ami``): per excerpt and pooled over those with
+  10 s of reference speech or more, the DER with overlap scored and not scored, each
+  part, and how often the speaker count is within one; pooled apart for the excerpts
+  the settings were chosen on (trn00-trn04) and the others (trn05-trn09).
 - Known speakers: the three-voice concatenation named from reference clips.
 - Channel mode on ``stereo_diarization.wav``: the WER of each channel's text.
 - Cost on this CPU, the production engine (faster-whisper float32, one thread, as each
@@ -39,9 +43,11 @@ sys.path.insert(0, str(REPO))
 from benchmarks.report import write_report  # noqa: E402
 from tests.speakers import (  # noqa: E402
     Labelled,
+    ami_excerpts,
     bush,
     confusion_rate,
     diarization_error_rate,
+    error_seconds,
     load,
     meeting,
     three_speakers,
@@ -87,6 +93,53 @@ def scores(cases: list[Labelled]) -> list[dict[str, Any]]:
             "diarization_rtf": round(seconds / case.seconds, 4),
         })  # fmt: skip
     return rows
+
+
+TUNED_ON = {"trn00", "trn01", "trn02", "trn03", "trn04"}
+MIN_SPEECH_SECONDS = 10.0
+
+
+def meetings(excerpts: list[Labelled]) -> dict[str, Any]:
+    """Each AMI excerpt scored both ways, and the pools (tuned on, not, all)."""
+    rows = []
+    pools = {name: {"full": np.zeros(4), "skip": np.zeros(4), "within_one": 0, "count": 0}
+             for name in ("tuned_on", "held_out", "all")}  # fmt: skip
+    for case in excerpts:
+        found = turns_of(diarize(case.samples, DiarizeOptions()))
+        full = np.array(error_seconds(case.reference, found))
+        skip = np.array(error_seconds(case.reference, found, skip_overlap=True))
+        speakers = len({s for *_, s in found})
+        rows.append({
+            "recording": case.name,
+            "speech_s": round(case.speech_seconds, 1),
+            "speakers_true": case.speakers,
+            "speakers_found": speakers,
+            "der": round(full[:3].sum() / full[3], 4),
+            "der_skip_overlap": round(skip[:3].sum() / skip[3], 4),
+        })  # fmt: skip
+        if case.speech_seconds < MIN_SPEECH_SECONDS:
+            continue
+        for name in ("tuned_on" if case.name in TUNED_ON else "held_out", "all"):
+            pools[name]["full"] += full
+            pools[name]["skip"] += skip
+            pools[name]["within_one"] += abs(speakers - case.speakers) <= 1
+            pools[name]["count"] += 1
+    pooled = {}
+    for name, pool in pools.items():
+        full, skip = pool["full"], pool["skip"]
+        pooled[name] = {
+            "excerpts": pool["count"],
+            "der": round(full[:3].sum() / full[3], 4),
+            "missed": round(full[0] / full[3], 4),
+            "false_alarm": round(full[1] / full[3], 4),
+            "confusion": round(full[2] / full[3], 4),
+            "der_skip_overlap": round(skip[:3].sum() / skip[3], 4),
+            "skip_missed": round(skip[0] / skip[3], 4),
+            "skip_false_alarm": round(skip[1] / skip[3], 4),
+            "skip_confusion": round(skip[2] / skip[3], 4),
+            "count_within_one": f"{pool['within_one']}/{pool['count']}",
+        }
+    return {"excerpts": rows, "pooled": pooled}
 
 
 def known_speakers(case: Labelled) -> dict[str, Any]:
@@ -202,6 +255,7 @@ def main() -> int:
     cases = [meeting(), two_speakers(), three_speakers()]
     report: dict[str, Any] = {
         "der": scores(cases),
+        "ami": meetings(ami_excerpts()),
         "known_speakers": known_speakers(cases[2]),
         "channels": channels(engine),
         "costs": costs(

@@ -42,6 +42,15 @@ class Labelled:
     def seconds(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
+    @property
+    def speech_seconds(self) -> float:
+        """Reference speech, overlapping turns counted once."""
+        step = 0.01
+        spoken = np.zeros(int(np.ceil(self.seconds / step)) + 1, dtype=bool)
+        for start, stop, _ in self.reference:
+            spoken[round(start / step) : round(stop / step)] = True
+        return float(spoken.sum() * step)
+
 
 def load(path: Path | str) -> np.ndarray:
     return decode_audio(AUDIO / path, max_seconds=3600).samples
@@ -104,19 +113,50 @@ def meeting() -> Labelled:
     return Labelled("meeting", load("diarization/sample.wav"), reference)
 
 
-def diarization_error_rate(reference: Turns, hypothesis: Turns, step: float = 0.01) -> float:
-    """(missed + false alarm + confusion) / reference speech, on 10 ms frames."""
-    return sum(_errors(reference, hypothesis, step))
+def ami_excerpts() -> list[Labelled]:
+    """The ten 30 s AMI excerpts (``diarization/ami/trn00`` .. ``trn09``) and their
+    reference turns (the RTTM is UTF-8: one speaker is ``MÉO069``)."""
+    folder = AUDIO / "diarization" / "ami"
+    turns: dict[str, Turns] = {}
+    for line in (folder / "train.rttm").read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        start, duration = float(fields[3]), float(fields[4])
+        turns.setdefault(fields[1], []).append((start, start + duration, fields[7]))
+    return [
+        Labelled(name, load(f"diarization/ami/{name}.wav"), turns[name]) for name in sorted(turns)
+    ]
+
+
+def diarization_error_rate(
+    reference: Turns, hypothesis: Turns, step: float = 0.01, skip_overlap: bool = False
+) -> float:
+    """(missed + false alarm + confusion) / reference speech, on 10 ms frames;
+    ``skip_overlap``: frames where the reference has two speakers or more are not
+    scored (pyannote.metrics' ``skip_overlap``)."""
+    return sum(errors(reference, hypothesis, step, skip_overlap))
 
 
 def confusion_rate(reference: Turns, hypothesis: Turns, step: float = 0.01) -> float:
     """Speaker confusion alone / reference speech: for a transcript's utterances,
     which run from a first word to a last across pauses the reference leaves out."""
-    return _errors(reference, hypothesis, step)[2]
+    return errors(reference, hypothesis, step)[2]
 
 
-def _errors(reference: Turns, hypothesis: Turns, step: float) -> tuple[float, float, float]:
+def errors(
+    reference: Turns, hypothesis: Turns, step: float = 0.01, skip_overlap: bool = False
+) -> tuple[float, float, float]:
     """Missed speech, false alarm and confusion, each over the reference speech."""
+    missed, false_alarm, confusion, total = error_seconds(reference, hypothesis, step, skip_overlap)
+    if total == 0:
+        return (0.0, 0.0 if false_alarm == 0 else 1.0, 0.0)
+    return (missed / total, false_alarm / total, confusion / total)
+
+
+def error_seconds(
+    reference: Turns, hypothesis: Turns, step: float = 0.01, skip_overlap: bool = False
+) -> tuple[float, float, float, float]:
+    """Missed speech, false alarm, confusion and reference speech, in seconds (to pool
+    recordings: sum each, then divide)."""
     from scipy.optimize import linear_sum_assignment
 
     end = max(e for _, e, _ in reference + hypothesis) if reference + hypothesis else 0.0
@@ -129,17 +169,19 @@ def _errors(reference: Turns, hypothesis: Turns, step: float) -> tuple[float, fl
         ref[round(start / step) : round(stop / step), ref_names.index(speaker)] = True
     for start, stop, speaker in hypothesis:
         hyp[round(start / step) : round(stop / step), hyp_names.index(speaker)] = True
+    if skip_overlap:
+        single = ref.sum(axis=1) <= 1
+        ref, hyp = ref[single], hyp[single]
     ref_count, hyp_count = ref.sum(axis=1), hyp.sum(axis=1)
     total = ref_count.sum()
-    if total == 0:
-        return (0.0, 0.0 if hyp_count.sum() == 0 else 1.0, 0.0)
     shared = ref.T.astype(np.int64) @ hyp.astype(np.int64)
     rows, cols = linear_sum_assignment(-shared)
     correct = shared[rows, cols].sum()
     missed = np.maximum(ref_count - hyp_count, 0).sum()
     false_alarm = np.maximum(hyp_count - ref_count, 0).sum()
     confusion = np.minimum(ref_count, hyp_count).sum() - correct
-    return (float(missed / total), float(false_alarm / total), float(confusion / total))
+    return (float(missed * step), float(false_alarm * step), float(confusion * step),
+            float(total * step))  # fmt: skip
 
 
 def wav_bytes(samples: np.ndarray, channels: int = 1) -> bytes:

@@ -4,15 +4,19 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 
 import numpy as np
 import pytest
 
 from tests.speakers import (
+    LJ,
     Labelled,
+    ami_excerpts,
     bush,
     diarization_error_rate,
+    error_seconds,
     load,
     meeting,
     three_speakers,
@@ -29,7 +33,7 @@ from whisper_service.diarization import (
     label_turns,
     voice_embedding,
 )
-from whisper_service.diarization.attribution import relabel, speaker_of
+from whisper_service.diarization.attribution import relabel, speaker_of, without_unspoken
 from whisper_service.diarization.clustering import MAX_AFFINITY_WINDOWS, cluster
 from whisper_service.diarization.speakers import KnownSpeaker, letters
 from whisper_service.engines.base import Segment, Transcription, Word
@@ -39,6 +43,13 @@ from whisper_service.engines.base import Segment, Transcription, Word
 # per moment must miss) at most 30 %.
 CLEAN_MAX_DER = 0.10
 MEETING_MAX_DER = 0.30
+# The ten AMI excerpts with 10 s of reference speech or more (8 of them), pooled:
+# measured 19.1 % with overlapped speech not scored and the count within one on 7 of
+# 8 (docs/benchmarks.md; trn00-trn04 chose the settings, trn05-trn09 did not). The
+# code before this bound scored 26.4 % and 3 of 8.
+AMI_MIN_SPEECH_SECONDS = 10.0
+AMI_MAX_DER_SKIP_OVERLAP = 0.22
+AMI_MIN_COUNTS_WITHIN_ONE = 6
 
 
 @cache
@@ -57,6 +68,21 @@ def test_speakers_are_found_and_told_apart(name: str, max_der: float) -> None:
     turns = diarize(labelled.samples, DiarizeOptions())
     assert len({t.speaker for t in turns}) == labelled.speakers
     assert diarization_error_rate(labelled.reference, hypothesis(turns)) <= max_der
+
+
+def test_meetings_pooled_error_and_speaker_counts() -> None:
+    scored = [c for c in ami_excerpts() if c.speech_seconds >= AMI_MIN_SPEECH_SECONDS]
+    assert len(scored) == 8
+    pooled = np.zeros(4)
+    within_one = 0
+    for excerpt in scored:
+        found = hypothesis(diarize(excerpt.samples, DiarizeOptions()))
+        pooled += error_seconds(excerpt.reference, found, skip_overlap=True)
+        within_one += abs(len({s for *_, s in found}) - excerpt.speakers) <= 1
+    der = pooled[:3].sum() / pooled[3]
+    print(f"\nAMI pooled DER (overlap not scored) {der:.3f}, count within one {within_one}/8")
+    assert der <= AMI_MAX_DER_SKIP_OVERLAP
+    assert within_one >= AMI_MIN_COUNTS_WITHIN_ONE
 
 
 def test_one_voice_is_one_speaker() -> None:
@@ -128,28 +154,52 @@ def test_many_windows_are_grouped_before_clustering() -> None:
         assert len(set(labels[block * 600 : (block + 1) * 600])) == 1
 
 
-@pytest.mark.parametrize("samples", [1000, 7 * SAMPLE_RATE + 33, 100 * SAMPLE_RATE])
-def test_the_spectrogram_is_the_one_resemblyzer_was_trained_on(samples: int) -> None:
-    """resemblyzer computes it with librosa; the service computes it with numpy, a
-    block at a time, and must get the same numbers (edges included)."""
-    import librosa
+def test_the_encoder_hears_one_voice_as_one_and_two_as_two() -> None:
+    """The weights, the features (Kaldi filterbanks, each window's mean removed) and
+    the network together: a wrong piece leaves every voice alike or none."""
+    from whisper_service.diarization.encoder import speaker_encoder
 
-    from whisper_service.diarization.encoder import mel_frames
-
-    audio = case("three").samples[:samples]
-    expected = librosa.feature.melspectrogram(
-        y=audio, sr=SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=40
-    ).T
-    found = mel_frames(audio)
-    assert found.shape == expected.shape
-    assert np.abs(found - expected).max() <= 1e-6 * expected.max()
+    clips = [load(LJ.format("0001")), load(LJ.format("0003")), load("jfk.flac")]
+    audio = np.concatenate(clips)
+    bounds = np.cumsum([0] + [len(c) / SAMPLE_RATE for c in clips])
+    windows = [(float(a), float(b)) for a, b in itertools.pairwise(bounds)]
+    reader, reader_again, president = speaker_encoder().embed(audio, windows)
+    assert reader @ reader_again > 0.8
+    assert reader @ president < 0.3
+    assert abs(float(np.linalg.norm(president)) - 1) < 1e-5
 
 
-def segment(start: float, end: float, words: list[tuple[float, float, str]] | None) -> Segment:
+@pytest.mark.parametrize("seconds", [0.0, 0.01, 0.19, 0.2, 1.5])
+def test_any_window_length_gives_a_finite_embedding(seconds: float) -> None:
+    from whisper_service.diarization.encoder import speaker_encoder
+
+    audio = load(LJ.format("0001"))
+    found = speaker_encoder().embed(audio, [(1.0, 1.0 + seconds)])
+    assert found.shape == (1, 192)
+    assert np.isfinite(found).all()
+
+
+def test_short_windows_join_a_speaker_instead_of_founding_one() -> None:
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(2, 192))
+    points = np.concatenate([c + 0.3 * rng.normal(size=(20, 192)) for c in centres])
+    stray = rng.normal(size=(1, 192))  # a short, noisy window: like no one
+    points = np.concatenate([points, stray, centres[1:] + 0.3 * rng.normal(size=(1, 192))])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    seconds = np.array([1.5] * 40 + [0.4, 0.4])
+    assert len(set(cluster(points, 1, 8))) == 3  # alone, the stray is a speaker
+    labels = cluster(points, 1, 8, seconds)
+    assert len(set(labels)) == 2
+    assert labels[41] == labels[20]  # the short window like speaker two joins it
+
+
+def segment(
+    start: float, end: float, words: list[tuple[float, float, str]] | None, logprob: float = -0.2
+) -> Segment:
     return Segment(
         id=0, seek=0, start=start, end=end,
         text="".join(w for *_, w in words) if words else " hello there",
-        tokens=[1, 2], temperature=0.0, avg_logprob=-0.2, compression_ratio=1.2,
+        tokens=[1, 2], temperature=0.0, avg_logprob=logprob, compression_ratio=1.2,
         no_speech_prob=0.01,
         words=[Word(a, b, w, 0.9) for a, b, w in words] if words else None,
     )  # fmt: skip
@@ -196,6 +246,33 @@ def test_relabelling_orders_by_first_word_and_keeps_known_names() -> None:
     assert [s.speaker for s in renamed.segments] == ["A", "ann", "B"]
 
 
+def test_text_nobody_spoke_is_taken_out() -> None:
+    """A failed decode where VAD heard nobody goes; a failed decode over speech, or a
+    confident one VAD missed (quiet speech), stays."""
+    turns = [Turn(0.0, 2.0, "X")]
+    spoken = segment(0.0, 2.0, None, logprob=-1.3)
+    invented = segment(5.0, 8.0, None, logprob=-1.3)
+    quiet = segment(9.0, 10.0, None, logprob=-0.5)
+    result = without_unspoken(transcript(spoken, invented, quiet), turns)
+    assert result.segments == [spoken, quiet]
+    assert result.text == "hello there hello there"
+
+
+def test_every_segment_of_a_diarized_answer_has_a_speaker() -> None:
+    """Speech VAD never heard (here: none at all) is still speaker A's, so a caller
+    can tell diarization ran."""
+    from whisper_service.audio import DecodedAudio
+    from whisper_service.diarization.transcripts import with_speakers
+    from whisper_service.engines.base import CancelToken
+
+    silence = DecodedAudio(np.zeros(10 * SAMPLE_RATE, dtype=np.float32), "wav", "pcm", 1, 16000)
+    heard = transcript(segment(1.0, 3.0, [(1.0, 2.0, " Quiet"), (2.0, 3.0, " words.")]),
+                       segment(4.0, 6.0, None, logprob=-1.5))  # fmt: skip
+    result = with_speakers(heard, silence, DiarizeOptions(), CancelToken(), keep_words=True)
+    assert [(s.text, s.speaker) for s in result.segments] == [(" Quiet words.", "A")]
+    assert {w.speaker for w in result.segments[0].words or []} == {"A"}
+
+
 def test_the_error_rate_scores_as_pyannote_does() -> None:
     """The figures pyannote.metrics gives for the same turns (checked by hand)."""
     reference = [(0.0, 4.0, "a"), (4.0, 8.0, "b"), (6.0, 7.0, "a")]  # overlap at 6-7 s
@@ -207,6 +284,10 @@ def test_the_error_rate_scores_as_pyannote_does() -> None:
     assert diarization_error_rate(reference, [(0.0, 8.0, "x")]) == pytest.approx(4 / 9, abs=0.01)
     assert diarization_error_rate([(0.0, 1.0, "a")], []) == 1.0
     assert diarization_error_rate([], []) == 0.0
+    # The overlapped second not scored: 7 s left, "b"'s 3 of them confused.
+    assert diarization_error_rate(reference, [(0.0, 8.0, "x")], skip_overlap=True) == (
+        pytest.approx(3 / 7, abs=0.01)
+    )
 
 
 def test_unit_speakers_survive_storage(tmp_path: object) -> None:

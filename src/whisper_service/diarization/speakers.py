@@ -2,7 +2,7 @@
 and the speaker turns.
 
 1. Speech regions from Silero VAD (the one faster-whisper ships).
-2. Windows of 1.5 s every 0.75 s inside each region (a shorter region is one window),
+2. Windows of 1.5 s one after another inside each region (a shorter region is one window),
    embedded in one batched pass (``encoder``).
 3. Clusters of the windows (``clustering``): the number of speakers estimated, or
    bounded by ``min_speakers`` and ``max_speakers``.
@@ -29,17 +29,23 @@ from whisper_service.diarization.clustering import cluster
 from whisper_service.diarization.encoder import EMBEDDING_SIZE, speaker_encoder
 
 WINDOW_SECONDS = 1.5
-HOP_SECONDS = 0.75
+# Windows do not overlap: CAM++ costs about 80 ms a window on one thread, and
+# overlapping halves (0.75 s) doubled diarization's cost for 0.4 points of DER on the
+# tuning excerpts (docs/benchmarks.md, "Speaker diarization").
+HOP_SECONDS = 1.5
 # A silence this long ends a speech region; regions keep this much padding.
 MIN_SILENCE_MS = 300
+# Silero's speech probability from which a frame is speech: below its default (0.5),
+# which missed a fifth of the speech of far-field meeting excerpts.
+VAD_THRESHOLD = 0.35
 SPEECH_PAD_MS = 100
 # VAD runs over slices of this length (as jobs' planning does, jobs/chunking.py);
 # regions this close across a border are one.
 VAD_SLICE_SECONDS = 120.0
 SLICE_JOIN_SECONDS = 2 * SPEECH_PAD_MS / 1000
 # The cosine similarity from which a cluster is taken to be a known speaker
-# (measured: the same voice 0.8-0.9, different voices 0.5-0.75).
-KNOWN_SIMILARITY = 0.78
+# (measured: the same voice 0.9-0.97 between clean clips, different voices -0.05-0.2).
+KNOWN_SIMILARITY = 0.5
 # Turns of one speaker that touch are one turn (a pause between them stays a pause).
 JOIN_GAP_SECONDS = 0.0
 DEFAULT_MAX_SPEAKERS = 8
@@ -103,7 +109,7 @@ def warm_up(threads: int | None = None) -> None:
     """Load the encoder (with ``threads`` intra-op threads) and the clustering
     libraries and run each once, so no request waits for them (startup calls this
     when diarization is on)."""
-    speaker_encoder(threads).embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)], 1.0)
+    speaker_encoder(threads).embed(np.zeros(SAMPLE_RATE, dtype=np.float32), [(0.0, 1.0)])
     rng = np.random.default_rng(0)
     points = np.abs(rng.normal(size=(8, EMBEDDING_SIZE))).astype(np.float32)
     cluster(points / np.linalg.norm(points, axis=1, keepdims=True), 2, 2)
@@ -114,7 +120,9 @@ def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
     (Silero VAD's memory grows with its input: 1.2 GB more for 2 hours at once)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    options = VadOptions(min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS)
+    options = VadOptions(
+        threshold=VAD_THRESHOLD, min_silence_duration_ms=MIN_SILENCE_MS, speech_pad_ms=SPEECH_PAD_MS
+    )
     step = int(VAD_SLICE_SECONDS * SAMPLE_RATE)
     regions: list[tuple[float, float]] = []
     for offset in range(0, len(audio), step):
@@ -153,7 +161,7 @@ def embed_speech(
             found.regions.append(number)
     if check is not None:
         check()
-    found.embeddings = speaker_encoder().embed(audio, found.windows, WINDOW_SECONDS)
+    found.embeddings = speaker_encoder().embed(audio, found.windows)
     found.windows = [(s + offset, e + offset) for s, e in found.windows]
     return found
 
@@ -211,7 +219,8 @@ def label_turns(
     """Cluster the windows into speakers and the speakers into turns."""
     if not found.windows:
         return []
-    labels = cluster(found.embeddings, options.min_speakers, options.max_speakers)
+    seconds = np.array([end - start for start, end in found.windows])
+    labels = cluster(found.embeddings, options.min_speakers, options.max_speakers, seconds)
     names = _names(found, labels, known)
     turns: list[Turn] = []
     count = len(found.windows)

@@ -17,8 +17,13 @@ import numpy as np
 import structlog
 
 from whisper_service.audio import SAMPLE_RATE, DecodedAudio
-from whisper_service.diarization.attribution import attribute, relabel, speakers_in
-from whisper_service.diarization.speakers import DiarizeOptions, diarize, letters
+from whisper_service.diarization.attribution import (
+    attribute,
+    relabel,
+    speakers_in,
+    without_unspoken,
+)
+from whisper_service.diarization.speakers import DiarizeOptions, Turn, diarize, letters
 from whisper_service.engines.base import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.errors import InvalidParameter
 from whisper_service.observability.telemetry import telemetry
@@ -129,16 +134,28 @@ def with_speakers(
     keep_words: bool,
 ) -> Transcription:
     """``result`` with a speaker by voice on every segment (and word), split at speaker
-    changes; the words dropped again unless ``keep_words`` (diarization asks the
-    engine for them to find where speakers change)."""
+    changes, less the text nobody spoke (``without_unspoken``); the words dropped
+    again unless ``keep_words`` (diarization asks the engine for them to find where
+    speakers change). Speech VAD did not hear is still someone's: with no turn at
+    all, it is speaker A's."""
     token.check()
     with telemetry.diarization(options.mode, audio.duration) as span:
         turns = diarize(audio.samples, options, token.check)
+        spoken = without_unspoken(result, turns)
+        dropped = len(result.segments) - len(spoken.segments)
+        if not turns:
+            turns = [Turn(0.0, audio.duration, letters(1)[0])]
         known = {voice.name for voice in options.known}
-        labelled = relabel(attribute(result, turns), letters(len(turns) + len(known)), known)
+        labelled = relabel(attribute(spoken, turns), letters(len(turns) + len(known)), known)
         speakers = speakers_in(labelled)
         telemetry.speakers_found(span, options.mode, len(speakers))
-    log.info("diarized", mode=options.mode, speakers=len(speakers), turns=len(turns))
+    log.info(
+        "diarized",
+        mode=options.mode,
+        speakers=len(speakers),
+        turns=len(turns),
+        unspoken_segments_dropped=dropped,
+    )
     if keep_words:
         return labelled
     return replace(labelled, segments=[replace(s, words=None) for s in labelled.segments])
