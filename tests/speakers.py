@@ -103,25 +103,27 @@ def three_speakers() -> Labelled:
     )  # fmt: skip
 
 
-def meeting() -> Labelled:
-    """The 30 s AMI meeting excerpt and its reference turns."""
-    reference = []
-    for line in (AUDIO / "diarization" / "sample.rttm").read_text().splitlines():
+def rttm(path: Path) -> dict[str, Turns]:
+    """Each recording's reference turns in an RTTM file (UTF-8: AMI writes one
+    speaker ``MÉO069``)."""
+    turns: dict[str, Turns] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
         fields = line.split()
         start, duration = float(fields[3]), float(fields[4])
-        reference.append((start, start + duration, fields[7]))
+        turns.setdefault(fields[1], []).append((start, start + duration, fields[7]))
+    return turns
+
+
+def meeting() -> Labelled:
+    """The 30 s AMI meeting excerpt and its reference turns."""
+    (reference,) = rttm(AUDIO / "diarization" / "sample.rttm").values()
     return Labelled("meeting", load("diarization/sample.wav"), reference)
 
 
 def ami_excerpts() -> list[Labelled]:
     """The ten 30 s AMI excerpts (``diarization/ami/trn00`` .. ``trn09``) and their
-    reference turns (the RTTM is UTF-8: one speaker is ``MÉO069``)."""
-    folder = AUDIO / "diarization" / "ami"
-    turns: dict[str, Turns] = {}
-    for line in (folder / "train.rttm").read_text(encoding="utf-8").splitlines():
-        fields = line.split()
-        start, duration = float(fields[3]), float(fields[4])
-        turns.setdefault(fields[1], []).append((start, start + duration, fields[7]))
+    reference turns."""
+    turns = rttm(AUDIO / "diarization" / "ami" / "train.rttm")
     return [
         Labelled(name, load(f"diarization/ami/{name}.wav"), turns[name]) for name in sorted(turns)
     ]

@@ -3,7 +3,7 @@ and the speaker turns.
 
 1. Speech regions from Silero VAD (the one faster-whisper ships).
 2. Windows of 1.5 s one after another inside each region (a shorter region is one window),
-   embedded in one batched pass (``encoder``).
+   embedded in batches of windows of one length (``encoder``).
 3. Clusters of the windows (``clustering``): the number of speakers estimated, or
    bounded by ``min_speakers`` and ``max_speakers``.
 4. Names: clusters that match a known speaker's reference clip get that name; the
