@@ -20,6 +20,15 @@ from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, TEST_THREADS, LiveServ
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Export the speaker encoder's graph into the suite's model cache once, before any
+    server starts: otherwise each server's workers would export it at once while tests
+    wait for them (an image has it from `models prepare`)."""
+    from whisper_service.diarization.encoder import onnx_model
+
+    onnx_model(MODEL_CACHE)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """In-process HTTP tests (``@pytest.mark.anyio``) run on asyncio, as uvicorn does."""

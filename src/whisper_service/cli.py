@@ -164,7 +164,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
     """Resolve the model for the engine now (convert, assemble or download into the
-    cache), so a container start loads from disk."""
+    cache), and the speaker encoder's graph when diarization is on, so a container
+    start loads from disk."""
     from whisper_service.serving.startup import resolve_configured_model
 
     settings = _settings_from(args)
@@ -172,6 +173,10 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     for engine in engines:
         artifact = resolve_configured_model(settings, engine, allow_download=args.download)
         print(f"{engine.value}: {artifact.name} ({artifact.format.value}) at {artifact.path}")
+    if settings.diarization:
+        from whisper_service.diarization.encoder import onnx_model
+
+        print(f"speaker encoder: {onnx_model(settings.model_cache_dir)}")
     return 0
 
 

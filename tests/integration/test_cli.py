@@ -118,6 +118,8 @@ def test_models_prepare_for_both_engines() -> None:
     assert result.returncode == 0, result.stderr
     assert "faster-whisper: tiny.en (ctranslate2)" in result.stdout
     assert "openai-whisper: tiny.en (openai-whisper)" in result.stdout
+    (graph,) = [line for line in result.stdout.splitlines() if line.startswith("speaker encoder:")]
+    assert Path(graph.split(": ", 1)[1]).is_file()
 
 
 def test_served_workers_keep_numpys_blas_to_one_thread(default_server: LiveServer) -> None:

@@ -22,6 +22,7 @@ from tests.speakers import (
     three_speakers,
     two_speakers,
 )
+from tests.support import MODEL_CACHE
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.diarization import (
     DiarizeOptions,
@@ -35,8 +36,15 @@ from whisper_service.diarization import (
 )
 from whisper_service.diarization.attribution import relabel, speaker_of, without_unspoken
 from whisper_service.diarization.clustering import MAX_AFFINITY_WINDOWS, cluster
-from whisper_service.diarization.speakers import KnownSpeaker, letters
+from whisper_service.diarization.speakers import KnownSpeaker, embed_windows, letters, warm_up
 from whisper_service.engines.base import Segment, Transcription, Word
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _encoder_from_the_test_cache() -> None:
+    """The encoder's ONNX graph is exported (once) into the suite's model cache."""
+    warm_up(MODEL_CACHE)
+
 
 # The issue's goals: clean concatenations of different voices at most 10 % with the
 # speaker count right; the real meeting excerpt (overlapping speech, which one label
@@ -167,6 +175,47 @@ def test_the_encoder_hears_one_voice_as_one_and_two_as_two() -> None:
     assert reader @ reader_again > 0.8
     assert reader @ president < 0.3
     assert abs(float(np.linalg.norm(president)) - 1) < 1e-5
+
+
+def test_the_onnx_graph_computes_what_the_torch_network_does() -> None:
+    """The exported graph against CAM++ in torch with the same weights, at the shortest
+    window, the usual one, and lengths past the network's 100-frame context segments."""
+    import torch
+
+    from whisper_service.diarization.campplus import CAMPPlus
+    from whisper_service.diarization.encoder import onnx_model, speaker_encoder, weights_path
+
+    network = CAMPPlus()
+    network.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
+    network.eval()
+    session = speaker_encoder()._session
+    assert onnx_model(MODEL_CACHE).is_file()
+    rng = np.random.default_rng(3)
+    for windows, frames in [(1, 18), (3, 148), (2, 401)]:
+        features = rng.normal(size=(windows, frames, 80)).astype(np.float32)
+        with torch.no_grad():
+            expected = network(torch.from_numpy(features)).numpy()
+        found = session.run(None, {"features": features})[0]
+        assert np.abs(found - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def test_a_window_between_two_of_one_voice_is_not_embedded() -> None:
+    """One region, the reader for 4.5 s, then President Kennedy: the reader's second
+    window lies between two of the reader and takes their mean; the window after the
+    change lies between the two voices and is embedded."""
+    from whisper_service.diarization.encoder import speaker_encoder
+
+    reader, president = load(LJ.format("0001")), load("jfk.flac")
+    audio = np.concatenate([reader[: int(4.5 * SAMPLE_RATE)], president[8000:56000]])
+    windows = [(start, start + 1.5) for start in (0.0, 1.5, 3.0, 4.5, 6.0)]
+    found = embed_windows(audio, windows, [0] * len(windows))
+    own = speaker_encoder().embed(audio, windows)
+    for index in (0, 2, 3, 4):
+        assert np.allclose(found[index], own[index], atol=1e-5)
+    mean = (own[0] + own[2]) / np.linalg.norm(own[0] + own[2])
+    assert np.allclose(found[1], mean, atol=1e-5)
+    assert not np.allclose(found[1], own[1], atol=1e-2)
+    assert own[2] @ own[4] < 0.5  # the voices differ, so window 3 had to be embedded
 
 
 @pytest.mark.parametrize("seconds", [0.0, 0.01, 0.19, 0.2, 1.5])

@@ -32,13 +32,14 @@ RUNNING_INFERENCE_MIB = 200
 JOB_WINDOW_MIB = 90
 # Below this a budget is not worth having: the floor of the derived one.
 MIN_BUDGET_MIB = 64
-# Speaker diarization (WHISPER_DIARIZATION=true), per worker: torch for the speaker
-# encoder (a faster-whisper worker does not load it otherwise, 181 MiB), scikit-learn
-# and scipy (92 MiB); a gunicorn worker measured 522 MiB with it, 260 without. It loads
-# just after the model, so the budget sets it aside. Its working memory (at most about
-# 130 MiB, for 30 minutes of audio) is held on the inference worker after the
-# engine's, within a running inference's share (docs/benchmarks.md).
-DIARIZATION_MIB = 270
+# Speaker diarization (WHISPER_DIARIZATION=true), per worker: the speaker encoder's
+# ONNX Runtime session and scipy (a gunicorn worker measured 338 MiB with them, 235
+# without), and scikit-learn's k-means (66 MiB), imported the first time a recording
+# has more than 1000 speech windows (about 25 minutes of speech) and kept. It loads
+# just after the model, so the budget sets it aside. Its working memory (about 40 MiB
+# for 30 minutes of audio) is held on the inference worker after the engine's, within
+# a running inference's share (docs/benchmarks.md).
+DIARIZATION_MIB = 170
 
 
 def running_inference_mib(settings: Settings, *, jobs: bool) -> int:

@@ -137,7 +137,9 @@ async def load_diarization(settings: Settings) -> None:
 
     started = time.monotonic()
     try:
-        await asyncio.to_thread(warm_up, settings.threads_per_worker(available_cpus()))
+        await asyncio.to_thread(
+            warm_up, settings.model_cache_dir, settings.threads_per_worker(available_cpus())
+        )
     except Exception as exc:
         log.critical("diarization_load_failed", error=str(exc))
         os._exit(BOOT_ERROR_EXIT_CODE)
