@@ -91,6 +91,7 @@ def scores(cases: list[Labelled]) -> list[dict[str, Any]]:
             "speakers_true": case.speakers,
             "speakers_found": len({s for *_, s in found}),
             "der": round(diarization_error_rate(case.reference, found), 4),
+            "der_collar_0_25": round(diarization_error_rate(case.reference, found, collar=0.25), 4),
             "confusion": round(confusion_rate(case.reference, found), 4),
             "diarization_rtf": round(seconds / case.seconds, 4),
         })  # fmt: skip

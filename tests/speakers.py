@@ -130,12 +130,18 @@ def ami_excerpts() -> list[Labelled]:
 
 
 def diarization_error_rate(
-    reference: Turns, hypothesis: Turns, step: float = 0.01, skip_overlap: bool = False
+    reference: Turns,
+    hypothesis: Turns,
+    step: float = 0.01,
+    skip_overlap: bool = False,
+    collar: float = 0.0,
 ) -> float:
     """(missed + false alarm + confusion) / reference speech, on 10 ms frames;
     ``skip_overlap``: frames where the reference has two speakers or more are not
-    scored (pyannote.metrics' ``skip_overlap``)."""
-    return sum(errors(reference, hypothesis, step, skip_overlap))
+    scored (pyannote.metrics' ``skip_overlap``); ``collar``: nor are frames within this
+    many seconds of a reference turn's start or end (NIST md-eval's collar, on each
+    side of a boundary)."""
+    return sum(errors(reference, hypothesis, step, skip_overlap, collar))
 
 
 def confusion_rate(reference: Turns, hypothesis: Turns, step: float = 0.01) -> float:
@@ -145,17 +151,27 @@ def confusion_rate(reference: Turns, hypothesis: Turns, step: float = 0.01) -> f
 
 
 def errors(
-    reference: Turns, hypothesis: Turns, step: float = 0.01, skip_overlap: bool = False
+    reference: Turns,
+    hypothesis: Turns,
+    step: float = 0.01,
+    skip_overlap: bool = False,
+    collar: float = 0.0,
 ) -> tuple[float, float, float]:
     """Missed speech, false alarm and confusion, each over the reference speech."""
-    missed, false_alarm, confusion, total = error_seconds(reference, hypothesis, step, skip_overlap)
+    missed, false_alarm, confusion, total = error_seconds(
+        reference, hypothesis, step, skip_overlap, collar
+    )
     if total == 0:
         return (0.0, 0.0 if false_alarm == 0 else 1.0, 0.0)
     return (missed / total, false_alarm / total, confusion / total)
 
 
 def error_seconds(
-    reference: Turns, hypothesis: Turns, step: float = 0.01, skip_overlap: bool = False
+    reference: Turns,
+    hypothesis: Turns,
+    step: float = 0.01,
+    skip_overlap: bool = False,
+    collar: float = 0.0,
 ) -> tuple[float, float, float, float]:
     """Missed speech, false alarm, confusion and reference speech, in seconds (to pool
     recordings: sum each, then divide)."""
@@ -171,9 +187,15 @@ def error_seconds(
         ref[round(start / step) : round(stop / step), ref_names.index(speaker)] = True
     for start, stop, speaker in hypothesis:
         hyp[round(start / step) : round(stop / step), hyp_names.index(speaker)] = True
+    scored = np.ones(frames, dtype=bool)
     if skip_overlap:
-        single = ref.sum(axis=1) <= 1
-        ref, hyp = ref[single], hyp[single]
+        scored &= ref.sum(axis=1) <= 1
+    for start, stop, _ in reference if collar else []:
+        for boundary in (start, stop):
+            scored[
+                max(0, round((boundary - collar) / step)) : round((boundary + collar) / step)
+            ] = False
+    ref, hyp = ref[scored], hyp[scored]
     ref_count, hyp_count = ref.sum(axis=1), hyp.sum(axis=1)
     total = ref_count.sum()
     shared = ref.T.astype(np.int64) @ hyp.astype(np.int64)
