@@ -1,6 +1,6 @@
 """The OpenAPI document, true to what the service answers.
 
-FastAPI documents each route from its signature and ``responses``; two things it
+FastAPI documents each route from its signature and ``responses``; three things it
 cannot see are added here:
 
 - a malformed parameter is answered 400 ``invalid_parameter`` in the error shape,

@@ -2,9 +2,9 @@
 
 Each request decodes on its own thread with the engine's ordinary algorithm (windows,
 seeks, prompts from the previous window, temperature fallback): what changes is only
-that its calls into the CTranslate2 model (``encode``, ``generate``,
-``detect_language``) are gathered with the calls other requests make at the same
-moment and run as one batched call. So a request's words are those it would get
+that its decoder calls into the CTranslate2 model (``generate``, ``detect_language``)
+are gathered with the calls other requests make at the same moment and run as one
+batched call. So a request's words are those it would get
 alone (the same decoder inputs; only the arithmetic of a larger matrix product
 differs), and a long recording's windows join batches with short requests' windows.
 
