@@ -124,8 +124,9 @@ class ModelFields(BaseModel):
     diarization: bool = Field(
         True,
         description="Speaker labels on request (`diarize`, `diarized_json`): the CAM++ "
-        "speaker encoder (on torch), scipy and scikit-learn are loaded at startup, about 270 MiB "
-        "per worker. false = such requests are refused with 400 unsupported_option.",
+        "speaker encoder (in ONNX Runtime) and scipy are loaded at startup, scikit-learn for "
+        "the first recording of more than 1000 speech windows: at most about 170 MiB per "
+        "worker. false = such requests are refused with 400 unsupported_option.",
     )
     diarization_max_speakers: int = Field(
         8,
