@@ -17,13 +17,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
-# Stamps re-run the install whenever pyproject.toml changes.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet $(PIP_FLAGS) -e .
+# Every package comes from a lock, pinned and hash-checked: the service's from the
+# image's (requirements_secure.txt), the tests' from requirements_dev.txt, the same
+# versions plus the dev tools; so the suite tests what ships. pyproject.toml states the
+# ranges, `make lock` resolves both locks from it, and a test checks that they agree.
+# Stamps re-run the install whenever pyproject.toml or a lock changes.
+$(VENV)/.installed-run: pyproject.toml dependencies/requirements_secure.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps $(PIP_FLAGS) -r dependencies/requirements_secure.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet $(PIP_FLAGS) -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml dependencies/requirements_dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes --no-deps $(PIP_FLAGS) -r dependencies/requirements_dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run
@@ -69,13 +75,18 @@ test: lint typecheck pytest
 
 # dependencies/requirements_secure.txt: every package of the image pinned with hashes,
 # resolved from pyproject.toml for linux/amd64 and Python 3.11 (torch: the CPU build;
-# triton: left out, openai-whisper uses it only for CUDA kernels).
-lock: install-dev
-	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt \
-	  --override dependencies/overrides.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels,) \
+# triton: left out, openai-whisper uses it only for CUDA kernels); requirements_dev.txt:
+# the same with the dev extra, held to the image's versions. Versions already locked
+# stay unless pyproject.toml rules them out (uv's --upgrade-package NAME moves one).
+LOCK_FLAGS := --override dependencies/overrides.txt \
+	  $(if $(wildcard /opt/wheels),--find-links /opt/wheels,) \
 	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --no-emit-package triton --no-header --no-annotate \
+	  --no-emit-package triton --no-header --no-annotate
+lock: install-dev
+	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt $(LOCK_FLAGS) \
 	  -o dependencies/requirements_secure.txt
+	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt --extra dev $(LOCK_FLAGS) \
+	  --constraint dependencies/requirements_secure.txt -o dependencies/requirements_dev.txt
 
 # Known vulnerabilities in the locked packages (needs the PyPI vulnerability API).
 audit: install-dev

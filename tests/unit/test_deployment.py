@@ -176,8 +176,8 @@ def test_cloudbuild_passes_the_builtin_schema() -> None:
     assert validate_deployment().check_cloudbuild(MANIFESTS / "cloudbuild.yaml") == []
 
 
-def _lock() -> dict[str, tuple[Version, list[str]]]:
-    text = (REPO / "dependencies" / "requirements_secure.txt").read_text()
+def _lock(name: str = "requirements_secure.txt") -> dict[str, tuple[Version, list[str]]]:
+    text = (REPO / "dependencies" / name).read_text()
     pins = {}
     for block in re.split(r"\n(?=\S)", text.strip()):
         head = block.split()[0]
@@ -203,6 +203,51 @@ def test_the_lock_satisfies_pyproject_and_every_pin_is_hashed() -> None:
         assert hashes, f"{name}=={version} has no hash"
     assert str(pins["torch"][0]) == "2.13.0+cpu"
     assert "triton" not in pins  # CUDA-only; left out on purpose
+
+
+def test_the_tests_lock_is_the_images_plus_the_dev_tools() -> None:
+    """requirements_dev.txt satisfies the dev extra (and base, which it names), pins
+    every package of the image's lock at the image's version, and hashes every pin."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    image, dev = _lock(), _lock("requirements_dev.txt")
+    for line in extras["dev"] + extras["base"]:
+        requirement = Requirement(line)
+        name = requirement.name.lower().replace("_", "-")
+        if name == "whisper-service":
+            continue
+        assert name in dev, f"{name} is in pyproject.toml's dev extra but not in its lock"
+        assert requirement.specifier.contains(dev[name][0], prereleases=True), (
+            f"requirements_dev.txt pins {name}=={dev[name][0]}, pyproject wants "
+            f"{requirement.specifier}: run `make lock`"
+        )
+    differ = [
+        f"{name}: image {version}, tests {dev[name][0] if name in dev else 'none'}"
+        for name, (version, _) in image.items()
+        if name not in dev or dev[name][0] != version
+    ]
+    assert not differ, "the locks disagree, run `make lock`: " + ", ".join(differ)
+    assert all(hashes for _, hashes in dev.values())
+
+
+def test_the_suite_runs_on_the_locked_versions() -> None:
+    """`make` installed this environment from requirements_dev.txt: what runs the
+    tests is what the lock (and so the image) pins."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    wrong = []
+    for name, (locked, _) in _lock("requirements_dev.txt").items():
+        try:
+            found = Version(version(name))
+        except PackageNotFoundError:
+            wrong.append(f"{name} not installed (locked {locked})")
+            continue
+        if found != locked:
+            wrong.append(f"{name} {found} (locked {locked})")
+    assert not wrong, "not the locked versions, run `make install-dev`: " + ", ".join(wrong)
 
 
 def test_config_validate_command_lists_every_problem() -> None:
