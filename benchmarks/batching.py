@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
-from tests.speakers import load  # noqa: E402
 from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE  # noqa: E402
+from tests.support.speakers import load  # noqa: E402
 
 # workers x threads each x batch size; the first is the comparison.
 SHAPES = ["2x1x1", "2x1x4", "1x2x1", "1x2x4", "1x2x8"]

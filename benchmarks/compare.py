@@ -38,7 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
-from tests.sse import events as sse_events  # noqa: E402
 from tests.support import (  # noqa: E402
     AUDIO,
     LONG_AUDIO,
@@ -48,6 +47,7 @@ from tests.support import (  # noqa: E402
     pooled_wer,
     running,
 )
+from tests.support.sse import events as sse_events  # noqa: E402
 from whisper_service.audio import decode_audio  # noqa: E402
 
 FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

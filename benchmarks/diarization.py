@@ -3,7 +3,7 @@ diarization").
 
 - Diarization error rate (missed + false alarm + confusion over the reference speech,
   best one-to-one mapping, no collar, overlap scored: pyannote.metrics' definition,
-  ``tests/speakers.py``) on the AMI meeting excerpt with its RTTM and on
+  ``tests/support/speakers.py``) on the AMI meeting excerpt with its RTTM and on
   concatenations of different shared voices, with the number of speakers found.
 - The ten AMI excerpts (``diarization/ami``): per excerpt and pooled over those with
   10 s of reference speech or more, the DER with overlap scored and not scored, each
@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
-from tests.speakers import (  # noqa: E402
+from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, word_error_rate  # noqa: E402
+from tests.support.speakers import (  # noqa: E402
     Labelled,
     ami_excerpts,
     bush,
@@ -55,7 +56,6 @@ from tests.speakers import (  # noqa: E402
     three_speakers,
     two_speakers,
 )
-from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, word_error_rate  # noqa: E402
 from whisper_service.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 from whisper_service.diarization import DiarizeOptions, diarize, label_turns  # noqa: E402
 from whisper_service.diarization.speakers import (  # noqa: E402

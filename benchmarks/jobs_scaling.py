@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
-from tests.balancer import Balancer  # noqa: E402
-from tests.gcp_emulators import PROJECT, GcpEmulators  # noqa: E402
-from tests.gcs_emulator import Emulator  # noqa: E402
 from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, LiveServer, manifest  # noqa: E402
+from tests.support.balancer import Balancer  # noqa: E402
+from tests.support.google_emulators import PROJECT, GcpEmulators  # noqa: E402
+from tests.support.storage_emulator import Emulator  # noqa: E402
 from whisper_service.audio import SAMPLE_RATE, decode_audio  # noqa: E402
 
 TOKEN = "bench-push-token-for-the-emulator-0123"  # noqa: S105 - the emulator's stand-in

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
-from tests.speakers import load, wav_bytes  # noqa: E402
 from tests.support import LONG_AUDIO, LiveServer, word_error_rate  # noqa: E402
+from tests.support.speakers import load, wav_bytes  # noqa: E402
 
 FRAME_SECONDS = 0.1
 PREFIX_PADDING = 0.3  # server_vad's default: a turn starts this long before its speech

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.gcp_emulators import GcpEmulators
-from tests.gcs_emulator import Emulator
 from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, TEST_THREADS, LiveServer, running
+from tests.support.google_emulators import GcpEmulators
+from tests.support.storage_emulator import Emulator
 
 # Without credentials google-auth would probe the GCE metadata server, an address off
 # this machine; tests (and the servers they start, which inherit this) never may.

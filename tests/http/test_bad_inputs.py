@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
-from tests.media import lying_flac, silent_video
 from tests.support import LONG_AUDIO
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
+from tests.support.media import lying_flac, silent_video
 
 pytestmark = pytest.mark.anyio
 

@@ -1,5 +1,5 @@
 """Request deadlines and departed clients over HTTP (in-process, a stand-in engine that
-checks its cancel token as the real ones do; tests/integration/test_deadlines.py shows
+checks its cancel token as the real ones do; tests/integration/test_inference_stops.py shows
 the real engines stop on a cancelled token)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
-from tests.subtitles import parse_srt_strict, parse_vtt_strict
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
+from tests.support.subtitles import parse_srt_strict, parse_vtt_strict
 
 pytestmark = pytest.mark.anyio
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.gcs_emulator import Emulator
-from tests.in_process import serve
 from tests.support import free_port
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
+from tests.support.storage_emulator import Emulator
 
 pytestmark = pytest.mark.anyio
 

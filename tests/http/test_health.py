@@ -1,5 +1,5 @@
 """Health report, probes and the memory guard (in-process; the liveness of a server
-whose CPUs are saturated by real inference is in tests/integration/test_health.py)."""
+whose CPUs are saturated by real inference is in tests/integration/test_liveness_under_load.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +99,7 @@ async def test_memory_guard_refuses_new_transcriptions(audio_dir: Path) -> None:
 async def test_readiness_is_503_while_the_model_loads() -> None:
     import threading
 
-    from tests.fakes import loader
+    from tests.support.fakes import loader
 
     loaded = threading.Event()
     engine = FakeEngine()
@@ -111,7 +111,7 @@ async def test_readiness_is_503_while_the_model_loads() -> None:
 
     import httpx
 
-    from tests.in_process import quiet_settings
+    from tests.support.in_process import quiet_settings
     from whisper_service.app import create_app
 
     app = create_app(quiet_settings(), engine_loader=slow)

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
 from tests.support import free_port
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
 
 pytestmark = pytest.mark.anyio
 

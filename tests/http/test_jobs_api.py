@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import InProcess, serve
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import InProcess, serve
 
 pytestmark = pytest.mark.anyio
 

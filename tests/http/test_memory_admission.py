@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
-from tests.media import surround_flac
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
+from tests.support.media import surround_flac
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
 from whisper_service.engines import VadSettings
 
 pytestmark = pytest.mark.anyio

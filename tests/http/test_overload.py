@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
 
 pytestmark = pytest.mark.anyio
 

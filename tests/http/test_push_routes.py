@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.fakes import FakeEngine, loader
-from tests.gcp_emulators import PROJECT, GcpEmulators
-from tests.in_process import InProcess, quiet_settings, serve
+from tests.support.fakes import FakeEngine, loader
+from tests.support.google_emulators import PROJECT, GcpEmulators
+from tests.support.in_process import InProcess, quiet_settings, serve
 from whisper_service.app import create_app
 from whisper_service.jobs.records import Job, JobOptions, JobSource, JobStatus, new_job_id
 from whisper_service.observability import metrics

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from openai import AsyncOpenAI, AuthenticationError
 
-from tests.fakes import FakeEngine
-from tests.in_process import BASE_URL, InProcess, serve
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import BASE_URL, InProcess, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """stream=true in one process: the events each route sends, in order and shape, and
 what happens to errors before and after a stream starts (a stand-in engine; the real
 model streaming to the openai SDK, timing and disconnects are in
-tests/integration/test_streaming.py)."""
+tests/integration/test_sse_served.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes import FakeEngine
-from tests.in_process import serve
-from tests.sse import EVENT_STREAM, parse
+from tests.support.fakes import FakeEngine
+from tests.support.in_process import serve
+from tests.support.sse import EVENT_STREAM, parse
 
 pytestmark = pytest.mark.anyio
 

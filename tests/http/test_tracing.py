@@ -1,6 +1,6 @@
 """Traces: request -> decode -> queue -> inference spans in the caller's trace, taken
 in memory from the app in-process (the export over OTLP/HTTP from a real server is in
-tests/integration/test_tracing.py)."""
+tests/integration/test_otlp_export.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tests.fakes import FakeEngine, loader
-from tests.in_process import quiet_settings
+from tests.support.fakes import FakeEngine, loader
+from tests.support.in_process import quiet_settings
 from whisper_service.app import create_app
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

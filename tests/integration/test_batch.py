@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.gcs_emulator import Emulator
 from tests.support import (
     LONG_AUDIO,
     LONG_AUDIO_MAX_WER,
@@ -24,6 +23,7 @@ from tests.support import (
     assert_transcript,
     ljspeech,
 )
+from tests.support.storage_emulator import Emulator
 
 TASKS = 3
 
@@ -136,7 +136,7 @@ def test_output_inside_input_is_refused(
 def test_inputs_named_like_manifests_or_with_dot_segments_are_refused(
     emulator: Emulator, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.fakes import FakeEngine
+    from tests.support.fakes import FakeEngine
     from whisper_service.batch import BatchRun, Shard
     from whisper_service.config import load_settings
 

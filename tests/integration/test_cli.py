@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psutil
 
-from tests.subtitles import parse_srt_strict, parse_vtt_strict
 from tests.support import (
     HOTWORDS_REFERENCE,
     MODEL_CACHE,
@@ -20,6 +19,7 @@ from tests.support import (
     assert_jfk,
     assert_transcript,
 )
+from tests.support.subtitles import parse_srt_strict, parse_vtt_strict
 
 CLI = str(Path(sys.executable).with_name("whisper-service"))
 

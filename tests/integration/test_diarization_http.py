@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from tests.speakers import (
+from tests.support import AUDIO, LiveServer, running, word_error_rate
+from tests.support.speakers import (
     Labelled,
     bush,
     confusion_rate,
@@ -24,8 +25,7 @@ from tests.speakers import (
     three_speakers,
     wav_bytes,
 )
-from tests.sse import events
-from tests.support import AUDIO, LiveServer, running, word_error_rate
+from tests.support.sse import events
 from whisper_service.audio import SAMPLE_RATE
 
 # ../shared/audio/README.md: one speaker on each channel.

@@ -25,10 +25,6 @@ import httpx
 import psutil
 import pytest
 
-from tests.balancer import Balancer
-from tests.gcp_emulators import GcpEmulators
-from tests.gcs_emulator import Emulator
-from tests.media import repeated_wav
 from tests.support import (
     LONG_AUDIO,
     LONG_AUDIO_MAX_WER,
@@ -38,6 +34,10 @@ from tests.support import (
     pooled_wer,
     running,
 )
+from tests.support.balancer import Balancer
+from tests.support.google_emulators import GcpEmulators
+from tests.support.media import repeated_wav
+from tests.support.storage_emulator import Emulator
 from whisper_service.config import load_settings
 from whisper_service.engines.base import Segment
 from whisper_service.jobs.files import JobFiles

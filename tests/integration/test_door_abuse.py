@@ -23,8 +23,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.speakers import load
 from tests.support import LONG_AUDIO, LiveServer, free_port
+from tests.support.speakers import load
 
 pytestmark = pytest.mark.anyio
 

@@ -17,9 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.media import repeated_wav
-from tests.speakers import load, wav_bytes
-from tests.sse import events, posted
 from tests.support import (
     LONG_AUDIO,
     LONG_AUDIO_MAX_WER,
@@ -29,6 +26,9 @@ from tests.support import (
     assert_transcript,
     normalize,
 )
+from tests.support.media import repeated_wav
+from tests.support.speakers import load, wav_bytes
+from tests.support.sse import events, posted
 from whisper_service.audio import SAMPLE_RATE
 
 Timeline = list[tuple[float, str]]

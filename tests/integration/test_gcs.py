@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gcs_emulator import Emulator
-from tests.subtitles import parse_srt_strict
 from tests.support import LiveServer, assert_jfk, running
+from tests.support.storage_emulator import Emulator
+from tests.support.subtitles import parse_srt_strict
 
 MAX_UPLOAD = 2 * 1024 * 1024
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gcs_emulator import Emulator
-from tests.media import joined_episodes, surround_flac
 from tests.support import (
     JFK_REFERENCE,
     REPO,
@@ -21,6 +19,8 @@ from tests.support import (
     free_port,
     running,
 )
+from tests.support.media import joined_episodes, surround_flac
+from tests.support.storage_emulator import Emulator
 from whisper_service.audio import decode_audio
 
 

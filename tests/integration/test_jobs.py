@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.subtitles import parse_srt_strict
 from tests.support import (
     LONG_AUDIO,
     LONG_AUDIO_MAX_WER,
@@ -27,6 +26,7 @@ from tests.support import (
     pooled_wer,
     running,
 )
+from tests.support.subtitles import parse_srt_strict
 from whisper_service.jobs.objects import LocalObjects
 from whisper_service.jobs.records import Job
 from whisper_service.jobs.store import DirectoryStore

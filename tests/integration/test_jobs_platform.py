@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gcp_emulators import PROJECT, GcpEmulators
+from tests.support.google_emulators import PROJECT, GcpEmulators
 from whisper_service.config import AppEnv, preset_settings
 from whisper_service.jobs.push_auth import route_audience
 

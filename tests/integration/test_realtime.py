@@ -18,7 +18,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.speakers import load, wav_bytes
 from tests.support import (
     LONG_AUDIO,
     LONG_AUDIO_MAX_WER,
@@ -29,6 +28,7 @@ from tests.support import (
     running,
     word_error_rate,
 )
+from tests.support.speakers import load, wav_bytes
 from whisper_service.audio import SAMPLE_RATE
 
 pytestmark = pytest.mark.anyio
@@ -152,7 +152,7 @@ async def test_server_vad_splits_the_radio_address_at_its_pauses(
     texts, stops = await sdk_session(default_server, pcm24(audio))
     assert stops >= 10
     assert len(texts) >= stops
-    # No human transcript: a loose bound against tiny.en's own (tests/support.py), and
+    # No human transcript: a loose bound against tiny.en's own (tests/support/__init__.py), and
     # a tight one against /transcribe's words (1.1 % apart measured; 4.5 % with each
     # turn decoded alone).
     assert word_error_rate(LONG_AUDIO_SILVER, " ".join(texts)) <= LONG_AUDIO_MAX_WER

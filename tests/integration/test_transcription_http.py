@@ -14,8 +14,6 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.media import stereo_wav
-from tests.subtitles import parse_srt_strict, parse_vtt_strict
 from tests.support import (
     JFK_MAX_WER,
     JFK_REFERENCE,
@@ -26,6 +24,8 @@ from tests.support import (
     pooled_wer,
     running,
 )
+from tests.support.media import stereo_wav
+from tests.support.subtitles import parse_srt_strict, parse_vtt_strict
 from whisper_service.audio import decode_audio
 
 ENGINES = ["faster-whisper", "openai-whisper"]

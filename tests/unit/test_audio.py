@@ -11,7 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from tests.media import (
+from tests.support import REPO
+from tests.support.media import (
     joined_episodes,
     lying_flac,
     mp3,
@@ -20,7 +21,6 @@ from tests.media import (
     stereo_wav,
     surround_flac,
 )
-from tests.support import REPO
 from whisper_service.audio import (
     SAMPLE_RATE,
     AudioTooLong,

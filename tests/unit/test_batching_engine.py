@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.speakers import load
 from tests.support import LONG_AUDIO, MODEL_CACHE, TEST_THREADS, ljspeech, pooled_wer
+from tests.support.speakers import load
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines import TranscribeOptions
 from whisper_service.engines.batching import BatchLimits

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.speakers import load
 from tests.support import MODEL_CACHE, TEST_THREADS, assert_transcript, ljspeech
+from tests.support.speakers import load
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines import Engine, TranscribeOptions
 from whisper_service.models import ModelFormat, resolve_model

@@ -10,7 +10,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from tests.speakers import (
+from tests.support import MODEL_CACHE
+from tests.support.speakers import (
     LJ,
     Labelled,
     ami_excerpts,
@@ -22,7 +23,6 @@ from tests.speakers import (
     three_speakers,
     two_speakers,
 )
-from tests.support import MODEL_CACHE
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.diarization import (
     DiarizeOptions,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.subtitles import parse_srt_strict, parse_vtt_strict
+from tests.support.subtitles import parse_srt_strict, parse_vtt_strict
 from whisper_service.engines.base import Segment, Transcription
 from whisper_service.formats import timestamp, to_srt, to_text, to_tsv, to_vtt
 

@@ -9,8 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.speakers import load
 from tests.support import LONG_AUDIO
+from tests.support.speakers import load
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.realtime.audio import FrameError, PcmStream, check_rate, from_base64
 from whisper_service.realtime.vad import FRAME, StreamingVad, TurnDetection

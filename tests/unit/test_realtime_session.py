@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.speakers import load
 from tests.support import LONG_AUDIO
+from tests.support.speakers import load
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.realtime.session import Context, Session, SessionConfig, SessionLimits
 

@@ -600,9 +600,7 @@ class JobsFields(BaseModel):
     @field_validator("pubsub_topic", "pubsub_dead_letter_topic")
     @classmethod
     def _topic(cls, value: str | None) -> str | None:
-        if value and not re.fullmatch(
-            r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}", value
-        ):
+        if value and not re.fullmatch(TOPIC_PATTERN, value):
             raise ValueError("must be projects/<project>/topics/<topic>")
         return value or None
 

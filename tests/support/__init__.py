@@ -18,7 +18,7 @@ import httpx
 import jiwer
 from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AUDIO = Path(os.environ.get("WHISPER_TEST_AUDIO", REPO.parent / "shared" / "audio"))
 # Converted and assembled models survive between runs; CI starts without them.
 MODEL_CACHE = Path(os.environ.get("WHISPER_TEST_MODEL_CACHE", REPO / ".cache" / "test-models"))

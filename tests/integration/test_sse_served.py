@@ -14,8 +14,6 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.media import repeated_wav
-from tests.sse import EVENT_STREAM, events, posted
 from tests.support import (
     AUDIO,
     JFK_MAX_WER,
@@ -27,6 +25,8 @@ from tests.support import (
     assert_transcript,
     word_error_rate,
 )
+from tests.support.media import repeated_wav
+from tests.support.sse import EVENT_STREAM, events, posted
 
 RADIO = AUDIO / LONG_AUDIO  # 127 s
 JFK = AUDIO / "jfk.flac"

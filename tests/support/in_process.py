@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.fakes import FakeEngine, loader
 from tests.support import MODEL_CACHE
+from tests.support.fakes import FakeEngine, loader
 from whisper_service.app import create_app
 from whisper_service.config import Settings, load_settings
 from whisper_service.serving.runtime import Runtime
