@@ -67,3 +67,29 @@ def test_generated_configuration_tables_are_fresh() -> None:
 
     text = (DOCS / "configuration.md").read_text()
     assert render_into(text) == text, "docs/configuration.md is stale: run `make docs`"
+
+
+def test_the_architecture_map_names_every_module() -> None:
+    """docs/architecture.md's map of src/ names each module under its package, so the
+    map cannot fall behind the code."""
+    text = (DOCS / "architecture.md").read_text()
+    block = text[text.index("src/whisper_service/\n") :]
+    block = block[: block.index("```")]
+    sections: dict[str, str] = {}
+    current = ""
+    for line in block.splitlines()[1:]:
+        entry = re.match(r"  (\w+/|\w+\.py)\s", line)
+        if entry:
+            current = entry.group(1).rstrip("/") if entry.group(1).endswith("/") else ""
+        sections[current] = sections.get(current, "") + line + "\n"
+    package_root = REPO / "src" / "whisper_service"
+    unnamed = [
+        str(path.relative_to(package_root))
+        for path in sorted(package_root.rglob("*.py"))
+        if path.name != "__init__.py"
+        and not re.search(
+            rf"\b{re.escape(path.name)}",
+            sections.get(str(path.parent.relative_to(package_root)).replace(".", ""), ""),
+        )
+    ]
+    assert not unnamed, f"docs/architecture.md does not name: {unnamed}"
