@@ -38,12 +38,26 @@ Change = Callable[[Job], Job | None]
 class Additions:
     """What a delivery adds to its job's record: deliveries counted, units stored,
     progress. Additions commute, so instances working on one job at once need no
-    transaction for them (``transitions.added``)."""
+    transaction for them (``applied_to``; Firestore applies them as field transforms)."""
 
     deliveries: dict[str, int] = field(default_factory=dict)
     units_done: tuple[int, ...] = ()
     windows: int = 0
     audio_seconds: float = 0.0
+
+    def applied_to(self, job: Job) -> Job:
+        """``job`` with these additions made."""
+        for piece, count in self.deliveries.items():
+            job.deliveries[piece] = job.deliveries.get(piece, 0) + count
+        job.units_done = [
+            *job.units_done,
+            *(n for n in self.units_done if n not in job.units_done),
+        ]
+        job.progress.windows_done += self.windows
+        job.progress.audio_seconds_done = round(
+            job.progress.audio_seconds_done + self.audio_seconds, 3
+        )
+        return job
 
 
 class JobNotFound(Exception):
@@ -151,9 +165,7 @@ class DirectoryStore:
 
     def add(self, job_id: str, additions: Additions) -> Job:
         """One machine has no contention to avoid: a compare-and-swap like any change."""
-        from whisper_service.jobs.transitions import added
-
-        return self.update(job_id, lambda job: added(job, additions))
+        return self.update(job_id, additions.applied_to)
 
     def recent(self, client: str | None, status: JobStatus | None, limit: int) -> list[Job]:
         """Ids sort by creation time: read backwards until ``limit`` match."""

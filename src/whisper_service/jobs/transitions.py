@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from whisper_service.jobs.records import Job, JobError, JobStatus, Plan
-from whisper_service.jobs.store import Additions, expiry
+from whisper_service.jobs.store import expiry
 
 UNEXPECTED = JobError(
     code="internal_error",
@@ -35,22 +35,6 @@ def planned(job: Job, plan: Plan) -> Job | None:
     job.language = plan.language
     job.progress.audio_seconds_total = round(plan.duration, 3)
     job.progress.windows_total = sum(len(u.windows) for u in plan.units)
-    return job
-
-
-def added(job: Job, additions: Additions) -> Job:
-    """``additions`` applied: the change every instance on a job makes at once, which
-    commutes, so it needs no transaction (Firestore applies it as field transforms)."""
-    for piece, count in additions.deliveries.items():
-        job.deliveries[piece] = job.deliveries.get(piece, 0) + count
-    job.units_done = [
-        *job.units_done,
-        *(n for n in additions.units_done if n not in job.units_done),
-    ]
-    job.progress.windows_done += additions.windows
-    job.progress.audio_seconds_done = round(
-        job.progress.audio_seconds_done + additions.audio_seconds, 3
-    )
     return job
 
 

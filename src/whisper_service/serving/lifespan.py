@@ -16,8 +16,8 @@ from whisper_service.config import Settings
 from whisper_service.observability import metrics
 from whisper_service.serving.drain import Drainer
 from whisper_service.serving.health import HealthMonitor
-from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE, load_in_background
+from whisper_service.serving.runtime import Runtime, load_in_background
+from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE
 from whisper_service.storage import EMULATOR_ENV
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""What one process serves with: settings, scheduler, model, monitor, jobs, drain state.
+"""What one process serves with: settings, scheduler, model, monitor, jobs, drain state;
+and the background load that makes it ready.
 
 One ``Runtime`` lives on ``app.state.runtime``; the API reaches it through FastAPI
 dependencies (``api/deps.py``), the lifespan fills it in.
@@ -6,25 +7,38 @@ dependencies (``api/deps.py``), the lifespan fills it in.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import psutil
+import structlog
 
+from whisper_service.audio import decoded_bytes
 from whisper_service.config import Settings
 from whisper_service.engines.base import Engine
 from whisper_service.models import ModelArtifact
+from whisper_service.observability import metrics
 from whisper_service.serving.health import HealthMonitor
 from whisper_service.serving.inflight import InFlightTracker
 from whisper_service.serving.memory import AudioMemory, audio_budget_bytes
 from whisper_service.serving.resources import memory_limit_bytes
 from whisper_service.serving.scheduler import Scheduler
-from whisper_service.serving.startup import EngineLoader, LoadedModel, load_model
+from whisper_service.serving.startup import (
+    BOOT_ERROR_EXIT_CODE,
+    EngineLoader,
+    LoadedModel,
+    load_diarization,
+    load_model,
+)
 from whisper_service.storage import GcsStorage
 
 if TYPE_CHECKING:
     from whisper_service.jobs.service import Jobs
+
+log = structlog.get_logger(__name__)
 
 # The model id OpenAI's clients send; it names whatever model this instance serves.
 OPENAI_MODEL_ALIAS = "whisper-1"
@@ -96,3 +110,31 @@ class Runtime:
     def inference_succeeded(self) -> None:
         """Record a successful inference (its age is a health figure)."""
         self.last_inference_monotonic = time.monotonic()
+
+
+async def load_in_background(runtime: Runtime) -> None:
+    """Load the model off the event loop and make the runtime ready; exit the process
+    with BOOT_ERROR_EXIT_CODE if it cannot be loaded."""
+    settings = runtime.settings
+    log.info("model_loading", model=settings.model, engine=settings.engine.value)
+    try:
+        loaded = await asyncio.to_thread(runtime.load, settings)
+    except Exception as exc:
+        log.critical("model_load_failed", model=settings.model, error=str(exc))
+        os._exit(BOOT_ERROR_EXIT_CODE)
+    runtime.model_ready(loaded)
+    metrics.MODEL_LOADED.labels(settings.engine.value, settings.model).set(1)
+    metrics.MODEL_LOAD_SECONDS.labels(settings.engine.value, settings.model).set(loaded.seconds)
+    budget = runtime.audio_memory.limit
+    log.info(
+        "model_ready",
+        model=loaded.artifact.name,
+        source=loaded.artifact.source,
+        engine=loaded.engine.name,
+        load_seconds=round(loaded.seconds, 3),
+        audio_memory_mib=round(budget / 2**20),
+        # How many requests of the longest accepted audio it holds at once.
+        longest_requests_held=budget // decoded_bytes(settings.max_audio_seconds),
+    )
+    if settings.diarization:
+        await load_diarization(settings)

@@ -12,20 +12,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import structlog
 
-from whisper_service.audio import SAMPLE_RATE, decoded_bytes
+from whisper_service.audio import SAMPLE_RATE
 from whisper_service.config import EngineName, Settings
 from whisper_service.engines.base import Engine, TranscribeOptions
 from whisper_service.models import ModelArtifact, ModelFormat, resolve_model
-from whisper_service.observability import metrics
 from whisper_service.serving.resources import available_cpus
-
-if TYPE_CHECKING:
-    from whisper_service.serving.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -99,34 +95,6 @@ def load_model(settings: Settings) -> LoadedModel:
         noise = np.random.default_rng(0).normal(0, 1e-3, SAMPLE_RATE).astype(np.float32)
         engine.transcribe(noise, TranscribeOptions(beam_size=1, temperature=0.0))
     return LoadedModel(artifact, engine, time.monotonic() - started)
-
-
-async def load_in_background(runtime: Runtime) -> None:
-    """Load the model off the event loop and make the runtime ready; exit the process
-    with BOOT_ERROR_EXIT_CODE if it cannot be loaded."""
-    settings = runtime.settings
-    log.info("model_loading", model=settings.model, engine=settings.engine.value)
-    try:
-        loaded = await asyncio.to_thread(runtime.load, settings)
-    except Exception as exc:
-        log.critical("model_load_failed", model=settings.model, error=str(exc))
-        os._exit(BOOT_ERROR_EXIT_CODE)
-    runtime.model_ready(loaded)
-    metrics.MODEL_LOADED.labels(settings.engine.value, settings.model).set(1)
-    metrics.MODEL_LOAD_SECONDS.labels(settings.engine.value, settings.model).set(loaded.seconds)
-    budget = runtime.audio_memory.limit
-    log.info(
-        "model_ready",
-        model=loaded.artifact.name,
-        source=loaded.artifact.source,
-        engine=loaded.engine.name,
-        load_seconds=round(loaded.seconds, 3),
-        audio_memory_mib=round(budget / 2**20),
-        # How many requests of the longest accepted audio it holds at once.
-        longest_requests_held=budget // decoded_bytes(settings.max_audio_seconds),
-    )
-    if settings.diarization:
-        await load_diarization(settings)
 
 
 async def load_diarization(settings: Settings) -> None:
