@@ -16,14 +16,17 @@ from whisper_service.engines import TranscribeOptions
 from whisper_service.engines.batching import BatchLimits
 from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
 from whisper_service.models import ModelFormat, resolve_model
+from whisper_service.observability.telemetry import telemetry
 
 OPTIONS = TranscribeOptions(language="en")
 
 
 def engine(batch: BatchLimits | None) -> FasterWhisperEngine:
     artifact = resolve_model("tiny.en", ModelFormat.CTRANSLATE2, MODEL_CACHE)
+    # Batches reported to the service's metrics, as startup wires it.
     return FasterWhisperEngine(artifact, device="cpu", compute_type="int8",
-                               threads=TEST_THREADS, workers=1, batch=batch)  # fmt: skip
+                               threads=TEST_THREADS, workers=1, batch=batch,
+                               batch_report=telemetry.batch_ran)  # fmt: skip
 
 
 def batched_calls(call: str) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,12 +36,16 @@ import ctranslate2
 import numpy as np
 
 from whisper_service.engines.base import Cancelled, CancelToken
-from whisper_service.observability import metrics
 
 # How often a call waiting for a batch looks at its request's cancel token.
 CANCEL_POLL_SECONDS = 0.05
 # Calls run as they come, one at a time, never gathered (see the module's docstring).
 UNGATHERED = frozenset({"encode"})
+
+
+# How a batch is reported (the service passes its metrics in; engines import none):
+# the method's label, how long each of its calls waited, and its windows.
+BatchReport = Callable[[str, list[float], int], None]
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,10 @@ class _Call:
 class Gatherer:
     """Collects model calls from request threads and runs them in batches."""
 
-    def __init__(self, model: Any, limits: BatchLimits) -> None:
+    def __init__(self, model: Any, limits: BatchLimits, report: BatchReport | None = None) -> None:
         self.model = model
         self.limits = limits
+        self._report = report
         self._cond = threading.Condition()
         self._members = 0  # request threads inside the engine now
         self._pending: list[_Call] = []
@@ -184,10 +189,9 @@ class Gatherer:
         started = time.monotonic()
         self._cond.release()
         try:
-            label = _label(batch[0])
-            for call in batch:
-                metrics.BATCH_WAIT.labels(label).observe(started - call.arrived)
-            metrics.BATCH_SIZE.labels(label).observe(sum(c.size for c in batch))
+            if self._report is not None:
+                waits = [started - call.arrived for call in batch]
+                self._report(_label(batch[0]), waits, sum(call.size for call in batch))
             try:
                 results = self._run(batch)
             except BaseException as exc:  # every caller hears of it

@@ -22,7 +22,7 @@ from whisper_service.engines.base import (
     check_prefix,
     require_multilingual,
 )
-from whisper_service.engines.batching import BatchingWhisper, BatchLimits, Gatherer
+from whisper_service.engines.batching import BatchingWhisper, BatchLimits, BatchReport, Gatherer
 from whisper_service.engines.features import use_blockwise_features
 from whisper_service.models import ModelArtifact
 
@@ -44,6 +44,7 @@ class FasterWhisperEngine:
         threads: int,
         workers: int,
         batch: BatchLimits | None = None,
+        batch_report: BatchReport | None = None,
     ) -> None:
         self.model_name = artifact.name
         self.compute_type = compute_type
@@ -59,7 +60,7 @@ class FasterWhisperEngine:
         self._gatherer: Gatherer | None = None
         if batch is not None and batch.max_size > 1:
             # Requests decode as ever; their model calls are gathered into batches.
-            self._gatherer = Gatherer(self._model.model, batch)
+            self._gatherer = Gatherer(self._model.model, batch, batch_report)
             sot = self._model.hf_tokenizer.token_to_id("<|startoftranscript|>")
             self._model.model = BatchingWhisper(self._model.model, self._gatherer, sot)
         self._batched = BatchedInferencePipeline(self._model)

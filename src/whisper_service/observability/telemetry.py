@@ -8,7 +8,7 @@ no-ops and only Prometheus records.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -132,6 +132,13 @@ class Telemetry:
             rtf = inference_seconds / audio_seconds
             prom.REALTIME_FACTOR.labels(engine, model).observe(rtf)
             self._rtf.record(rtf, {"engine": engine, "model": model})
+
+    def batch_ran(self, method: str, waits: Sequence[float], windows: int) -> None:
+        """A gathered batch of ``method`` calls ran: how long each call waited for it,
+        and how many windows it held (the engine reports it; ``engines/batching.py``)."""
+        for seconds in waits:
+            prom.BATCH_WAIT.labels(method).observe(seconds)
+        prom.BATCH_SIZE.labels(method).observe(windows)
 
     def queue_waited(self, seconds: float) -> None:
         """A request got an inference worker after waiting ``seconds``."""

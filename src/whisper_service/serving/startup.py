@@ -21,6 +21,7 @@ from whisper_service.audio import SAMPLE_RATE
 from whisper_service.config import EngineName, Settings
 from whisper_service.engines.base import Engine, TranscribeOptions
 from whisper_service.models import ModelArtifact, ModelFormat, resolve_model
+from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.resources import available_cpus
 
 log = structlog.get_logger(__name__)
@@ -81,7 +82,7 @@ def load_engine(settings: Settings, artifact: ModelArtifact) -> Engine:
         max_wait=settings.batch_max_wait_ms / 1000,
         concurrency=settings.inference_workers,
     )
-    return FasterWhisperEngine(artifact, **shape, batch=batch)
+    return FasterWhisperEngine(artifact, **shape, batch=batch, batch_report=telemetry.batch_ran)
 
 
 def load_model(settings: Settings) -> LoadedModel:
