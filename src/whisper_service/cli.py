@@ -248,7 +248,7 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Transcribe this task's share of a gs:// prefix (a Cloud Run Job's task)."""
-    from whisper_service.batch import BatchRun, Shard, prefixes
+    from whisper_service.bulk import BatchRun, Shard, prefixes
     from whisper_service.engines.base import TranscribeOptions
     from whisper_service.engines.languages import normalize_language
     from whisper_service.formats import ResponseFormat

@@ -4,7 +4,7 @@ HTTP ``status`` that says whose fault it is.
 Every such failure derives from :class:`ServiceError`: audio that cannot be decoded
 (``audio``), gs:// objects (``storage``), options a model cannot honour (``engines``),
 work refused or stopped (``serving``), and the API's own checks. The API renders them
-all in one place (``api/errors.py``); nothing on the way re-wraps them.
+all in one place (``api/error_responses.py``); nothing on the way re-wraps them.
 """
 
 from __future__ import annotations

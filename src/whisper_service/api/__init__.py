@@ -22,7 +22,7 @@ from whisper_service.api import (
     routes_realtime,
     routes_transcribe,
 )
-from whisper_service.api.errors import install_error_handlers
+from whisper_service.api.error_responses import install_error_handlers
 
 ROUTERS = (
     routes_transcribe.router,

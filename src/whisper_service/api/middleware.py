@@ -16,7 +16,7 @@ import structlog
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from whisper_service.api.errors import error_body
+from whisper_service.api.error_responses import error_body
 from whisper_service.errors import ContentTooLarge, ServiceError
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var

@@ -17,7 +17,7 @@ from whisper_service.api.openai_schemas import (
     TranscriptTextDone,
 )
 from whisper_service.api.schemas import SegmentOut, Usage
-from whisper_service.api.streaming import EventFormat
+from whisper_service.api.sse import EventFormat
 from whisper_service.engines import Segment, Task, Transcription
 from whisper_service.engines.languages import language_name
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from whisper_service.api.deps import ClientDep, EngineDep, JobsDep, RuntimeDep
 from whisper_service.api.forms import TranscriptionForm
+from whisper_service.api.request_audio import check_gcs_input, probe_upload
 from whisper_service.api.schemas import (
     JobErrorOut,
     JobList,
@@ -32,7 +33,6 @@ from whisper_service.api.schemas import (
     json_response,
     speaker_fields,
 )
-from whisper_service.api.sources import check_gcs_input, probe_upload
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render
 from whisper_service.diarization import DiarizeOptions
 from whisper_service.diarization.transcripts import not_two_channels

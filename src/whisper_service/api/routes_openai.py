@@ -43,10 +43,10 @@ from whisper_service.api.openai_schemas import (
     TranscriptTextDone,
 )
 from whisper_service.api.openapi import event_stream
+from whisper_service.api.request_audio import Upload
 from whisper_service.api.schemas import StreamError, error_responses
-from whisper_service.api.sources import Upload
 from whisper_service.api.speaker_params import Diarize, diarize_options, known_voices
-from whisper_service.api.streaming import stream_transcription
+from whisper_service.api.sse import stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
 from whisper_service.engines import Engine, Task, TranscribeOptions, VadSettings
 from whisper_service.engines.base import MAX_PROMPT_CHARS

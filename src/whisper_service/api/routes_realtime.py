@@ -30,7 +30,7 @@ from opentelemetry import trace
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 
-from whisper_service.api.errors import error_body
+from whisper_service.api.error_responses import error_body
 from whisper_service.api.rate_limit import client_address
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, UnsupportedOption
 from whisper_service.engines.base import check_options

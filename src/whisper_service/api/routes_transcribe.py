@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from whisper_service.api.deps import EngineDep, RuntimeDep
 from whisper_service.api.forms import TranscriptionForm
 from whisper_service.api.openapi import event_stream
+from whisper_service.api.request_audio import AudioSource, GcsObject, Upload
 from whisper_service.api.schemas import (
     LanguageCandidate,
     LanguageDetectionOut,
@@ -25,8 +26,7 @@ from whisper_service.api.schemas import (
     error_responses,
     speaker_fields,
 )
-from whisper_service.api.sources import AudioSource, GcsObject, Upload
-from whisper_service.api.streaming import EventFormat, stream_transcription
+from whisper_service.api.sse import EventFormat, stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, infer, render, transcribe
 from whisper_service.engines import Engine, Segment, TranscribeOptions, Transcription
 from whisper_service.engines.base import require_multilingual

@@ -13,7 +13,7 @@ A request is parsed by its route (``routes_*``, ``forms``), then here:
    (``diarization.transcripts``);
 5. answered: ``render`` writes the response format.
 
-Every failure on the way is a ServiceError that ``api/errors.py`` renders.
+Every failure on the way is a ServiceError that ``api/error_responses.py`` renders.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
+from whisper_service.api.request_audio import AudioSource, decode_source
 from whisper_service.api.schemas import json_response
-from whisper_service.api.sources import AudioSource, decode_source
 from whisper_service.audio import DecodedAudio
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions

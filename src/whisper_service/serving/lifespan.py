@@ -39,8 +39,8 @@ def _start_jobs(runtime: Runtime) -> Jobs:
     """Jobs on the configured store, files and queue, started; one that cannot be
     opened is a boot error naming the setting: a service that accepted jobs it cannot
     keep would lose them. (Imported here: a process without jobs never loads them.)"""
+    from whisper_service.jobs.backends import open_files, open_queue, open_store
     from whisper_service.jobs.service import Jobs
-    from whisper_service.jobs.setup import open_files, open_queue, open_store
 
     settings, monitor = runtime.settings, runtime.monitor
     store = _opened("WHISPER_JOBS_STORE", lambda: open_store(settings))

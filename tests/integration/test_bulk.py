@@ -137,7 +137,7 @@ def test_inputs_named_like_manifests_or_with_dot_segments_are_refused(
     emulator: Emulator, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.support.fakes import FakeEngine
-    from whisper_service.batch import BatchRun, Shard
+    from whisper_service.bulk import BatchRun, Shard
     from whisper_service.config import load_settings
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
@@ -168,6 +168,6 @@ def test_inputs_named_like_manifests_or_with_dot_segments_are_refused(
      ("x/_failures/y.flac", False), ("calls/2026/a.flac", False)],
 )  # fmt: skip
 def test_which_names_are_refused(relative: str, refused: bool) -> None:
-    from whisper_service.batch import name_refusal
+    from whisper_service.bulk import name_refusal
 
     assert (name_refusal(relative) is not None) == refused

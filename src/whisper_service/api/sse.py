@@ -22,8 +22,8 @@ import structlog
 from fastapi import Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from whisper_service.api.errors import error_body
-from whisper_service.api.sources import AudioSource
+from whisper_service.api.error_responses import error_body
+from whisper_service.api.request_audio import AudioSource
 from whisper_service.api.transcription import (
     Admitted,
     admitted_audio,
