@@ -13,9 +13,9 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from tests.support import AUDIO
 from whisper_service.audio import decode_audio
+from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.engines.base import CancelToken, TranscribeOptions
 from whisper_service.formats import to_srt, to_tsv, to_vtt
-from whisper_service.serving.scheduler import Scheduler
 
 OPTIONS = TranscribeOptions(language="en")
 

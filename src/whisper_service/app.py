@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import TypeVar
 
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry import metrics as otel_metrics
@@ -32,6 +35,7 @@ from whisper_service.api.middleware import (
 from whisper_service.api.origin import WebSocketOriginMiddleware
 from whisper_service.api.push_guard import PushGuardMiddleware
 from whisper_service.api.rate_limit import RateLimitMiddleware
+from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import Settings, load_settings
 from whisper_service.jobs.push_auth import PushAuth
 from whisper_service.observability import metrics, tracing
@@ -39,9 +43,11 @@ from whisper_service.observability.logging import configure_logging
 from whisper_service.observability.redaction import redact_span
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.lifespan import lifespan
-from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import Scheduler
-from whisper_service.serving.startup import EngineLoader, load_model
+from whisper_service.serving.runtime import BackgroundJobs, Runtime
+from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE, EngineLoader, load_model
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 UNMATCHED_ROUTE = "unmatched"
 
@@ -61,6 +67,40 @@ def route_resolver(app: FastAPI) -> Callable[[Scope], str]:
         return UNMATCHED_ROUTE
 
     return route_of
+
+
+def _opened(setting: str, open_part: Callable[[], T]) -> T:
+    try:
+        return open_part()
+    except Exception as exc:
+        log.critical("job_store_unusable", setting=setting, error=str(exc))
+        os._exit(BOOT_ERROR_EXIT_CODE)
+
+
+def _start_jobs(runtime: Runtime) -> BackgroundJobs:
+    """Jobs on the configured store, files and queue, started; one that cannot be
+    opened is a boot error naming the setting: a service that accepted jobs it cannot
+    keep would lose them. (Imported here: a process without jobs never loads them.)"""
+    from whisper_service.jobs.backends import open_files, open_queue, open_store
+    from whisper_service.jobs.service import Jobs
+
+    settings, monitor = runtime.settings, runtime.monitor
+    store = _opened("WHISPER_JOBS_STORE", lambda: open_store(settings))
+    files = _opened("WHISPER_JOBS_FILES", lambda: open_files(settings, runtime.storage))
+    queue = _opened("WHISPER_JOBS_QUEUE", lambda: open_queue(settings))
+    jobs = Jobs(
+        settings,
+        store,
+        files,
+        queue,
+        runtime.scheduler,
+        runtime.storage,
+        lambda: runtime.engine,
+        memory_critical=lambda: monitor is not None and monitor.memory_critical,
+        audio_memory=runtime.audio_memory,
+    )
+    jobs.start()
+    return jobs
 
 
 def create_app(
@@ -99,6 +139,7 @@ def create_app(
             queue_timeout=settings.queue_timeout_seconds,
             batch_size=settings.batch_size,
         ),
+        start_jobs=_start_jobs if settings.jobs_store else None,
     )
     install_error_handlers(app)
     for router in ROUTERS:

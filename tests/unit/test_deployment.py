@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tests.support import REPO
+from whisper_service.capacity.memory import running_inference_mib
 from whisper_service.config import (
     PRESETS,
     AppEnv,
@@ -28,7 +29,6 @@ from whisper_service.config import (
 )
 from whisper_service.deploy.cloud_run import render
 from whisper_service.deploy.rules import problems
-from whisper_service.serving.memory import running_inference_mib
 
 MANIFESTS = REPO / "deployment" / "cloud-run"
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from whisper_service.audio import SAMPLE_RATE
+from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import load_settings
 from whisper_service.engines import TranscribeOptions, Transcription
 from whisper_service.realtime.session import Context, SessionConfig
 from whisper_service.realtime.transcriber import GAP, ScheduledTranscriber
 from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio
 CONFIG = SessionConfig(rate=SAMPLE_RATE, language="en", prompt="Glossary: Gutenberg.")

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from whisper_service.capacity.scheduler import Rejected, Scheduler, SchedulerStats
 from whisper_service.engines.base import Cancelled, CancelToken
-from whisper_service.serving.scheduler import Rejected, Scheduler, SchedulerStats
 
 
 def blocking_work(release: threading.Event, calls: list[str], name: str):  # type: ignore[no-untyped-def]

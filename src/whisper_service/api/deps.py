@@ -49,7 +49,8 @@ EngineDep = Annotated[Engine, Depends(get_ready_engine)]
 
 def get_jobs(runtime: RuntimeDep) -> Jobs:
     """This process's jobs, or 501 when no job store is configured."""
-    if runtime.jobs is None:
+    # Serving holds them as BackgroundJobs (it never imports jobs); app.py starts Jobs.
+    if not isinstance(runtime.jobs, Jobs):
         raise ServiceError(
             "async jobs need a job store: set WHISPER_JOBS_STORE on the server",
             code="jobs_not_configured",

@@ -32,6 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from whisper_service.api.error_responses import error_body
 from whisper_service.api.rate_limit import client_address
+from whisper_service.capacity.memory import Reservation
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, UnsupportedOption
 from whisper_service.engines.base import check_options
 from whisper_service.errors import ServiceError
@@ -55,7 +56,6 @@ from whisper_service.realtime.session import (
     new_id,
 )
 from whisper_service.realtime.transcriber import ScheduledTranscriber
-from whisper_service.serving.memory import Reservation
 from whisper_service.serving.runtime import Runtime
 
 router = APIRouter(tags=["realtime"])

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from whisper_service.api.request_audio import AudioSource, decode_source
 from whisper_service.api.schemas import json_response
 from whisper_service.audio import DecodedAudio
+from whisper_service.capacity.scheduler import DISCONNECT_POLL_SECONDS, Admission
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions
 from whisper_service.diarization.transcripts import (
@@ -48,7 +49,6 @@ from whisper_service.formats import MEDIA_TYPES, TEXT_WRITERS, ResponseFormat
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import DISCONNECT_POLL_SECONDS, Admission
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

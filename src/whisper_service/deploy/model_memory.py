@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from whisper_service.config import Settings
-from whisper_service.serving.memory import (
+from whisper_service.capacity.memory import (
     DIARIZATION_MIB,
     MIN_BUDGET_MIB,
     running_inference_mib,
 )
+from whisper_service.config import Settings
 
 SERVICE_OVERHEAD_MIB = 100
 
@@ -117,7 +117,7 @@ def settings_need_mib(settings: Settings) -> int | None:
 
 
 def audio_budget_mib(settings: Settings) -> int | None:
-    """The decoded-audio budget a deployment of ``settings`` gets (see serving.memory):
+    """The decoded-audio budget a deployment of ``settings`` gets (see capacity.memory):
     WHISPER_AUDIO_MEMORY_MIB, or estimated from this table as the process would derive
     it from its own size; None for a model the table does not know."""
     if settings.audio_memory_mib:

@@ -12,6 +12,7 @@ from typing import IO
 import structlog
 
 from whisper_service.audio import AudioError, DecodedAudio, decode_audio
+from whisper_service.capacity.memory import AudioTooBig, MemoryRefused
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions
 from whisper_service.diarization.transcripts import check_channels
@@ -21,7 +22,6 @@ from whisper_service.errors import ServiceError
 from whisper_service.jobs.dispatch import Retry
 from whisper_service.jobs.files import JobFiles
 from whisper_service.jobs.records import Job, JobError
-from whisper_service.serving.memory import AudioTooBig, MemoryRefused
 from whisper_service.storage import GcsStorage, StorageError
 
 log = structlog.get_logger(__name__)

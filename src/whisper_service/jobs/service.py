@@ -21,6 +21,8 @@ from typing import IO
 
 import structlog
 
+from whisper_service.capacity.memory import AudioMemory
+from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import Settings
 from whisper_service.engines.base import CancelToken, Engine
 from whisper_service.jobs import transitions
@@ -34,8 +36,6 @@ from whisper_service.jobs.work import JobWork, Stopped
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.serving.memory import AudioMemory
-from whisper_service.serving.scheduler import Scheduler
 from whisper_service.storage import GcsStorage, StorageError, StorageUnavailable
 
 log = structlog.get_logger(__name__)

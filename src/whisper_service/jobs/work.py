@@ -29,6 +29,8 @@ from typing import TypeVar
 import numpy as np
 import structlog
 
+from whisper_service.capacity.memory import AudioMemory
+from whisper_service.capacity.scheduler import Rejected, Scheduler
 from whisper_service.config import Settings
 from whisper_service.diarization import embed_speech
 from whisper_service.diarization.transcripts import CHANNEL_NAMES
@@ -49,8 +51,6 @@ from whisper_service.jobs.merge import Merger
 from whisper_service.jobs.records import Job, Plan, Unit, UnitCheckpoint, UnitSpec, Window
 from whisper_service.jobs.store import Additions, JobStore
 from whisper_service.observability.telemetry import telemetry
-from whisper_service.serving.memory import AudioMemory
-from whisper_service.serving.scheduler import Rejected, Scheduler
 from whisper_service.storage import GcsStorage
 
 log = structlog.get_logger(__name__)

@@ -22,12 +22,12 @@ import time
 import numpy as np
 
 from whisper_service.audio import SAMPLE_RATE
+from whisper_service.capacity.scheduler import Rejected
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.engines.base import MAX_PREFIX_CHARS, WINDOW_SAMPLES
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.realtime.session import Context, SessionConfig, TranscriptionFailed
 from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import Rejected
 
 PROMPT_CHARS = 200
 # Between the previous turn and this one when both are decoded together: a pause, as

@@ -3,12 +3,14 @@ stays healthy and stops.
 
 - ``runtime``: the process's state (``Runtime``), reached by the API through deps;
 - ``startup``: the model resolved, loaded into its engine and warmed up;
-- ``scheduler``: admission control, the bounded queue and the inference threads;
 - ``inflight``: the requests being served, for the drain;
 - ``drain``: SIGTERM/SIGINT turned into a graceful drain;
 - ``lifespan``: the app's start and stop, wiring the above together;
 - ``health``: the background monitor behind /health;
 - ``resources``: the CPUs and memory the container really grants.
+
+What admits and runs the work (the scheduler, the audio budget) is ``capacity``, below
+this package: jobs use it too, and serving never imports jobs.
 
 gunicorn's own configuration is ``whisper_service.gunicorn_conf``, outside this
 package: the gunicorn master imports it, and must not import what this package does
@@ -21,7 +23,6 @@ from whisper_service.serving.inflight import InFlightRequest, InFlightTracker
 from whisper_service.serving.lifespan import lifespan
 from whisper_service.serving.resources import available_cpus, memory_limit_bytes
 from whisper_service.serving.runtime import Runtime
-from whisper_service.serving.scheduler import Rejected, Scheduler, SchedulerStats
 from whisper_service.serving.startup import (
     BOOT_ERROR_EXIT_CODE,
     EngineLoader,
@@ -39,10 +40,7 @@ __all__ = [
     "InFlightRequest",
     "InFlightTracker",
     "LoadedModel",
-    "Rejected",
     "Runtime",
-    "Scheduler",
-    "SchedulerStats",
     "Status",
     "available_cpus",
     "lifespan",

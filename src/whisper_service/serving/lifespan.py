@@ -7,7 +7,6 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from fastapi import FastAPI
@@ -17,48 +16,9 @@ from whisper_service.observability import metrics
 from whisper_service.serving.drain import Drainer
 from whisper_service.serving.health import HealthMonitor
 from whisper_service.serving.runtime import Runtime, load_in_background
-from whisper_service.serving.startup import BOOT_ERROR_EXIT_CODE
 from whisper_service.storage import EMULATOR_ENV
 
-if TYPE_CHECKING:
-    from whisper_service.jobs.service import Jobs
-
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
-
-
-def _opened(setting: str, open_part: Callable[[], T]) -> T:
-    try:
-        return open_part()
-    except Exception as exc:
-        log.critical("job_store_unusable", setting=setting, error=str(exc))
-        os._exit(BOOT_ERROR_EXIT_CODE)
-
-
-def _start_jobs(runtime: Runtime) -> Jobs:
-    """Jobs on the configured store, files and queue, started; one that cannot be
-    opened is a boot error naming the setting: a service that accepted jobs it cannot
-    keep would lose them. (Imported here: a process without jobs never loads them.)"""
-    from whisper_service.jobs.backends import open_files, open_queue, open_store
-    from whisper_service.jobs.service import Jobs
-
-    settings, monitor = runtime.settings, runtime.monitor
-    store = _opened("WHISPER_JOBS_STORE", lambda: open_store(settings))
-    files = _opened("WHISPER_JOBS_FILES", lambda: open_files(settings, runtime.storage))
-    queue = _opened("WHISPER_JOBS_QUEUE", lambda: open_queue(settings))
-    jobs = Jobs(
-        settings,
-        store,
-        files,
-        queue,
-        runtime.scheduler,
-        runtime.storage,
-        lambda: runtime.engine,
-        memory_critical=lambda: monitor is not None and monitor.memory_critical,
-        audio_memory=runtime.audio_memory,
-    )
-    jobs.start()
-    return jobs
 
 
 def _check_gcs_credentials(settings: Settings) -> None:
@@ -100,8 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     drainer = Drainer(runtime)
     drainer.install()
     loader = asyncio.create_task(load_in_background(runtime))
-    if runtime.settings.jobs_store:
-        runtime.jobs = _start_jobs(runtime)
+    if runtime.start_jobs is not None:
+        runtime.jobs = runtime.start_jobs(runtime)
     stop_metrics = _serve_metrics_port(runtime)
     credentials = asyncio.create_task(asyncio.to_thread(_check_gcs_credentials, runtime.settings))
     try:

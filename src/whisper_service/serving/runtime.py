@@ -10,22 +10,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import psutil
 import structlog
 
 from whisper_service.audio import decoded_bytes
+from whisper_service.capacity.memory import AudioMemory, audio_budget_bytes
+from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import Settings
 from whisper_service.engines.base import Engine
 from whisper_service.models import ModelArtifact
 from whisper_service.observability import metrics
 from whisper_service.serving.health import HealthMonitor
 from whisper_service.serving.inflight import InFlightTracker
-from whisper_service.serving.memory import AudioMemory, audio_budget_bytes
 from whisper_service.serving.resources import memory_limit_bytes
-from whisper_service.serving.scheduler import Scheduler
 from whisper_service.serving.startup import (
     BOOT_ERROR_EXIT_CODE,
     EngineLoader,
@@ -35,13 +36,31 @@ from whisper_service.serving.startup import (
 )
 from whisper_service.storage import GcsStorage
 
-if TYPE_CHECKING:
-    from whisper_service.jobs.service import Jobs
-
 log = structlog.get_logger(__name__)
 
 # The model id OpenAI's clients send; it names whatever model this instance serves.
 OPENAI_MODEL_ALIAS = "whisper-1"
+
+
+class BackgroundJobs(Protocol):
+    """What serving asks of the jobs side (``jobs.service.Jobs``, which ``app.py``
+    starts through ``Runtime.start_jobs``): it drains, stops and reports them, and never
+    imports them."""
+
+    async def begin_drain(self) -> None:
+        """Take no new deliveries."""
+
+    async def wait_idle(self) -> None:
+        """Return once no unit is running."""
+
+    async def stop_all(self) -> None:
+        """Stop running units at their next checkpoint."""
+
+    async def close(self) -> None:
+        """Release the store, files and queue."""
+
+    def stats(self) -> dict[str, object]:
+        """For the health report."""
 
 
 @dataclass
@@ -63,7 +82,10 @@ class Runtime:
     monitor: HealthMonitor | None = None
     storage: GcsStorage = field(init=False)
     audio_memory: AudioMemory = field(init=False)
-    jobs: Jobs | None = None
+    # How this process starts its jobs (app.py gives it when jobs are configured), and
+    # the jobs once started.
+    start_jobs: Callable[[Runtime], BackgroundJobs] | None = None
+    jobs: BackgroundJobs | None = None
     realtime_sessions: int = 0  # live WebSocket sessions open now
     realtime_clients: dict[str, int] = field(default_factory=dict)  # sessions per client
 
@@ -72,7 +94,7 @@ class Runtime:
         self.audio_memory = AudioMemory(self.audio_budget())
 
     def audio_budget(self) -> int:
-        """The decoded-audio budget for this process as it is now (see serving.memory)."""
+        """The decoded-audio budget for this process as it is now (see capacity.memory)."""
         rss = psutil.Process().memory_info().rss
         return audio_budget_bytes(self.settings, memory_limit_bytes(), rss)
 
