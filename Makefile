@@ -49,6 +49,7 @@ lint: install-dev
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/hadolint Dockerfile.secure
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy src
