@@ -33,6 +33,7 @@ from whisper_service.api.middleware import (
     RequestIdMiddleware,
 )
 from whisper_service.api.origin import WebSocketOriginMiddleware
+from whisper_service.api.paths import PROBE_PREFIXES
 from whisper_service.api.push_guard import PushGuardMiddleware
 from whisper_service.api.rate_limit import RateLimitMiddleware
 from whisper_service.capacity.scheduler import Scheduler
@@ -200,7 +201,7 @@ def create_app(
         app,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
-        excluded_urls="/health,/v2/health,/metrics",
+        excluded_urls=",".join(PROBE_PREFIXES),
         # A span per ASGI message would be one per upload chunk, and one per audio
         # frame of a live session (36,000 in an hour): the server span covers them.
         exclude_spans=["receive", "send"],

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whisper_service.api.error_responses import error_body
+from whisper_service.api.paths import is_probe
 from whisper_service.errors import ContentTooLarge, ServiceError
 from whisper_service.observability import metrics
 from whisper_service.observability.context import request_id_var
@@ -126,33 +127,17 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-# Probes and scrapes keep answering while draining: the platform reads them.
-PROBE_PREFIXES = ("/health", "/v2/health", "/metrics")
-
-
-# Pub/Sub's push endpoints check their own credentials (api.push_guard), before the
-# body is read, not API keys; the subscription's flow control paces them, and failed
-# credentials are limited per address there.
-PUSH_PREFIX = "/internal/jobs/"
-
-
-def is_push(path: str) -> bool:
-    """The job-delivery endpoints Pub/Sub pushes to."""
-    return path.startswith(PUSH_PREFIX)
-
-
-def is_probe(path: str) -> bool:
-    """Health, readiness, KServe and metrics paths."""
-    return path.startswith(PROBE_PREFIXES) or (
-        path.startswith("/v2/models/") and path.endswith("/ready")
-    )
-
-
 async def send_error(send: Send, error: ServiceError, scope: Scope | None = None) -> None:
-    """Answer from middleware (before any route runs) in the API's JSON error shape. A
-    WebSocket handshake is refused with that HTTP answer where the server can send one
-    (the ASGI ``websocket.http.response`` extension), else closed unaccepted (403)."""
+    """Answer from middleware (before any route runs) in the API's JSON error shape,
+    counted as a rejection (``send_error_response``)."""
     telemetry.rejected(error.code)
+    await send_error_response(send, error, scope)
+
+
+async def send_error_response(send: Send, error: ServiceError, scope: Scope | None = None) -> None:
+    """``error`` in the API's JSON error shape. A WebSocket handshake is refused with
+    that HTTP answer where the server can send one (the ASGI ``websocket.http.response``
+    extension), else closed unaccepted (403)."""
     body = json.dumps(error_body(error.status, error.code, error.message, error.param)).encode()
     raw_headers = [
         (b"content-type", b"application/json"),

@@ -25,12 +25,11 @@ from typing import Any, Protocol
 
 import structlog
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 
-from whisper_service.api.error_responses import error_body
+from whisper_service.api.middleware import send_error_response
 from whisper_service.api.rate_limit import client_address
 from whisper_service.capacity.memory import Reservation
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, UnsupportedOption
@@ -67,11 +66,10 @@ POLL_SECONDS = 0.25
 
 
 async def refuse(websocket: WebSocket, error: ServiceError) -> None:
-    """Refuse the handshake with an HTTP answer in the API's error shape."""
-    body = error_body(error.status, error.code, error.message, error.param)
-    await websocket.send_denial_response(
-        JSONResponse(body, status_code=error.status, headers=error.headers)
-    )
+    """Refuse the handshake as the middleware does: an HTTP answer in the API's error
+    shape, or a policy close where the server cannot send one (counted in
+    ``whisper_realtime_sessions_refused_total`` by the caller)."""
+    await send_error_response(websocket.send, error, websocket.scope)
 
 
 def client_of(websocket: WebSocket) -> str:
