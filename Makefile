@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
-# The CPU build of torch lies in /opt/wheels on these machines; elsewhere pip's
-# own configuration decides where torch comes from.
-PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+# The locks pin torch's CPU build (2.13.0+cpu), which is not on PyPI: it lies in
+# /opt/wheels on these machines, and comes from PyTorch's CPU index elsewhere (as in
+# the image's build).
+PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu)
 PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
