@@ -160,7 +160,9 @@ def known_speakers(case: Labelled) -> dict[str, Any]:
 
 
 def costs(engine: Any, cases: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """Plain transcription vs transcription with words and speakers, per recording."""
+    """Plain transcription vs transcription with words and speakers, per recording;
+    and with words alone, the part of the added cost that attribution's word
+    timestamps take."""
     from whisper_service.audio import DecodedAudio
     from whisper_service.diarization.transcripts import with_speakers
     from whisper_service.engines.base import CancelToken, TranscribeOptions
@@ -176,9 +178,10 @@ def costs(engine: Any, cases: list[tuple[str, np.ndarray]]) -> list[dict[str, An
             with_speakers(result, audio, DiarizeOptions(), CancelToken(), keep_words=False)
 
         # Interleaved: the machine's drift hits both sides alike.
-        plain_s, diarized_s, alone_s = [], [], []
+        plain_s, words_s, diarized_s, alone_s = [], [], [], []
         for _ in range(ROUNDS):
             plain_s.append(_timed(lambda samples=samples: engine.transcribe(samples, plain)))
+            words_s.append(_timed(lambda samples=samples: engine.transcribe(samples, aligned)))
             diarized_s.append(_timed(diarized))
             alone_s.append(_timed(lambda samples=samples: diarize(samples, DiarizeOptions())))
         seconds = len(samples) / SAMPLE_RATE
@@ -187,6 +190,7 @@ def costs(engine: Any, cases: list[tuple[str, np.ndarray]]) -> list[dict[str, An
             "recording": name,
             "audio_s": round(seconds, 1),
             "transcribe_s": round(plain_m, 3),
+            "transcribe_words_s": round(statistics.median(words_s), 3),
             "transcribe_diarize_s": round(diarized_m, 3),
             "diarize_alone_s": round(statistics.median(alone_s), 3),
             "added": round(diarized_m / plain_m - 1, 3),
