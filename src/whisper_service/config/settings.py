@@ -82,23 +82,13 @@ class Settings(
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        """The rules that span groups (each group checks its own)."""
         problems = []
         if self.drain_timeout_seconds + SHUTDOWN_MARGIN_SECONDS > self.platform_grace_seconds:
             problems.append(
                 f"{env_var_name('drain_timeout_seconds')}={self.drain_timeout_seconds:g} "
                 f"leaves less than {SHUTDOWN_MARGIN_SECONDS:g} s before the platform's SIGKILL "
                 f"({env_var_name('platform_grace_seconds')}={self.platform_grace_seconds:g})"
-            )
-        for low, high in (
-            ("health_memory_degraded_percent", "health_memory_unhealthy_percent"),
-            ("health_loop_lag_degraded_seconds", "health_loop_lag_unhealthy_seconds"),
-        ):
-            if getattr(self, low) > getattr(self, high):
-                problems.append(f"{env_var_name(low)} must not exceed {env_var_name(high)}")
-        if self.health_disk_free_unhealthy_mib > self.health_disk_free_degraded_mib:
-            problems.append(
-                f"{env_var_name('health_disk_free_unhealthy_mib')} must not exceed "
-                f"{env_var_name('health_disk_free_degraded_mib')}"
             )
         if self.pubsub_push_token and self.app_env is AppEnv.PRODUCTION:
             problems.append(
