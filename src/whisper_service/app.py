@@ -23,19 +23,15 @@ from whisper_service.api import (
     install_error_handlers,
     openapi,
 )
-from whisper_service.api.auth import ApiKeyMiddleware, KeyIds
-from whisper_service.api.middleware import (
-    FORM_OVERHEAD_BYTES,
-    AccessMiddleware,
-    BodySizeLimitMiddleware,
-    DrainMiddleware,
-    InFlightMiddleware,
-    RequestIdMiddleware,
-)
-from whisper_service.api.origin import WebSocketOriginMiddleware
-from whisper_service.api.paths import PROBE_PREFIXES
-from whisper_service.api.push_guard import PushGuardMiddleware
-from whisper_service.api.rate_limit import RateLimitMiddleware
+from whisper_service.api.middleware.access_log import AccessMiddleware
+from whisper_service.api.middleware.auth import ApiKeyMiddleware, KeyIds
+from whisper_service.api.middleware.body_limit import FORM_OVERHEAD_BYTES, BodySizeLimitMiddleware
+from whisper_service.api.middleware.draining import DrainMiddleware, InFlightMiddleware
+from whisper_service.api.middleware.origin import WebSocketOriginMiddleware
+from whisper_service.api.middleware.paths import PROBE_PREFIXES
+from whisper_service.api.middleware.push_guard import PushGuardMiddleware
+from whisper_service.api.middleware.rate_limit import RateLimitMiddleware
+from whisper_service.api.middleware.request_id import RequestIdMiddleware
 from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import Settings, load_settings
 from whisper_service.jobs.push_auth import PushAuth

@@ -30,7 +30,7 @@ class ServiceError(Exception):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         # Not super(): a subclass may also derive from an exception with another
-        # constructor (api.middleware.UploadTooLarge).
+        # constructor (api.middleware.body_limit.UploadTooLarge).
         Exception.__init__(self, message)
         self.message = message
         if code is not None:

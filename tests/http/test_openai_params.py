@@ -68,7 +68,7 @@ async def post(
         ([("chunking_strategy", '{"type": "semantic_vad"}')], "invalid_parameter",
          "chunking_strategy.type", "server_vad"),
         ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "2")],
-         "invalid_parameter", "chunking_strategy.threshold", "between 0 and 1"),
+         "invalid_parameter", "chunking_strategy.threshold", "less than or equal to 1"),
         ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[eagerness]", "high")],
          "unknown_parameter", "chunking_strategy.eagerness", "Unrecognized request"),
     ],
@@ -138,3 +138,20 @@ async def test_limits_are_in_the_models_metadata_and_the_413(audio_dir: Path) ->
         == f"Maximum content size limit ({limit}) exceeded ({limit + 1} bytes read)"
     )
     assert error["code"] == "file_too_large"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("include[]", "logprobs")],  # the openai SDK
+        [("include", "logprobs")],  # curl
+        [("timestamp_granularities", "word"), ("response_format", "verbose_json")],
+    ],
+)
+async def test_lists_are_read_with_or_without_brackets(
+    audio_dir: Path, fields: list[tuple[str, str]]
+) -> None:
+    status, body, engine = await post(audio_dir, fields)
+    assert status == 200, body
+    assert engine.last_options is not None
+    assert engine.last_options.word_timestamps

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from whisper_service.api.auth import ApiKeyMiddleware, KeyIds, presented_key
-from whisper_service.api.rate_limit import MAX_TRACKED_CLIENTS, RateLimitMiddleware, TokenBucket
+from whisper_service.api.middleware.auth import ApiKeyMiddleware, KeyIds, presented_key
+from whisper_service.api.middleware.rate_limit import MAX_TRACKED_CLIENTS, RateLimitMiddleware, TokenBucket
 from whisper_service.config import SettingsError, load_settings
 
 

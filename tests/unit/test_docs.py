@@ -78,9 +78,12 @@ def test_the_architecture_map_names_every_module() -> None:
     sections: dict[str, str] = {}
     current = ""
     for line in block.splitlines()[1:]:
-        entry = re.match(r"  (\w+/|\w+\.py)\s", line)
+        # A package at two spaces, its subpackages two deeper: each its own section.
+        entry = re.match(r"( {2}| {4})(\w+/|\w+\.py)\s", line)
         if entry:
-            current = entry.group(1).rstrip("/") if entry.group(1).endswith("/") else ""
+            depth, name = len(entry.group(1)) // 2, entry.group(2)
+            parents = current.split("/")[: depth - 1] if current else []
+            current = "/".join([*parents, name.rstrip("/")]) if name.endswith("/") else ""
         sections[current] = sections.get(current, "") + line + "\n"
     package_root = REPO / "src" / "whisper_service"
     unnamed = [

@@ -1,39 +1,38 @@
-"""HTTP only: where a request is parsed, checked and answered.
+"""HTTP and WebSocket only: where a request is parsed, checked and answered, in one
+subpackage per audience.
 
-- ``routes_*``: one router per surface (transcribe, openai, jobs, health, metrics,
-  ``realtime``: live sessions over WebSocket, and ``internal``: where Pub/Sub pushes
-  job deliveries);
-- ``forms``: the form fields /transcribe and /jobs share;
-- ``deps``: FastAPI dependencies (runtime, ready engine, jobs, caller);
-- ``transcription``: the one pipeline every route calls (check, admit, decode,
-  infer, render); ``sources``: uploads and gs:// objects to decoded audio;
-- ``schemas``: the response models the OpenAPI document shows;
-- ``errors``: the one JSON error shape; ``middleware``, ``auth``, ``rate_limit``,
-  ``push_guard`` (Pub/Sub's credentials), ``origin`` (WebSocket handshakes): what is
-  refused before a body is read.
+- ``openai/``: ``/v1``, for the official SDK: its routes, the request as one form
+  model (``request``), the answers and their schemas;
+- ``native/``: the service's own ``/transcribe``, ``/detect-language`` and ``/jobs``,
+  with the form they share;
+- ``ops/``: health probes, ``/metrics``, and where Pub/Sub pushes job deliveries;
+- ``middleware/``: what every request passes before a route runs (paths, request id,
+  auth, rate limit, body limit, drain, access log, WebSocket origins, push
+  credentials);
+- ``live``: the WebSocket routes of live sessions (their protocols are in
+  ``realtime/``);
+- shared by the routes: ``deps`` (FastAPI dependencies), ``transcription`` (the one
+  pipeline: check, admit, decode, infer, render), ``request_audio`` (uploads and gs://
+  objects to audio), ``sse`` (server-sent events), ``params``, ``schemas``
+  (response models), ``openapi`` and ``error_responses`` (the one JSON error shape).
 """
 
-from whisper_service.api import (
-    routes_health,
-    routes_internal,
-    routes_jobs,
-    routes_metrics,
-    routes_openai,
-    routes_realtime,
-    routes_transcribe,
-)
+from whisper_service.api import live
 from whisper_service.api.error_responses import install_error_handlers
+from whisper_service.api.native import jobs, transcribe
+from whisper_service.api.openai import routes as openai_routes
+from whisper_service.api.ops import metrics, probes, push
 
 ROUTERS = (
-    routes_transcribe.router,
-    routes_jobs.router,
-    routes_openai.router,
-    routes_realtime.router,
-    routes_health.router,
+    transcribe.router,
+    jobs.router,
+    openai_routes.router,
+    live.router,
+    probes.router,
 )
 # Mounted only where Pub/Sub pushes job deliveries (WHISPER_JOBS_QUEUE=pubsub).
-PUSH_ROUTER = routes_internal.router
+PUSH_ROUTER = push.router
 # Not on the service's port when WHISPER_METRICS_ACCESS=port.
-METRICS_ROUTER = routes_metrics.router
+METRICS_ROUTER = metrics.router
 
 __all__ = ["METRICS_ROUTER", "PUSH_ROUTER", "ROUTERS", "install_error_handlers"]

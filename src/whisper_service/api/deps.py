@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from whisper_service.config import Settings
 from whisper_service.engines import Engine
@@ -15,9 +16,9 @@ from whisper_service.jobs.service import Jobs
 from whisper_service.serving.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The process's Runtime (created with the app)."""
-    runtime: Runtime = request.app.state.runtime
+def get_runtime(connection: HTTPConnection) -> Runtime:
+    """The process's Runtime (created with the app), for a request or a WebSocket."""
+    runtime: Runtime = connection.app.state.runtime
     return runtime
 
 

@@ -9,6 +9,7 @@ response: unexpected exceptions are logged with the request id and answered 500.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from whisper_service.errors import ServiceError
 from whisper_service.observability.context import request_id_var
@@ -65,7 +67,13 @@ def error_response(
 
 
 def _validation_param(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    # Where the request put it, and the field path inside; a union's member (a model's
+    # class name, pydantic's tag) is no part of what the caller sent.
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("body", "query", "path", "header", "form") and not str(p)[:1].isupper()
+    ]
     return ".".join(parts) or None
 
 
@@ -78,6 +86,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = _validation_param(tuple(first.get("loc", ())))
+    if first.get("type") == "extra_forbidden":
+        # A field the request's model does not define: refused as OpenAI refuses it.
+        return error_response(
+            400, "unknown_parameter", f"Unrecognized request argument supplied: {param}",
+            param=param,
+        )  # fmt: skip
     problems = "; ".join(
         f"{_validation_param(tuple(e.get('loc', ()))) or 'request'}: {e.get('msg')}"
         for e in exc.errors()
@@ -104,3 +118,31 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def send_error(send: Send, error: ServiceError, scope: Scope | None = None) -> None:
+    """Answer from middleware (before any route runs) in the API's JSON error shape,
+    counted as a rejection (``send_error_response``)."""
+    telemetry.rejected(error.code)
+    await send_error_response(send, error, scope)
+
+
+async def send_error_response(send: Send, error: ServiceError, scope: Scope | None = None) -> None:
+    """``error`` in the API's JSON error shape. A WebSocket handshake is refused with
+    that HTTP answer where the server can send one (the ASGI ``websocket.http.response``
+    extension), else closed unaccepted (403)."""
+    body = json.dumps(error_body(error.status, error.code, error.message, error.param)).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    status = error.status
+    prefix = "http"
+    if scope is not None and scope["type"] == "websocket":
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": error.code})
+            return
+        prefix = "websocket.http"
+    await send({"type": f"{prefix}.response.start", "status": status, "headers": raw_headers})
+    await send({"type": f"{prefix}.response.body", "body": body})

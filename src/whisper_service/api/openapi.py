@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from whisper_service.api.paths import is_probe
+from whisper_service.api.middleware.paths import is_probe
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 _VALIDATION_REF = "#/components/schemas/HTTPValidationError"

@@ -1,6 +1,6 @@
 """The one transcription pipeline every route calls.
 
-A request is parsed by its route (``routes_*``, ``forms``), then here:
+A request is parsed by its route (``openai/``, ``native/``), then here:
 
 1. checked: options the model cannot honour are 400 before any work;
 2. admitted: refused at once (503 memory, 429 queue full) before a byte is decoded;

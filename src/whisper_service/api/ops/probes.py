@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from whisper_service import __version__
 from whisper_service.api.deps import InternalsDep, RuntimeDep
-from whisper_service.api.schemas import (
+from whisper_service.api.ops.schemas import (
     HealthReport,
     InFlightOut,
     Live,
@@ -27,9 +27,8 @@ from whisper_service.api.schemas import (
     Readiness,
     ReadyStatus,
     Startup,
-    error_responses,
-    json_response,
 )
+from whisper_service.api.schemas import error_responses, json_response
 from whisper_service.errors import ServiceError
 from whisper_service.serving.health import Status
 from whisper_service.serving.runtime import Runtime

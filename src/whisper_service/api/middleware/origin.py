@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import header_value, send_error
+from whisper_service.api.error_responses import send_error
+from whisper_service.api.middleware.request_id import header_value
 from whisper_service.errors import ServiceError
 
 

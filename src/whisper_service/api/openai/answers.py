@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from whisper_service.api.openai_schemas import (
+from whisper_service.api.openai.schemas import (
     DiarizedSegment,
     Logprob,
     OpenAIDiarizedTranscription,

@@ -19,9 +19,14 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import BodySizeLimitMiddleware, send_error
-from whisper_service.api.paths import is_push
-from whisper_service.api.rate_limit import client_address, failure_limiter, too_many_failures
+from whisper_service.api.error_responses import send_error
+from whisper_service.api.middleware.body_limit import BodySizeLimitMiddleware
+from whisper_service.api.middleware.paths import is_push
+from whisper_service.api.middleware.rate_limit import (
+    client_address,
+    failure_limiter,
+    too_many_failures,
+)
 from whisper_service.errors import ServiceError
 from whisper_service.jobs.push_auth import PushAuth, PushRefused
 

@@ -19,20 +19,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from whisper_service.api.deps import ClientDep, EngineDep, JobsDep, RuntimeDep
-from whisper_service.api.forms import TranscriptionForm
-from whisper_service.api.request_audio import check_gcs_input, probe_upload
-from whisper_service.api.schemas import (
+from whisper_service.api.native.form import TranscriptionForm
+from whisper_service.api.native.schemas import (
     JobErrorOut,
     JobList,
     JobProgressOut,
     JobTranscript,
     JobUnitsOut,
     JobView,
-    SegmentOut,
-    error_responses,
-    json_response,
-    speaker_fields,
 )
+from whisper_service.api.request_audio import check_gcs_input, probe_upload
+from whisper_service.api.schemas import SegmentOut, error_responses, json_response, speaker_fields
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render
 from whisper_service.diarization import DiarizeOptions
 from whisper_service.diarization.transcripts import not_two_channels

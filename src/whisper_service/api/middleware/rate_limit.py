@@ -11,8 +11,8 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import send_error
-from whisper_service.api.paths import is_probe, is_push
+from whisper_service.api.error_responses import send_error
+from whisper_service.api.middleware.paths import is_probe, is_push
 from whisper_service.errors import ServiceError
 
 MAX_TRACKED_CLIENTS = 10_000

@@ -20,9 +20,13 @@ import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from whisper_service.api.middleware import send_error
-from whisper_service.api.paths import is_probe, is_push
-from whisper_service.api.rate_limit import client_address, failure_limiter, too_many_failures
+from whisper_service.api.error_responses import send_error
+from whisper_service.api.middleware.paths import is_probe, is_push
+from whisper_service.api.middleware.rate_limit import (
+    client_address,
+    failure_limiter,
+    too_many_failures,
+)
 from whisper_service.errors import ServiceError
 
 REALM = "whisper-service"

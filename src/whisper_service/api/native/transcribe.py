@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from whisper_service.api.deps import EngineDep, RuntimeDep
-from whisper_service.api.forms import TranscriptionForm
+from whisper_service.api.native.form import TranscriptionForm
 from whisper_service.api.openapi import event_stream
 from whisper_service.api.request_audio import AudioSource, GcsObject, Upload
 from whisper_service.api.schemas import (

@@ -13,22 +13,13 @@ from typing import Annotated
 
 from fastapi import File, Form, UploadFile
 
-from whisper_service.api.speaker_params import Diarize, diarize_options
+from whisper_service.api.params import Diarize, diarize_options, parse_language
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions
 from whisper_service.engines import Task, TranscribeOptions
 from whisper_service.engines.base import MAX_PROMPT_CHARS
-from whisper_service.engines.languages import normalize_language
 from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
-
-
-def parse_language(value: str | None) -> str | None:
-    """A language field (code or English name) as a code; 400 naming it otherwise."""
-    try:
-        return normalize_language(value)
-    except ValueError as exc:
-        raise ServiceError(str(exc), code="invalid_language", status=400, param="language") from exc
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The speaker parameters of a request, checked, as the diarization step's options.
+"""Request parameters both APIs take, checked: the language, and the speakers (as the
+diarization step's options).
 
 ``/transcribe`` and ``/jobs`` take ``diarize=true|channel`` with ``min_speakers`` and
 ``max_speakers``; ``/v1/audio/transcriptions`` diarizes for
@@ -19,6 +20,7 @@ from enum import StrEnum
 from whisper_service.audio import AudioError, AudioTooLong, decode_audio
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions, KnownVoice
+from whisper_service.engines.languages import normalize_language
 from whisper_service.errors import InvalidParameter, ServiceError
 
 MAX_KNOWN_SPEAKERS = 4
@@ -26,6 +28,14 @@ REFERENCE_SECONDS = (2.0, 10.0)
 # A data URL's audio, base64 (about 4/3 of a 10 s WAV at 48 kHz stereo, with room).
 MAX_REFERENCE_CHARS = 4 * 1024 * 1024
 _DATA_URL = re.compile(r"^data:audio/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]+)$")
+
+
+def parse_language(value: str | None) -> str | None:
+    """A language field (code or English name) as a code; 400 naming it otherwise."""
+    try:
+        return normalize_language(value)
+    except ValueError as exc:
+        raise ServiceError(str(exc), code="invalid_language", status=400, param="language") from exc
 
 
 class Diarize(StrEnum):
