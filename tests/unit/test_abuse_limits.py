@@ -10,7 +10,11 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from whisper_service.api.middleware.auth import ApiKeyMiddleware, KeyIds, presented_key
-from whisper_service.api.middleware.rate_limit import MAX_TRACKED_CLIENTS, RateLimitMiddleware, TokenBucket
+from whisper_service.api.middleware.rate_limit import (
+    MAX_TRACKED_CLIENTS,
+    RateLimitMiddleware,
+    TokenBucket,
+)
 from whisper_service.config import SettingsError, load_settings
 
 

@@ -143,7 +143,7 @@ async def _owned_job(jobs: Jobs, client: str | None, job_id: str) -> Job:
     status_code=202,
     summary="Start an async transcription (long audio)",
     response_model=JobView,
-    responses=error_responses(400, 401, 404, 413, 415, 429, 501, 503),
+    responses=error_responses(400, 401, 404, 413, 415, 422, 429, 501, 503),
 )
 async def create_job(
     request: Request,
