@@ -69,6 +69,8 @@ async def post(
          "chunking_strategy.type", "server_vad"),
         ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "2")],
          "invalid_parameter", "chunking_strategy.threshold", "less than or equal to 1"),
+        ([("chunking_strategy", "auto"), ("chunking_strategy[type]", "server_vad")],
+         "invalid_parameter", "chunking_strategy", "not both"),
         ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[eagerness]", "high")],
          "unknown_parameter", "chunking_strategy.eagerness", "Unrecognized request"),
     ],

@@ -95,7 +95,11 @@ def _folded_chunking(data: dict[str, Any]) -> dict[str, Any]:
     plain = folded.pop(CHUNKING, None)
     if isinstance(plain, str) and plain.strip():
         text = plain.strip()
-        if text == "auto" and not parts:
+        if text == "auto":
+            if parts:
+                raise InvalidParameter(
+                    f'{CHUNKING} is "auto" or a server_vad object, not both', param=CHUNKING
+                )
             folded[CHUNKING] = text
             return folded
         try:
