@@ -29,7 +29,8 @@ from pydantic import (
 )
 
 from whisper_service.api.params import check_known_speakers, parse_language
-from whisper_service.engines import VadSettings
+from whisper_service.config import Settings
+from whisper_service.engines import TranscribeOptions, VadSettings
 from whisper_service.engines.base import MAX_PROMPT_CHARS
 from whisper_service.errors import InvalidParameter, ServiceError
 from whisper_service.formats import ResponseFormat
@@ -199,6 +200,22 @@ class TranscriptionRequest(AudioRequest):
             return self.chunking_strategy.vad()
         return VadSettings()
 
+    def options(self, settings: Settings) -> TranscribeOptions:
+        """The engine options this request asks for (the server's beam size: OpenAI's
+        API has no such field)."""
+        vad = self.vad()
+        return TranscribeOptions(
+            language=self.language,
+            task="transcribe",
+            beam_size=settings.default_beam_size,
+            temperature=self.temperature,
+            prompt=self.prompt or None,
+            # Whisper's word alignment is where the probabilities come from.
+            word_timestamps=self.words or self.logprobs,
+            vad_filter=vad is not None,
+            vad=vad or VadSettings(),
+        )
+
     @model_validator(mode="after")
     def _honourable(self) -> TranscriptionRequest:
         """What Whisper cannot do is refused, not dropped."""
@@ -270,3 +287,12 @@ class TranslationRequest(AudioRequest):
     def format(self) -> ResponseFormat:
         """The answer's format."""
         return ResponseFormat(self.response_format)
+
+    def options(self, settings: Settings) -> TranscribeOptions:
+        """The engine options this request asks for (the server's beam size)."""
+        return TranscribeOptions(
+            task="translate",
+            beam_size=settings.default_beam_size,
+            temperature=self.temperature,
+            prompt=self.prompt or None,
+        )

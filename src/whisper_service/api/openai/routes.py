@@ -42,7 +42,7 @@ from whisper_service.api.schemas import StreamError, error_responses
 from whisper_service.api.sse import stream_transcription
 from whisper_service.api.transcription import TEXT_FORMAT_CONTENT, render, transcribe
 from whisper_service.diarization.speakers import DiarizeOptions
-from whisper_service.engines import Engine, TranscribeOptions, VadSettings
+from whisper_service.engines import Engine
 from whisper_service.errors import ServiceError
 from whisper_service.formats import ResponseFormat
 from whisper_service.serving.runtime import Runtime
@@ -94,11 +94,11 @@ async def _answer(
     runtime: Runtime,
     engine: Engine,
     form: TranscriptionRequest | TranslationRequest,
-    options: TranscribeOptions,
 ) -> Response:
     """Run a checked request through the pipeline and answer it in OpenAI's shape:
     events with stream=true, else the body its response_format asks for."""
     _check_model(form.model, runtime)
+    options = form.options(runtime.settings)
     diarization = None
     if isinstance(form, TranscriptionRequest):
         diarized, logprobs, words, stream = form.diarized, form.logprobs, form.words, form.stream
@@ -137,19 +137,7 @@ async def transcriptions(
 ) -> Response:
     """Transcribe in the source language; with response_format=diarized_json, who
     said what."""
-    vad = form.vad()
-    options = TranscribeOptions(
-        language=form.language,
-        task="transcribe",
-        beam_size=runtime.settings.default_beam_size,
-        temperature=form.temperature,
-        prompt=form.prompt or None,
-        # Whisper's word alignment is where the probabilities come from.
-        word_timestamps=form.words or form.logprobs,
-        vad_filter=vad is not None,
-        vad=vad or VadSettings(),
-    )
-    return await _answer(request, runtime, engine, form, options)
+    return await _answer(request, runtime, engine, form)
 
 
 @router.post(
@@ -165,13 +153,7 @@ async def translations(
     form: Annotated[TranslationRequest, Form(media_type="multipart/form-data")],
 ) -> Response:
     """Translate speech in any language into English text."""
-    options = TranscribeOptions(
-        task="translate",
-        beam_size=runtime.settings.default_beam_size,
-        temperature=form.temperature,
-        prompt=form.prompt or None,
-    )
-    return await _answer(request, runtime, engine, form, options)
+    return await _answer(request, runtime, engine, form)
 
 
 @router.get("/models", summary="Models this instance serves", responses=error_responses(401, 429))
