@@ -106,6 +106,40 @@ async def test_manual_commits_and_clear() -> None:
     assert sent[-1]["transcript"] == "2.00 s"
 
 
+async def test_a_commit_of_silence_under_server_vad_is_not_decoded() -> None:
+    """Issue 25: a client's commit of the trailing silence after a turn was decoded,
+    and Whisper invented a final ("Thank you."). Server VAD heard no speech: the turn
+    is completed empty, and the speech before stays the next turn's context."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    recorder = Recorder()
+    session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send)
+    speech = load("jfk.flac")
+    silence = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    pcm = (np.clip(np.concatenate([speech, silence]), -1, 1) * 32767).astype("<i2")
+    for start in range(0, len(pcm), SAMPLE_RATE // 10):
+        await session.append(pcm[start : start + SAMPLE_RATE // 10].tobytes())
+        await asyncio.sleep(0.001)
+    finals_before = sum(final for _, final in recorder.calls)
+    assert finals_before >= 1  # the speech's own turn(s), closed by the VAD
+    await session.commit()
+    await session.append(pcm[: 3 * SAMPLE_RATE].tobytes())  # speech again: a new turn
+    await session.finish()
+
+    completed = [e for e in sent if e["type"].endswith("transcription.completed")]
+    committed = [e["item_id"] for e in sent if e["type"] == "input_audio_buffer.committed"]
+    assert [e["item_id"] for e in completed] == committed
+    silent = completed[finals_before]
+    assert silent["transcript"] == ""
+    assert silent["usage"]["seconds"] > 0
+    # The silent turn was never decoded, and the turn after it hears the speech before.
+    assert sum(final for _, final in recorder.calls) == len(completed) - 1
+    assert recorder.contexts[-1].text == completed[finals_before - 1]["transcript"]
+
+
 async def test_a_turn_without_a_pause_is_cut() -> None:
     sent: list[dict[str, Any]] = []
 

@@ -287,7 +287,9 @@ class Session:
     async def commit(self) -> None:
         """The client's ``commit``: close the turn and transcribe it. Less than
         MIN_COMMIT_SECONDS of audio is an error, as at OpenAI, and so is a commit while
-        ``max_pending_turns`` turns wait (the audio stays, for the next commit)."""
+        ``max_pending_turns`` turns wait (the audio stays, for the next commit). With
+        server VAD on and no speech since the last turn, the turn is completed with an
+        empty transcript, not decoded."""
         await self._close(by_client=True)
 
     async def _close(self, *, by_client: bool) -> None:
@@ -309,6 +311,9 @@ class Session:
             )
             return
         audio = self._audio()
+        # Server VAD heard no speech since the last turn: the client committed silence
+        # (or noise). Whisper decoding it invents text ("Thank you."); it has none.
+        speech = not (by_client and self._vad is not None and self._item is None)
         item = self._item or new_id("item")
         start = self._buffer_start / SAMPLE_RATE
         self.turn_times[item] = (start, start + len(audio) / SAMPLE_RATE)
@@ -324,7 +329,7 @@ class Session:
             return
         self._finals += 1
         self._final_samples += len(audio)
-        self._enqueue(partial(self._final, item, audio, time.monotonic()))
+        self._enqueue(partial(self._final, item, audio, time.monotonic(), speech=speech))
 
     async def clear(self) -> None:
         """Drop the buffered audio and any open turn."""
@@ -387,15 +392,21 @@ class Session:
                 self._observe("partial", time.monotonic() - started)
             await self._send(events.delta(item, text))
 
-    async def _final(self, item: str, audio: np.ndarray, ended: float) -> None:
+    async def _final(
+        self, item: str, audio: np.ndarray, ended: float, *, speech: bool = True
+    ) -> None:
         self._started_at.pop(item, None)
         # A session with turns queued behind this one is behind already: it waits in
         # line with everything else instead of going ahead of it (a client committing
         # in a loop would otherwise hold a worker ahead of every request).
         urgent = self._finals == 1
         try:
-            text = await self._transcriber(
-                audio, self.config, final=True, context=self._context, urgent=urgent
+            text = (
+                await self._transcriber(
+                    audio, self.config, final=True, context=self._context, urgent=urgent
+                )
+                if speech
+                else ""
             )
         except Exception as exc:
             if isinstance(exc, TranscriptionFailed):
@@ -412,11 +423,13 @@ class Session:
             self._final_samples -= len(audio)
             self._decoded.set()
         text = text or ""
-        self._context = self._context.then(audio, text)
+        if speech:  # a speechless turn is no context: the one before stays the next's
+            self._context = self._context.then(audio, text)
         self._hold(self.held_bytes)
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
         self.turn_times.pop(item, None)
-        self._observe("final", time.monotonic() - ended)
+        if speech:
+            self._observe("final", time.monotonic() - ended)
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
