@@ -12,7 +12,7 @@ PIP_FLAGS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,--extra-index
 PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint typecheck pytest install install-dev tools emulators lock audit render docs bench clean
+.PHONY: run test lint typecheck pytest install install-dev tools emulators lock audit render docs bench clean image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ tools:
 
 run: install
 	PORT=$(PORT) WHISPER_HOST=127.0.0.1 APP_ENV=$${APP_ENV:-development} $(BIN)/whisper-service serve
+
+# The image of Dockerfile.secure, built here (Docker Hub and PyPI's torch index are out
+# of reach: a Debian base from mmdebstrap, the machine's torch wheel). Installs and
+# starts Docker where it is missing. Not part of `make test`.
+image:
+	bash scripts/build_image.sh
 
 lint: install-dev
 	$(BIN)/ruff check src tests scripts
