@@ -67,13 +67,7 @@ def error_response(
 
 
 def _validation_param(loc: tuple[Any, ...]) -> str | None:
-    # Where the request put it, and the field path inside; a union's member (a model's
-    # class name, pydantic's tag) is no part of what the caller sent.
-    parts = [
-        str(p)
-        for p in loc
-        if p not in ("body", "query", "path", "header", "form") and not str(p)[:1].isupper()
-    ]
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or None
 
 

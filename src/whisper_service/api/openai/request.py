@@ -14,31 +14,30 @@ before any audio is read. Lists arrive as the openai SDK sends them
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import UploadFile
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
 from whisper_service.api.params import check_known_speakers, parse_language
 from whisper_service.config import Settings
-from whisper_service.engines import TranscribeOptions, VadSettings
+from whisper_service.engines import TranscribeOptions, UnsupportedOption, VadSettings
 from whisper_service.engines.base import MAX_PROMPT_CHARS
-from whisper_service.errors import InvalidParameter, ServiceError
+from whisper_service.errors import InvalidParameter
 from whisper_service.formats import ResponseFormat
 from whisper_service.serving.runtime import OPENAI_MODEL_ALIAS
 
 Granularity = Literal["word", "segment"]
-# ResponseFormat's values; a transcription may also ask for OpenAI's diarized_json.
-TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "tsv"]
+# ResponseFormat's values and OpenAI's diarized_json, as one Literal: a union with the
+# enum would name its members in every validation error (a test keeps the two equal).
 TranscriptionFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "tsv", "diarized_json"]
 STREAMABLE = (ResponseFormat.JSON, ResponseFormat.TEXT)
 CHUNKING = "chunking_strategy"
@@ -71,16 +70,6 @@ class ServerVad(BaseModel):
             min_silence_ms=self.silence_duration_ms,
             speech_pad_ms=self.prefix_padding_ms,
         )
-
-
-def _chunking_kind(value: Any) -> str:
-    return "auto" if isinstance(value, str) else "ServerVad"
-
-
-Chunking = Annotated[
-    Annotated[Literal["auto"], Tag("auto")] | Annotated[ServerVad, Tag("ServerVad")],
-    Discriminator(_chunking_kind),
-]
 
 
 def _folded_chunking(data: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +121,7 @@ class TranscriptionRequest(AudioRequest):
     """``POST /v1/audio/transcriptions``: transcribe in the source language; with
     ``response_format=diarized_json``, who said what."""
 
-    chunking_strategy: Chunking | None = Field(
+    chunking_strategy: Literal["auto"] | ServerVad | None = Field(
         None,
         description='"auto" (the service\'s VAD settings), or a server_vad object: as JSON, '
         "or as the SDK's chunking_strategy[type|threshold|prefix_padding_ms|"
@@ -167,6 +156,16 @@ class TranscriptionRequest(AudioRequest):
     @classmethod
     def _one_chunking_value(cls, data: Any) -> Any:
         return _folded_chunking(data) if isinstance(data, dict) else data
+
+    @field_validator("chunking_strategy", mode="wrap")
+    @classmethod
+    def _server_vad(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # An object is a server_vad one (the before-validator turned every other string
+        # into an object or an error), validated as such: its errors name its own
+        # fields (chunking_strategy.threshold), not the union's other member.
+        if isinstance(value, dict):
+            return ServerVad.model_validate(value)
+        return handler(value)
 
     @field_validator("language")
     @classmethod
@@ -221,11 +220,8 @@ class TranscriptionRequest(AudioRequest):
         """What Whisper cannot do is refused, not dropped."""
         for name in ("keywords", "languages"):
             if getattr(self, name):
-                raise ServiceError(
-                    f"{name} is supported by gpt-transcribe models only, not by Whisper",
-                    code="unsupported_option",
-                    status=400,
-                    param=name,
+                raise UnsupportedOption(
+                    f"{name} is supported by gpt-transcribe models only, not by Whisper", name
                 )
         return self
 
@@ -281,12 +277,12 @@ class TranslationRequest(AudioRequest):
     """``POST /v1/audio/translations``: speech in any language as English text."""
 
     prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
-    response_format: TranslationFormat = "json"
+    response_format: ResponseFormat = ResponseFormat.JSON
     temperature: float = Field(0.0, ge=0.0, le=1.0)
 
     def format(self) -> ResponseFormat:
         """The answer's format."""
-        return ResponseFormat(self.response_format)
+        return self.response_format
 
     def options(self, settings: Settings) -> TranscribeOptions:
         """The engine options this request asks for (the server's beam size)."""
