@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,10 @@ CHECKS = [
 ]
 RECORDINGS = [(AUDIO / name).read_bytes() for name in ("jfk.flac", "hotwords.mp3")]
 
-# With a job store (a directory, the local queue), so /jobs is fuzzed too.
-JOBS_STORE = Path(tempfile.mkdtemp(prefix="openapi-fuzz-jobs-"))
+# With a job store (a directory, the local queue), so /jobs is fuzzed too. Named, not
+# made: the service creates it when it starts, and collecting this module (with the
+# test deselected, say) leaves nothing behind.
+JOBS_STORE = Path(tempfile.gettempdir()) / f"openapi-fuzz-jobs-{uuid.uuid4().hex}"
 app = create_app(
     quiet_settings(diarization=False, rate_limit_per_minute=0, jobs_store=str(JOBS_STORE)),
     engine_loader=loader(FakeEngine(multilingual=True)),
