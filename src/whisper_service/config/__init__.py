@@ -8,14 +8,10 @@
 """
 
 from whisper_service.config.fields import EngineName
+from whisper_service.config.fields.shared import env_var_name
 from whisper_service.config.loading import load_settings, preset_settings
 from whisper_service.config.presets import PRESETS, AppEnv
-from whisper_service.config.settings import (
-    SHUTDOWN_MARGIN_SECONDS,
-    Settings,
-    SettingsError,
-    env_var_name,
-)
+from whisper_service.config.settings import SHUTDOWN_MARGIN_SECONDS, Settings, SettingsError
 
 __all__ = [
     "PRESETS",

@@ -12,9 +12,10 @@ from typing import Any
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic.fields import FieldInfo
 
+from whisper_service.config.fields.shared import env_var_name
 from whisper_service.config.loading import preset_settings
 from whisper_service.config.presets import PRESETS, AppEnv
-from whisper_service.config.settings import Settings, env_var_name
+from whisper_service.config.settings import Settings
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (whisper-service config docs) -->"
 END = "<!-- END GENERATED: {name} -->"

@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from whisper_service.config.fields.shared import ENV_PREFIX, env_var_name
 from whisper_service.config.presets import AppEnv
-from whisper_service.config.settings import ENV_PREFIX, Settings, SettingsError, env_var_name
+from whisper_service.config.settings import Settings, SettingsError
 
 SECRET_FIELDS = ("api_keys", "admin_api_keys", "key_id_secret")
 

@@ -30,9 +30,9 @@ from whisper_service.config.fields import (
     ServingFields,
     StorageFields,
 )
+from whisper_service.config.fields.shared import ENV_PREFIX, env_var_name
 from whisper_service.config.presets import AppEnv, PresetSource
 
-ENV_PREFIX = "WHISPER_"
 # Shorter keys can be guessed; `openssl rand -hex 24` makes a good one.
 MIN_API_KEY_LENGTH = 16
 # Time between the end of the drain and the platform's SIGKILL: cancelled requests
@@ -42,13 +42,6 @@ SHUTDOWN_MARGIN_SECONDS = 1.5
 
 class SettingsError(ValueError):
     """Raised when the configuration is invalid; the message lists every problem."""
-
-
-def env_var_name(field_name: str) -> str:
-    """The environment variable that sets ``field_name``."""
-    if field_name in ("app_env", "port"):
-        return field_name.upper()
-    return f"{ENV_PREFIX}{field_name.upper()}"
 
 
 # pydantic orders the fields of several bases from the last base to the first: the

@@ -6,6 +6,8 @@ from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
 
+from whisper_service.config.fields.shared import env_var_name
+
 
 class HealthFields(BaseModel):
     """The health monitor's sampling and thresholds."""
@@ -48,7 +50,7 @@ class HealthFields(BaseModel):
     def _ordered(self) -> Self:
         """A degraded threshold comes before its unhealthy one."""
         problems = [
-            f"WHISPER_{low.upper()} must not exceed WHISPER_{high.upper()}"
+            f"{env_var_name(low)} must not exceed {env_var_name(high)}"
             for low, high in (
                 ("health_memory_degraded_percent", "health_memory_unhealthy_percent"),
                 ("health_loop_lag_degraded_seconds", "health_loop_lag_unhealthy_seconds"),

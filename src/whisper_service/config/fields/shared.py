@@ -1,5 +1,6 @@
 """What several groups of settings use: the engine names, lists read as
-``"a,b,c"``, case folding, and the gs:// pattern."""
+``"a,b,c"``, case folding, the gs:// pattern, and the environment variable that sets
+a field (``env_var_name``: the groups' messages name it, as ``Settings``' do)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import NoDecode
+
+ENV_PREFIX = "WHISPER_"
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    if field_name in ("app_env", "port"):
+        return field_name.upper()
+    return f"{ENV_PREFIX}{field_name.upper()}"
 
 
 class EngineName(StrEnum):
