@@ -1,5 +1,7 @@
-"""Live transcription over WebSocket: ``/v1/realtime?intent=transcription``, OpenAI's
-realtime transcription protocol (JSON events, base64 audio).
+"""The WebSocket routes of live transcription: ``/v1/realtime?intent=transcription``
+(OpenAI's realtime transcription protocol: JSON events, base64 audio) and ``/stream``
+(the native one: binary PCM16 frames), each driven by its dialect
+(``realtime/dialects.py``) through one session loop.
 
 The handshake is refused with an HTTP answer before the upgrade when the service
 cannot take the session: 429 past ``WHISPER_REALTIME_MAX_SESSIONS`` open sessions in
@@ -37,16 +39,8 @@ from whisper_service.engines import CancelToken
 from whisper_service.errors import ServiceError
 from whisper_service.observability import metrics
 from whisper_service.realtime.dialects import Dialect, NativeDialect, OpenAIDialect, Peer
-from whisper_service.realtime.protocol import (
-    ProtocolError,
-)
-from whisper_service.realtime.session import (
-    Hold,
-    Session,
-    SessionConfig,
-    SessionLimits,
-    new_id,
-)
+from whisper_service.realtime.protocol import ProtocolError
+from whisper_service.realtime.session import Hold, Session, SessionConfig, SessionLimits, new_id
 from whisper_service.realtime.transcriber import ScheduledTranscriber
 from whisper_service.serving.runtime import Runtime
 
