@@ -186,6 +186,21 @@ def probe_audio(source: IO[bytes]) -> AudioInfo:
         source.seek(0)
 
 
+def _first_capacity(info: AudioInfo, max_seconds: float) -> int:
+    """Samples per channel of the first buffer: the duration the header states (or a
+    guess), 1 % and a second of slack since container durations are estimates, and
+    never more than one past the limit."""
+    expected = info.seconds if info.seconds is not None else UNKNOWN_DURATION_SECONDS
+    capacity = int(expected * SAMPLE_RATE * 1.01) + SAMPLE_RATE
+    return max(min(capacity, int(max_seconds * SAMPLE_RATE) + 1), SAMPLE_RATE)
+
+
+def first_reservation(info: AudioInfo, *, max_seconds: float, stereo: bool = False) -> int:
+    """Bytes ``decode_audio`` reserves before its first allocation, for a source whose
+    header says ``info``: a caller may hold them before the decoding starts."""
+    return _first_capacity(info, max_seconds) * (2 if stereo else 1) * SAMPLE_BYTES
+
+
 class _Samples:
     """A growing float32 buffer; ``reserve`` is told its size before each allocation."""
 
@@ -235,10 +250,7 @@ def decode_audio(
         info = _info(container)
         width = 2 if stereo else 1
         max_samples = int(max_seconds * SAMPLE_RATE) * width
-        expected = info.seconds if info.seconds is not None else UNKNOWN_DURATION_SECONDS
-        # 1 % and a second of slack: container durations are estimates.
-        capacity = min(int(expected * SAMPLE_RATE * 1.01) + SAMPLE_RATE, max_samples + 1)
-        samples = _Samples(capacity * width, reserve)
+        samples = _Samples(_first_capacity(info, max_seconds) * width, reserve)
         try:
             _decode_into(container, samples, max_samples, check, "stereo" if stereo else "mono")
         except ServiceError:  # the input's fault, a hook's refusal, a deadline

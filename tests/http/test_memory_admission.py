@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,33 @@ async def test_audio_beyond_the_budget_is_refused_before_decoding(audio_dir: Pat
         assert service.runtime.audio_memory.used == 0  # everything given back
         again = await client.post("/transcribe", files={"file": ("b.flac", jfk)})
         assert again.status_code == 200
+
+
+async def test_the_budget_refuses_at_once_while_every_decoding_thread_is_busy(
+    audio_dir: Path,
+) -> None:
+    # One decoding thread, taken: as when long uploads decode ahead of a burst.
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    busy = threading.Event()
+    jfk = (audio_dir / "jfk.flac").read_bytes()  # 11 s: 0.7 MiB decoded
+    async with serve(FakeEngine(), audio_memory_mib=1, inference_workers=1) as service:
+        blocker = loop.run_in_executor(None, busy.wait, 30)
+        client = service.client
+        first = asyncio.create_task(client.post("/transcribe", files={"file": ("a.flac", jfk)}))
+        memory = service.runtime.audio_memory
+        while memory.used == 0:  # its audio reserved from the header, before decoding
+            await asyncio.sleep(0.01)
+        second = await asyncio.wait_for(
+            client.post("/transcribe", files={"file": ("b.flac", jfk)}), timeout=10
+        )
+        assert second.status_code == 503, second.text
+        assert second.json()["error"]["code"] == "memory_pressure"
+        assert not first.done()  # still waiting for the thread
+        busy.set()
+        await blocker
+        assert (await first).status_code == 200
+        assert memory.used == 0
 
 
 async def test_decoding_stops_at_the_request_deadline() -> None:

@@ -5,6 +5,7 @@ the parameter at fault (``file`` or ``gcs_uri``)."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
 
@@ -17,6 +18,7 @@ from whisper_service.audio import (
     DecodedAudio,
     Reserve,
     decode_audio,
+    first_reservation,
     probe_audio,
 )
 from whisper_service.config import Settings
@@ -112,6 +114,8 @@ async def _decode(
 ) -> DecodedAudio:
     with telemetry.span("audio.decode", **{"whisper.upload.bytes": size}) as span:
         try:
+            if reserve is not None:
+                await _reserve_from_header(source, settings, reserve, stereo)
             audio = await asyncio.to_thread(
                 decode_audio,
                 source,
@@ -128,3 +132,19 @@ async def _decode(
         span.set_attribute("whisper.audio.duration_seconds", round(audio.duration, 3))
         span.set_attribute("whisper.audio.codec", audio.source_codec)
     return audio
+
+
+# Header reads for the memory budget, on threads of their own: behind the decodes in
+# asyncio's default pool, a request the budget cannot hold would wait for a thread
+# (minutes under a burst of long uploads) before being refused.
+_HEADERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-header")
+
+
+async def _reserve_from_header(
+    source: IO[bytes], settings: Settings, reserve: Reserve, stereo: bool
+) -> None:
+    """Reserve what the decoder's first buffer will take, as the header states it, so
+    that what does not fit is refused at once (503 memory_pressure) and what fits keeps
+    its memory while it waits for a decoding thread."""
+    info = await asyncio.get_running_loop().run_in_executor(_HEADERS, probe_audio, source)
+    reserve(first_reservation(info, max_seconds=settings.max_audio_seconds, stereo=stereo))
