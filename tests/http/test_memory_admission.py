@@ -59,8 +59,11 @@ async def test_the_budget_refuses_at_once_while_every_decoding_thread_is_busy(
         client = service.client
         first = asyncio.create_task(client.post("/transcribe", files={"file": ("a.flac", jfk)}))
         memory = service.runtime.audio_memory
-        while memory.used == 0:  # its audio reserved from the header, before decoding
+        for _ in range(1000):  # its audio reserved from the header, before decoding
+            if memory.used:
+                break
             await asyncio.sleep(0.01)
+        assert memory.used > 0
         second = await asyncio.wait_for(
             client.post("/transcribe", files={"file": ("b.flac", jfk)}), timeout=10
         )
