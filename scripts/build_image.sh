@@ -6,9 +6,10 @@
 #   TORCH_INDEX       emptied (PyTorch's index is out of reach too), and
 #   TORCH_FIND_LINKS  the machine's CPU wheel of the locked torch, served on 127.0.0.1
 #                     for the build (its hash is the lock's).
-# It installs Debian's docker.io and mmdebstrap and starts dockerd (no bridge, no
-# iptables: containers use the host's network or none) where they are missing, and
-# says what it did. IMAGE names the result (default whisper-service:local).
+# scripts/docker_engine.sh installs Debian's docker.io and mmdebstrap and starts
+# dockerd (no bridge, no iptables: containers use the host's network or none) where
+# they are missing, and says what it did. IMAGE names the result (default
+# whisper-service:local).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,18 +18,7 @@ BASE="${BASE_IMAGE:-whisper-service-base:bookworm}"
 WHEELS="${TORCH_WHEELS:-/opt/wheels}"
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
 
-if ! command -v dockerd >/dev/null || ! command -v mmdebstrap >/dev/null; then
-  echo "image: installing Debian's docker.io and mmdebstrap"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    docker.io mmdebstrap >/dev/null
-fi
-if ! docker info >/dev/null 2>&1; then
-  echo "image: starting dockerd (--bridge=none --iptables=false), log in /tmp/dockerd.log"
-  $SUDO sh -c 'nohup dockerd --bridge=none --iptables=false >/tmp/dockerd.log 2>&1 &'
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null
-fi
+bash scripts/docker_engine.sh start
 
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   echo "image: making the base $BASE from Debian's archive (mmdebstrap)"
@@ -50,7 +40,16 @@ if [ -z "$wheel" ]; then
   echo "image: no CPU torch wheel in $WHEELS (set TORCH_WHEELS)" >&2
   exit 1
 fi
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# A fixed port where it is free: the URL is a build argument of the install step, so a
+# new port each time would defeat docker's layer cache and reinstall everything.
+port="$(python3 -c '
+import socket
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 18765))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')"
 python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "$wheel")" "$port" \
   >/dev/null 2>&1 &
 server=$!

@@ -8,7 +8,9 @@ limits off so the load reaches the model), then either:
 - ``job``: one async job of M minutes of audio,
 
 and samples the resident memory of the whole process tree every 100 ms for S seconds.
-Prints one JSON object: idle and peak MiB, and how each request was answered.
+Prints one JSON object: idle and peak MiB, and how each request was answered. With
+``--url`` and ``--pid`` it loads a server that already runs (a container of the image:
+its process tree is visible from the host) instead of starting one.
 
     scripts/testing/measure_memory.py burst --requests 8 --minutes 30 --seconds 90 \
         --audio-memory-mib 658     # the budget a 2 GiB container derives
@@ -19,6 +21,7 @@ The speech is ../shared/audio's radio address, repeated; the Opus files are made
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -103,9 +107,34 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=90.0, help="how long to watch")
     parser.add_argument("--audio-memory-mib", type=int, default=0, help="0: derived")
+    parser.add_argument(
+        "--url", help="load a server already running there (a container) instead of one started"
+    )
+    parser.add_argument(
+        "--pid",
+        type=int,
+        help="with --url: the server's root process as this machine sees it "
+        "(a container's: docker inspect --format '{{.State.Pid}}')",
+    )
+    parser.add_argument("--api-key", default="", help="with --url: the bearer key it asks for")
     args = parser.parse_args()
+    if bool(args.url) != bool(args.pid):
+        parser.error("--url and --pid go together")
     work = Path(tempfile.mkdtemp(prefix="whisper-memory-"))
     audio = opus(args.minutes, work / "speech.opus").read_bytes()
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    if args.url:
+        report = measure(args, args.url, headers, audio, args.pid)
+    else:
+        with started_server(args, work) as (url, pid):
+            report = measure(args, url, headers, audio, pid)
+    print(json.dumps(report))
+    return 0
+
+
+@contextlib.contextmanager
+def started_server(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, int]]:
+    """``whisper-service serve`` with the preset, ready: its URL and pid."""
     port = free_port()
     env = {
         **os.environ,
@@ -131,34 +160,44 @@ def main() -> int:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        tree = Tree(process.pid)
-        idle = tree.rss()
-        tree.peak = idle
-        tree.watch()
-        answers = run(args, url, audio)
-        tree.stop()
-        report = {
-            "scenario": args.scenario,
-            "env": args.env,
-            "audio_minutes": args.minutes,
-            "idle_mib": round(idle / MIB),
-            "peak_mib": round(tree.peak / MIB),
-            "answers": answers,
-        }
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(30)
-    print(json.dumps(report))
-    return 0
 
 
-def run(args: argparse.Namespace, url: str, audio: bytes) -> list[str]:
+def measure(
+    args: argparse.Namespace, url: str, headers: dict[str, str], audio: bytes, pid: int
+) -> dict[str, object]:
+    """Idle and peak resident memory of the process tree under the load."""
+    tree = Tree(pid)
+    idle = tree.rss()
+    tree.peak = idle
+    tree.watch()
+    try:
+        answers = run(args, url, headers, audio)
+    finally:
+        tree.stop()
+    return {
+        "scenario": args.scenario,
+        "env": args.env,
+        "audio_minutes": args.minutes,
+        "idle_mib": round(idle / MIB),
+        "peak_mib": round(tree.peak / MIB),
+        "answers": answers,
+    }
+
+
+def run(args: argparse.Namespace, url: str, headers: dict[str, str], audio: bytes) -> list[str]:
     """Send the load; how each request was answered (``pending``: still running)."""
     answers: list[str] = []
     if args.scenario == "job":
-        accepted = httpx.post(f"{url}/jobs", files={"file": ("a.opus", audio)}, timeout=60)
+        accepted = httpx.post(
+            f"{url}/jobs", files={"file": ("a.opus", audio)}, headers=headers, timeout=60
+        )
         time.sleep(args.seconds)
-        progress = httpx.get(accepted.json()["status_url"], timeout=10).json()["progress"]
+        status = httpx.get(accepted.json()["status_url"], headers=headers, timeout=10)
+        progress = status.json()["progress"]
         return [f"{accepted.status_code}: {progress['percent']} % after {args.seconds:g} s"]
 
     def call() -> None:
@@ -167,6 +206,7 @@ def run(args: argparse.Namespace, url: str, audio: bytes) -> list[str]:
                 f"{url}/transcribe",
                 files={"file": ("a.opus", audio)},
                 data={"language": "en"},
+                headers=headers,
                 timeout=args.seconds,
             )
         except httpx.TimeoutException:
