@@ -48,7 +48,8 @@ run: install
 
 # The image of Dockerfile.secure, built here (Docker Hub and PyPI's torch index are out
 # of reach: a Debian base from mmdebstrap, the machine's torch wheel). Installs and
-# starts Docker where it is missing. Not part of `make test`.
+# starts Docker where it is missing. `make test` builds it as well (whisper-service:test)
+# for tests/container, which run it as Cloud Run does.
 image:
 	bash scripts/build_image.sh
 
@@ -104,7 +105,8 @@ audit: install-dev
 # measured within one run, load tests on 127.0.0.1), then one long job on 1, 2 and 3
 # instances over the emulators (files in gcp-storage-emulator, then in a shared
 # directory), speaker diarization, live streams (both ways of decoding a final), batching
-# across requests. About 50 minutes; not in `make test`.
+# across requests, the image's size, start and memory. About 55 minutes; not in
+# `make test`.
 bench: install-dev emulators
 	$(BIN)/pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider \
 	  --benchmark-only --benchmark-json=.benchmarks/pytest-benchmark.json --timeout 1200
@@ -115,6 +117,8 @@ bench: install-dev emulators
 	  --output .benchmarks/jobs_scaling_directory.json
 	$(BIN)/python benchmarks/realtime.py --output .benchmarks/realtime.json
 	$(BIN)/python benchmarks/batching.py --output .benchmarks/batching.json
+	bash scripts/build_image.sh
+	$(BIN)/python benchmarks/image.py --image whisper-service:local --output .benchmarks/image.json
 
 # docs/configuration.md's settings and presets tables, from the Settings model.
 docs: install
