@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
 from tests.support import AUDIO, LiveServer  # noqa: E402
-from tests.support.containers import IMAGE, Container, docker  # noqa: E402
+from tests.support.containers import IMAGE, Container, docker, memory_burst  # noqa: E402
 
 MIB = 2**20
 
@@ -113,26 +113,15 @@ def hostile_load(image: str) -> dict[str, Any]:
     container = Container(image)
     try:
         container.run()
-        pid = str(container.state()["Pid"])
-        load = subprocess.run(
-            [
-                sys.executable, str(REPO / "scripts" / "testing" / "measure_memory.py"),
-                "burst", "--requests", "8", "--minutes", "30", "--seconds", "60",
-                "--url", container.url, "--pid", pid, "--api-key", container.api_key,
-            ],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        peak = container.exec("cat", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes")
-        if peak.returncode != 0:
-            peak = container.exec("cat", "/sys/fs/cgroup/memory.peak")
+        report = memory_burst(container, seconds=60)
+        peak = container.peak_memory_bytes()
         state = container.state()
     finally:
         container.remove()
-    report = json.loads(load.stdout)
     return {
         "answers": report["answers"],
         "process_tree_peak_mib": report["peak_mib"],
-        "cgroup_peak_mib": round(int(peak.stdout) / MIB),
+        "cgroup_peak_mib": round(peak / MIB),
         "limit_mib": round(container.limits.memory_bytes / MIB),
         "oom_killed": state["OOMKilled"],
     }

@@ -5,8 +5,6 @@ service's memory and CPU limits (read from its manifest)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +15,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.support import REPO, assert_jfk, ljspeech, pooled_wer
-from tests.support.containers import Container, docker
+from tests.support import assert_jfk, ljspeech, pooled_wer, wait_in_flight
+from tests.support.containers import Container, docker, memory_burst
 
 # From `docker run` to /health/ready, production preset, 2 CPUs: 3.7 s measured on a
 # 2-core machine (docs/deployment.md); Cloud Run's startup probe allows 240 s. The
@@ -157,7 +155,7 @@ def test_docker_stop_drains_the_requests_in_flight(image: str) -> None:
         threads = [threading.Thread(target=call, args=(i,)) for i in range(len(utterances))]
         for thread in threads:
             thread.start()
-        wait_in_flight(container, len(utterances))
+        wait_in_flight(container.url, len(utterances))
         stopped: list[float] = []
         stopper = threading.Thread(target=lambda: stopped.append(container.stop(10)))
         stopper.start()
@@ -185,17 +183,6 @@ def test_docker_stop_drains_the_requests_in_flight(image: str) -> None:
     assert stopped[0] < 10  # before docker's SIGKILL
 
 
-def wait_in_flight(container: Container, count: int, timeout: float = 60) -> None:
-    """Until ``count`` requests are in flight and inference is running."""
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        report = httpx.get(f"{container.url}/health", timeout=5).json()
-        if report["in_flight_count"] >= count and report["queue"]["running"] >= 1:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {count} requests in flight")
-
-
 def wait_draining(container: Container, timeout: float = 10) -> None:
     """Until /health/ready says the instance drains (the SIGTERM has arrived)."""
     give_up = time.monotonic() + timeout
@@ -210,21 +197,11 @@ def test_hostile_load_gets_memory_pressure_and_never_an_oom_kill(image: str) -> 
     container = Container(image)
     try:
         container.run()
-        pid = str(container.state()["Pid"])
-        load = subprocess.run(
-            [
-                sys.executable, str(REPO / "scripts" / "testing" / "measure_memory.py"),
-                "burst", "--requests", "8", "--minutes", "30", "--seconds", "40",
-                "--url", container.url, "--pid", pid, "--api-key", container.api_key,
-            ],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        peak = peak_memory_bytes(container)
+        report = memory_burst(container, seconds=40)
+        peak = container.peak_memory_bytes()
         state = container.state()
     finally:
         container.remove()
-    assert load.returncode == 0, load.stderr
-    report = json.loads(load.stdout)
     limit = container.limits.memory_bytes
     print(
         f"\n8 x 30 min uploads: {report['answers']}; process tree peak {report['peak_mib']} MiB,"
@@ -237,18 +214,6 @@ def test_hostile_load_gets_memory_pressure_and_never_an_oom_kill(image: str) -> 
     assert "503 memory_pressure" in report["answers"]
     assert set(report["answers"]) <= {"200", "pending", "503 memory_pressure"}
     assert peak < limit
-
-
-def peak_memory_bytes(container: Container) -> int:
-    """The container's peak memory use as its cgroup counted it (v2, then v1)."""
-    for path in (
-        "/sys/fs/cgroup/memory.peak",
-        "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",
-    ):
-        read = container.exec("cat", path)
-        if read.returncode == 0:
-            return int(read.stdout)
-    raise AssertionError("no cgroup memory peak inside the container")
 
 
 # Found from inside the image, as its user, without --read-only: what the image itself

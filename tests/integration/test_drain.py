@@ -25,6 +25,7 @@ from tests.support import (
     assert_begins_like,
     assert_transcript,
     normalize,
+    wait_in_flight,
 )
 from tests.support.media import repeated_wav
 from tests.support.speakers import load, wav_bytes
@@ -60,16 +61,6 @@ def start_long_requests(
     return threads
 
 
-def wait_in_flight(server: LiveServer, count: int, timeout: float = 60) -> None:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        report = httpx.get(f"{server.url}/health", timeout=5).json()
-        if report["in_flight_count"] >= count and report["queue"]["running"] >= 1:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {count} requests in flight")
-
-
 def print_timeline(title: str, start: float, timeline: Timeline) -> None:
     print(f"\n{title}")
     for moment, event in sorted(timeline):
@@ -97,7 +88,7 @@ def test_sigterm_to_gunicorn_lets_in_flight_requests_finish(
     results: list[Any] = []
     timeline: Timeline = []
     threads = start_long_requests(server, speech, 3, results, timeline)
-    wait_in_flight(server, 3)
+    wait_in_flight(server.url, 3)
     sigterm_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)  # the gunicorn master
     timeline.append((sigterm_at, "SIGTERM to the gunicorn master"))
@@ -142,7 +133,7 @@ def test_drain_timeout_cancels_what_is_left_with_a_clear_503(
     results: list[Any] = []
     timeline: Timeline = []
     threads = start_long_requests(server, long_audio, 2, results, timeline)  # 1 runs, 1 waits
-    wait_in_flight(server, 2)
+    wait_in_flight(server.url, 2)
     signal_at = time.monotonic()
     # SIGINT, not SIGTERM: it must drain too rather than be gunicorn's quick shutdown.
     server.process.send_signal(signal.SIGINT)
@@ -172,7 +163,7 @@ def test_plain_uvicorn_drains_on_sigterm_and_exits_zero(
     timeline: Timeline = []
     audio = (audio_dir / "multilingual.mp3").read_bytes()
     threads = start_long_requests(server, audio, 1, results, timeline)
-    wait_in_flight(server, 1)
+    wait_in_flight(server.url, 1)
     server.process.send_signal(signal.SIGTERM)
     for thread in threads:
         thread.join(timeout=30)

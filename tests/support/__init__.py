@@ -230,6 +230,18 @@ class LiveServer:
         return self.process.returncode
 
 
+def wait_in_flight(url: str, count: int, timeout: float = 60) -> None:
+    """Until the server at ``url`` has ``count`` requests in flight and inference
+    running (its /health report), so that a signal sent next finds them there."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        report = httpx.get(f"{url}/health", timeout=5).json()
+        if report["in_flight_count"] >= count and report["queue"]["running"] >= 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {count} requests in flight")
+
+
 @contextlib.contextmanager
 def running(log_dir: Path, **env: str) -> Iterator[LiveServer]:
     """A started LiveServer, stopped on the way out."""

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -140,9 +141,38 @@ class Container:
         docker("stop", f"--time={grace}", self.name, timeout=grace + 30)
         return time.monotonic() - started
 
+    def peak_memory_bytes(self) -> int:
+        """Its peak memory use as its cgroup counted it (cgroup v2, then v1)."""
+        for path in (
+            "/sys/fs/cgroup/memory.peak",
+            "/sys/fs/cgroup/memory/memory.max_usage_in_bytes",
+        ):
+            read = self.exec("cat", path)
+            if read.returncode == 0:
+                return int(read.stdout)
+        raise RuntimeError("no cgroup memory peak inside the container")
+
     def remove(self) -> None:
         """Remove it, running or not."""
         docker("rm", "--force", self.name, check=False)
+
+
+def memory_burst(container: Container, *, seconds: float) -> dict[str, Any]:
+    """Eight uploads of 30 minutes of speech at once (scripts/testing/measure_memory.py,
+    1.4 MB Opus each) against the running container, watched for ``seconds``: its
+    report (answers, the process tree's idle and peak MiB)."""
+    load = subprocess.run(
+        [
+            sys.executable, str(REPO / "scripts" / "testing" / "measure_memory.py"),
+            "burst", "--requests", "8", "--minutes", "30", "--seconds", str(seconds),
+            "--url", container.url, "--pid", str(container.state()["Pid"]),
+            "--api-key", container.api_key,
+        ],
+        capture_output=True, text=True, timeout=seconds + 240, check=False,
+    )  # fmt: skip
+    if load.returncode != 0:
+        raise RuntimeError(f"measure_memory.py failed:\n{load.stderr}")
+    return dict(json.loads(load.stdout))
 
 
 def remove_test_containers() -> None:
