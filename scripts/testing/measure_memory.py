@@ -180,7 +180,7 @@ def measure(
         tree.stop()
     return {
         "scenario": args.scenario,
-        "env": args.env,
+        "env": None if args.url else args.env,  # an attached server has its own
         "audio_minutes": args.minutes,
         "idle_mib": round(idle / MIB),
         "peak_mib": round(tree.peak / MIB),

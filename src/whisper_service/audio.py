@@ -207,7 +207,7 @@ class _Samples:
     def __init__(self, capacity: int, reserve: Reserve | None) -> None:
         self._reserve = reserve
         self.size = 0
-        self.data = self._allocate(max(capacity, SAMPLE_RATE))
+        self.data = self._allocate(capacity)
 
     def _allocate(self, capacity: int) -> np.ndarray:
         if self._reserve is not None:
