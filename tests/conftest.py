@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.support import AUDIO, LONG_AUDIO, MODEL_CACHE, TEST_THREADS, LiveServer, running
+from tests.support import (
+    AUDIO,
+    LONG_AUDIO,
+    MODEL_CACHE,
+    TEST_THREADS,
+    LiveServer,
+    image_build,
+    running,
+)
 from tests.support.google_emulators import GcpEmulators
 from tests.support.storage_emulator import Emulator
 
@@ -27,6 +35,32 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from whisper_service.diarization.encoder import onnx_model
 
     onnx_model(MODEL_CACHE)
+
+
+CONTAINER_TESTS = Path(__file__).parent / "container"
+
+
+def _in_containers(item: pytest.Item) -> bool:
+    return CONTAINER_TESTS in item.path.parents
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The container tests last: their image builds while the others run."""
+    items.sort(key=_in_containers)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Begin the image's build in the background when container tests are to run."""
+    if not session.config.option.collectonly and any(map(_in_containers, session.items)):
+        image_build.start()
+
+
+def pytest_sessionfinish() -> None:
+    """A build still running when the run ends (it stopped early) ends with it."""
+    build = image_build.started()
+    if build is not None:
+        build.abandon()
 
 
 @pytest.fixture

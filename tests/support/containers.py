@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -177,6 +178,8 @@ def memory_burst(container: Container, *, seconds: float) -> dict[str, Any]:
 
 def remove_test_containers() -> None:
     """Remove every container the suite started (by name prefix)."""
+    if shutil.which("docker") is None:  # the engine never got installed
+        return
     names = docker("ps", "--all", "--quiet", f"--filter=name={NAME_PREFIX}", check=False)
     ids = names.stdout.split()
     if ids:
