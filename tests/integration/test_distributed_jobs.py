@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import threading
 import time
@@ -36,6 +35,15 @@ from tests.support import (
 )
 from tests.support.balancer import Balancer
 from tests.support.google_emulators import GcpEmulators
+from tests.support.job_fleet import (
+    MAX_ATTEMPTS,
+    PUSH_TOKEN,
+    UNIT_SETTINGS,
+    assert_timeline,
+    fleet_env,
+    submit,
+    wait_for,
+)
 from tests.support.media import repeated_wav
 from tests.support.storage_emulator import Emulator
 from whisper_service.config import load_settings
@@ -58,18 +66,6 @@ from whisper_service.jobs.records import (
 )
 from whisper_service.jobs.store import Additions
 from whisper_service.storage import GcsStorage
-
-PUSH_TOKEN = "push-token-for-the-emulator-0123456789"  # noqa: S105 - the emulator's stand-in
-MAX_ATTEMPTS = 5
-# Units of at most 30 s of audio, one window per batch, one inference thread per
-# instance: the 127 s recording becomes five units for three instances to share.
-UNIT_SETTINGS = {
-    "WHISPER_JOBS_UNIT_MAX_AUDIO_SECONDS": "30",
-    "WHISPER_JOBS_BATCH_SIZE": "1",
-    "WHISPER_CPU_THREADS": "1",
-    "WHISPER_INFERENCE_WORKERS": "1",
-    "WHISPER_JOBS_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-}
 
 
 @dataclass
@@ -111,19 +107,7 @@ def cluster(
     logs = tmp_path_factory.mktemp("cluster")
     name = f"jobs-{uuid.uuid4().hex[:8]}"
     emulator.client().create_bucket(name)
-    topic = f"projects/whisper-test/topics/{name}"
-    env = {
-        **gcp.env(),
-        "STORAGE_EMULATOR_HOST": emulator.url,
-        "WHISPER_JOBS_STORE": "firestore",
-        "WHISPER_FIRESTORE_COLLECTION": name,
-        "WHISPER_JOBS_FILES": f"gs://{name}/jobs",
-        "WHISPER_JOBS_QUEUE": "pubsub",
-        "WHISPER_PUBSUB_TOPIC": topic,
-        "WHISPER_PUBSUB_DEAD_LETTER_TOPIC": f"{topic}-dead-letter",
-        "WHISPER_PUBSUB_PUSH_TOKEN": PUSH_TOKEN,
-        **UNIT_SETTINGS,
-    }
+    env = fleet_env(gcp, emulator.url, name)
     instances = [LiveServer(logs, **env) for _ in range(3)]
     balancer = Balancer([i.port for i in instances])
     gcp.create_subscriptions(
@@ -134,36 +118,13 @@ def cluster(
     )
     try:
         start_all(instances)
-        yield Cluster(instances, balancer, topic, name, f"gs://{name}/jobs")
+        yield Cluster(
+            instances, balancer, env["WHISPER_PUBSUB_TOPIC"], name, env["WHISPER_JOBS_FILES"]
+        )
     finally:
         for instance in instances:
             instance.stop()
         balancer.stop()
-
-
-def submit(url: str, path: Path, **fields: str) -> dict[str, Any]:
-    with path.open("rb") as audio:
-        response = httpx.post(
-            f"{url}/jobs", files={"file": (path.name, audio)}, data=fields, timeout=60
-        )
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def wait_for(url: str, job_id: str, statuses: tuple[str, ...], timeout: float = 180) -> Any:
-    give_up = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < give_up:
-        try:
-            job = httpx.get(f"{url}/jobs/{job_id}", timeout=10).json()
-        except httpx.TransportError:  # the instance asked was just killed: ask another
-            time.sleep(0.2)
-            continue
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never got to {statuses}: {job}")
 
 
 @pytest.fixture(scope="module")
@@ -178,15 +139,6 @@ def single_instance_text(
     assert job["status"] == "succeeded", job["error"]
     result: dict[str, Any] = job["result"]
     return result
-
-
-def assert_timeline(segments: list[dict[str, Any]], duration: float) -> None:
-    """Every segment once, in order: none lost at a unit's edge, none doubled."""
-    assert [s["id"] for s in segments] == list(range(len(segments)))
-    for before, after in itertools.pairwise(segments):
-        assert before["start"] <= after["start"], (before, after)
-        assert before["end"] <= after["start"] + 0.5, ("overlap", before, after)
-    assert segments[-1]["end"] > duration - 10
 
 
 def test_three_instances_share_one_long_recording(

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import LiveServer, free_port, running
+from tests.support import LiveServer, running
+from tests.support.prometheus import Prometheus
 
 ROUTE = "/v1/models"
 
@@ -74,37 +75,25 @@ def test_scrape_passes_promtool_check_metrics(two_workers: LiveServer, audio_dir
 
 
 @pytest.fixture
-def prometheus(two_workers: LiveServer, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: `make test` installs Debian's prometheus package")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: whisper\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{two_workers.port}']}}]\n"
-    )
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+def prometheus(two_workers: LiveServer, tmp_path: Path) -> Iterator[Prometheus]:
+    config = {
+        "global": {"scrape_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "whisper",
+                "static_configs": [{"targets": [f"127.0.0.1:{two_workers.port}"]}],
+            }
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
-    )
+    }
+    server = Prometheus(tmp_path / "prometheus", config)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def test_a_real_prometheus_counts_the_requests_sent(
-    two_workers: LiveServer, prometheus: str
+    two_workers: LiveServer, prometheus: Prometheus
 ) -> None:
     route = "/v2/models/{name}/ready"
     query = f'sum(whisper_http_requests_total{{route="{route}"}})'
@@ -115,17 +104,9 @@ def test_a_real_prometheus_counts_the_requests_sent(
         with httpx.Client() as client:
             client.get(f"{two_workers.url}/v2/models/tiny.en/ready")
     expected = baseline + sent
-    value = None
-    give_up = time.monotonic() + 60
-    while time.monotonic() < give_up:
-        try:
-            data = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}).json()
-        except httpx.TransportError:
-            time.sleep(0.5)
-            continue
-        result = data["data"]["result"]
-        value = float(result[0]["value"][1]) if result else None
-        if value == expected:
-            break
-        time.sleep(0.5)
-    assert value == expected
+
+    def counted() -> bool:
+        result = prometheus.query(query)
+        return bool(result) and float(result[0]["value"][1]) == expected
+
+    prometheus.wait(counted, f"{query} = {expected}")
