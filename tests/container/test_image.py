@@ -18,7 +18,7 @@ from openai import OpenAI
 from tests.support import assert_jfk, ljspeech, pooled_wer, wait_in_flight
 from tests.support.containers import Container, docker, memory_burst
 
-# From `docker run` to /health/ready, production preset, 2 CPUs: 3.7 s measured on a
+# From `docker run` to /health/ready, production preset, 2 CPUs: 5.6-9.2 s measured on a
 # 2-core machine (docs/deployment.md); Cloud Run's startup probe allows 240 s. The
 # bound leaves room for a busy machine and still catches a cold start gone wrong
 # (a model converted at start instead of at build, a download attempt).

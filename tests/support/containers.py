@@ -7,6 +7,7 @@ that the suite can remove whatever it left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -24,7 +25,7 @@ from tests.support import REPO, free_port
 
 IMAGE = os.environ.get("WHISPER_TEST_IMAGE", "whisper-service:test")
 NAME_PREFIX = "whisper-service-test-"
-PRODUCTION_SERVICE = REPO / "deployment" / "cloud-run" / "service.production.yaml"
+MANIFESTS = REPO / "deployment" / "cloud-run"
 
 
 def docker(
@@ -52,28 +53,31 @@ class Limits:
         return int(self.memory.removesuffix("m")) * 2**20
 
 
-def production_limits() -> Limits:
-    """The limits the production Cloud Run service gives each instance, read from its
-    manifest so that the tests follow a change there."""
-    service = yaml.safe_load(PRODUCTION_SERVICE.read_text())
+def service_limits(app_env: str = "production") -> Limits:
+    """The limits the Cloud Run service of ``app_env`` gives each instance, read from
+    its manifest so that the tests follow a change there."""
+    manifest = MANIFESTS / f"service.{app_env}.yaml"
+    service = yaml.safe_load(manifest.read_text())
     containers = service["spec"]["template"]["spec"]["containers"]
     (ours,) = (c for c in containers if c["name"] == "whisper-service")  # not the sidecar
     limits = ours["resources"]["limits"]
     memory = str(limits["memory"])
     if not memory.endswith("Mi"):
-        raise ValueError(f"unexpected memory limit {memory!r} in {PRODUCTION_SERVICE}")
+        raise ValueError(f"unexpected memory limit {memory!r} in {manifest}")
     return Limits(memory=memory.removesuffix("Mi") + "m", cpus=str(limits["cpu"]))
 
 
 class Container:
     """``docker run`` of the image as Cloud Run runs it: read-only root, tmpfs /tmp,
-    the production preset and limits (unless told otherwise), on the host's network."""
+    the preset of ``app_env`` (the image's production unless told otherwise) with its
+    service's limits, on the host's network."""
 
     def __init__(
         self,
         image: str,
         *,
-        limits: Limits | None = None,
+        app_env: str = "production",
+        api_key: str | None = None,
         env: dict[str, str] | None = None,
         extra: tuple[str, ...] = (),
     ) -> None:
@@ -81,10 +85,11 @@ class Container:
         self.name = NAME_PREFIX + secrets.token_hex(4)
         self.port = free_port()
         self.metrics_port = free_port()
-        self.api_key = secrets.token_hex(24)
+        self.api_key = api_key or secrets.token_hex(24)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.limits = limits or production_limits()
+        self.limits = service_limits(app_env)
         self.env = {
+            "APP_ENV": app_env,
             "PORT": str(self.port),
             "WHISPER_HOST": "127.0.0.1",
             "WHISPER_METRICS_PORT": str(self.metrics_port),
@@ -136,11 +141,24 @@ class Container:
         result = docker("logs", self.name, check=False)
         return result.stdout + result.stderr
 
+    def log_events(self) -> list[dict[str, Any]]:
+        """Its JSON log lines (others skipped), also after it died."""
+        events = []
+        for line in self.logs().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    events.append(json.loads(line))
+        return events
+
     def stop(self, grace: int = 10) -> float:
         """``docker stop -t grace`` (SIGTERM, then SIGKILL); seconds until it exited."""
         started = time.monotonic()
         docker("stop", f"--time={grace}", self.name, timeout=grace + 30)
         return time.monotonic() - started
+
+    def kill(self) -> None:
+        """``docker kill``: SIGKILL to the whole container at once, a lost instance."""
+        docker("kill", self.name)
 
     def peak_memory_bytes(self) -> int:
         """Its peak memory use as its cgroup counted it (cgroup v2, then v1)."""
