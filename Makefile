@@ -48,8 +48,9 @@ run: install
 
 # The image of Dockerfile.secure, built here (Docker Hub and PyPI's torch index are out
 # of reach: a Debian base from mmdebstrap, the machine's torch wheel). Installs and
-# starts Docker where it is missing. `make test` builds it as well (whisper-service:test)
-# for tests/container, which run it as Cloud Run does.
+# starts Docker where it is missing. ENGINES=faster-whisper builds the lean image
+# (no torch). `make test` builds both as well (whisper-service:test and :test-lean) for
+# tests/container, which run them as Cloud Run does.
 image:
 	bash scripts/build_image.sh
 
@@ -83,18 +84,25 @@ pytest: install-dev tools emulators
 test: lint typecheck pytest
 
 # dependencies/requirements_secure.txt: every package of the image pinned with hashes,
-# resolved from pyproject.toml for linux/amd64 and Python 3.11 (torch: the CPU build;
-# triton: left out, openai-whisper uses it only for CUDA kernels); requirements_dev.txt:
-# the same with the dev extra, held to the image's versions. Versions already locked
-# stay unless pyproject.toml rules them out (uv's --upgrade-package NAME moves one).
+# resolved from pyproject.toml with its openai-whisper extra for linux/amd64 and Python
+# 3.11 (torch: the CPU build; triton: left out, openai-whisper uses it only for CUDA
+# kernels); requirements_lean.txt: the lean image's (no extra: no torch, no
+# openai-whisper), and requirements_dev.txt: with the dev extra; both held to the
+# image's versions. Versions already locked stay unless pyproject.toml rules them out
+# (uv's --upgrade-package NAME moves one).
 LOCK_FLAGS := --override dependencies/overrides.txt \
 	  $(if $(wildcard /opt/wheels),--find-links /opt/wheels,) \
 	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --no-emit-package triton --no-header --no-annotate
 lock: install-dev
-	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt $(LOCK_FLAGS) \
+	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt --extra openai-whisper \
+	  $(LOCK_FLAGS) --override dependencies/overrides-torch-cpu.txt \
 	  -o dependencies/requirements_secure.txt
+	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt $(LOCK_FLAGS) \
+	  --override dependencies/overrides-lean.txt \
+	  --constraint dependencies/requirements_secure.txt -o dependencies/requirements_lean.txt
 	$(BIN)/uv pip compile pyproject.toml dependencies/lock-inputs.txt --extra dev $(LOCK_FLAGS) \
+	  --override dependencies/overrides-torch-cpu.txt \
 	  --constraint dependencies/requirements_secure.txt -o dependencies/requirements_dev.txt
 
 # Known vulnerabilities in the locked packages (needs the PyPI vulnerability API).

@@ -9,11 +9,17 @@
 # scripts/docker_engine.sh installs Debian's docker.io and mmdebstrap and starts
 # dockerd (no bridge, no iptables: containers use the host's network or none) where
 # they are missing, and says what it did. IMAGE names the result (default
-# whisper-service:local).
+# whisper-service:local); ENGINES=faster-whisper builds the lean image
+# (whisper-service:local-lean).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGE="${IMAGE:-whisper-service:local}"
+ENGINES="${ENGINES:-all}"
+if [ "$ENGINES" = faster-whisper ]; then
+  IMAGE="${IMAGE:-whisper-service:local-lean}"
+else
+  IMAGE="${IMAGE:-whisper-service:local}"
+fi
 BASE="${BASE_IMAGE:-whisper-service-base:bookworm}"
 WHEELS="${TORCH_WHEELS:-/opt/wheels}"
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
@@ -55,12 +61,13 @@ python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "$wheel")" "$port
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 
-echo "image: building $IMAGE from Dockerfile.secure"
+echo "image: building $IMAGE from Dockerfile.secure (ENGINES=$ENGINES)"
 start=$(date +%s)
 docker build --network host -f Dockerfile.secure -t "$IMAGE" \
   --build-arg PYTHON_IMAGE="$BASE" \
   --build-arg TORCH_INDEX= \
   --build-arg TORCH_FIND_LINKS="http://127.0.0.1:$port/" \
+  --build-arg ENGINES="$ENGINES" \
   .
 echo "image: $IMAGE built in $(( $(date +%s) - start )) s;" \
   "$(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.2f GB", $1 / 1e9}')"

@@ -156,9 +156,21 @@ def check_dockerfile(path: Path) -> list[str]:
     found = []
     if len(froms) < 2:
         found.append(f"{path}: not multi-stage (build tools must stay out of the runtime)")
+    stages: set[str] = set()
     for line in froms:
-        if "--platform=linux/amd64" not in line:
+        words = line.split()
+        base = next(w for w in words[1:] if not w.startswith("--"))
+        # A stage built on an earlier stage inherits its platform; so does one chosen
+        # among earlier stages by a build argument (`venv-${ENGINES}`: a literal
+        # prefix that only stages carry). Every image pulled must name linux/amd64.
+        prefix = base.split("${", 1)[0]
+        inherits = base in stages or (
+            "${" in base and bool(prefix) and any(s.startswith(prefix) for s in stages)
+        )
+        if "--platform=linux/amd64" not in line and not inherits:
             found.append(f"{path}: `{line}` is not pinned to linux/amd64")
+        if len(words) >= 4 and words[-2].upper() == "AS":
+            stages.add(words[-1])
     if not re.search(r"^ARG PYTHON_IMAGE=\S+@sha256:[0-9a-f]{64}$", text, re.M):
         found.append(f"{path}: the base image is not pinned by digest")
     if "--require-hashes" not in text:

@@ -232,18 +232,25 @@ exit 0
 """
 
 
-def test_the_image_holds_no_tools_caches_sources_or_writable_files(image: str) -> None:
+@pytest.mark.parametrize("which", ["image", "lean_image"])
+def test_the_image_holds_no_tools_caches_sources_or_writable_files(
+    which: str, request: pytest.FixtureRequest
+) -> None:
     found = docker(
-        "run", "--rm", "--network=none", "--entrypoint=sh", image, "-c", CONTENTS, timeout=300
+        "run", "--rm", "--network=none", "--entrypoint=sh", request.getfixturevalue(which),
+        "-c", CONTENTS, timeout=300,
     )  # fmt: skip
     assert found.stdout.split("\n") == [""], found.stdout
 
 
+@pytest.mark.parametrize("which", ["image", "lean_image"])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_config_validate_passes_inside_the_image(image: str, preset: str) -> None:
+def test_config_validate_passes_inside_the_image(
+    which: str, preset: str, request: pytest.FixtureRequest
+) -> None:
     result = docker(
-        "run", "--rm", "--network=none", f"--env=APP_ENV={preset}", image,
-        "config", "validate", check=False,
+        "run", "--rm", "--network=none", f"--env=APP_ENV={preset}",
+        request.getfixturevalue(which), "config", "validate", check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{preset}: valid"

@@ -24,6 +24,8 @@ import yaml
 from tests.support import REPO, free_port
 
 IMAGE = os.environ.get("WHISPER_TEST_IMAGE", "whisper-service:test")
+# The lean image (ENGINES=faster-whisper): no torch, no openai-whisper.
+LEAN_IMAGE = os.environ.get("WHISPER_TEST_LEAN_IMAGE", "whisper-service:test-lean")
 NAME_PREFIX = "whisper-service-test-"
 MANIFESTS = REPO / "deployment" / "cloud-run"
 

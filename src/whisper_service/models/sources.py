@@ -169,11 +169,18 @@ def _for_format(
     return ModelArtifact(name, ModelFormat.OPENAI_WHISPER, checkpoint, source, heads)
 
 
+# openai-whisper's official model names (its ``whisper._MODELS``, which a unit test
+# compares with this), kept here so that a name resolves for faster-whisper too without
+# importing openai-whisper, and so torch, which the lean image leaves out.
+OPENAI_WHISPER_NAMES = (
+    "tiny.en", "tiny", "base.en", "base", "small.en", "small", "medium.en", "medium",
+    "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
+)  # fmt: skip
+
+
 def openai_whisper_names() -> list[str]:
     """Official openai-whisper model names."""
-    import whisper
-
-    return list(whisper._MODELS)
+    return list(OPENAI_WHISPER_NAMES)
 
 
 def _openai_checkpoint_path(name: str, cache_dir: Path) -> Path:

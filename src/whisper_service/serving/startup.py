@@ -8,6 +8,7 @@ gunicorn treats as a boot error (it stops instead of restarting the worker in a 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import structlog
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.config import EngineName, Settings
 from whisper_service.engines.base import Engine, TranscribeOptions
-from whisper_service.models import ModelArtifact, ModelFormat, resolve_model
+from whisper_service.models import ModelArtifact, ModelFormat, ModelNotFound, resolve_model
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.resources import available_cpus
 
@@ -50,8 +51,15 @@ EngineLoader = Callable[[Settings], LoadedModel]
 def resolve_configured_model(
     settings: Settings, engine: EngineName | None = None, *, allow_download: bool = False
 ) -> ModelArtifact:
-    """The configured model, in the format ``engine`` (default: the configured one) loads."""
+    """The configured model, in the format ``engine`` (default: the configured one) loads.
+    Raises ModelNotFound when the engine itself is not installed (the lean image)."""
     engine = engine or settings.engine
+    if engine is EngineName.OPENAI_WHISPER and importlib.util.find_spec("whisper") is None:
+        raise ModelNotFound(
+            "WHISPER_ENGINE=openai-whisper, but this installation has no openai-whisper: "
+            "the lean image (Dockerfile.secure built with ENGINES=faster-whisper) leaves it "
+            "and torch out. Use WHISPER_ENGINE=faster-whisper, or the default image."
+        )
     return resolve_model(
         settings.model,
         MODEL_FORMATS[engine],
