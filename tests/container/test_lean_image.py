@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from tests.support import AUDIO, REPO, assert_jfk
 from tests.support.containers import Container, docker
@@ -94,10 +95,31 @@ def transcribe(container: Container, audio: bytes, **fields: str) -> dict[str, A
     return body
 
 
-def test_the_lean_image_transcribes_and_diarizes_as_the_default_does(
+def test_the_lean_image_serves_the_api_without_openai_whisper(
     both: dict[str, Container],
 ) -> None:
-    assert_jfk(transcribe(both["lean"], (AUDIO / "jfk.flac").read_bytes())["text"])
+    # A parameter whose handling once read openai-whisper's tables (language), word
+    # timestamps, and the SDK's streamed transcription.
+    lean = both["lean"]
+    jfk = (AUDIO / "jfk.flac").read_bytes()
+    body = transcribe(
+        lean, jfk, language="English", response_format="verbose_json", word_timestamps="true"
+    )
+    assert_jfk(body["text"])
+    assert body["language"] == "en"
+    assert body["segments"][0]["words"]
+    client = OpenAI(base_url=f"{lean.url}/v1", api_key=lean.api_key, max_retries=0)
+    with (AUDIO / "jfk.flac").open("rb") as fp:
+        events = list(
+            client.audio.transcriptions.create(
+                model="whisper-1", file=fp, language="en", stream=True
+            )
+        )
+    assert events[-1].type == "transcript.text.done"
+    assert_jfk(events[-1].text)
+
+
+def test_the_lean_image_diarizes_as_the_default_does(both: dict[str, Container]) -> None:
     talk = three_speakers()
     audio = wav_bytes(talk.samples)
     answers = {

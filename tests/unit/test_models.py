@@ -126,3 +126,19 @@ def test_an_installation_without_openai_whisper_names_the_engine_it_lacks(
     with pytest.raises(ModelNotFound, match="no openai-whisper: the lean image"):
         resolve_configured_model(settings, EngineName.OPENAI_WHISPER)
     assert resolve_configured_model(settings, EngineName.FASTER_WHISPER).format is FW
+
+
+def test_the_language_table_is_openai_whispers_own() -> None:
+    # Kept in the service so that faster-whisper (and the lean image) never needs
+    # openai-whisper to read a `language` parameter.
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+    from whisper_service.engines import languages
+
+    assert list(languages.LANGUAGES.items()) == list(LANGUAGES.items())
+    for name, code in TO_LANGUAGE_CODE.items():
+        assert languages.normalize_language(name.title()) == code
+    assert languages.normalize_language("Castilian") == "es"
+    assert languages.language_name("de") == "german"
+    with pytest.raises(ValueError, match="unknown language 'klingon'"):
+        languages.normalize_language("klingon")

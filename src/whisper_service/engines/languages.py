@@ -1,39 +1,132 @@
 """Language codes and names Whisper knows.
 
-The table is openai-whisper's own (``whisper/tokenizer.py``), loaded from that file
-alone: importing the ``whisper`` package would import torch, which costs a
-faster-whisper worker about 200 MB of memory for nothing.
+The table is openai-whisper's own (``LANGUAGES`` and ``TO_LANGUAGE_CODE`` of
+``whisper/tokenizer.py``, which a unit test compares with this), kept here: reading it
+from openai-whisper would tie faster-whisper, and the lean image that carries no
+openai-whisper, to that package (importing it would also import torch).
 """
 
 from __future__ import annotations
 
-import importlib.util
-from functools import cache
-from types import ModuleType
-
-
-@cache
-def _tokenizer_module() -> ModuleType:
-    spec = importlib.util.find_spec("whisper")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("openai-whisper is not installed")
-    path = f"{next(iter(spec.submodule_search_locations))}/tokenizer.py"
-    module_spec = importlib.util.spec_from_file_location("_whisper_tokenizer_table", path)
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def _languages() -> dict[str, str]:
-    languages: dict[str, str] = _tokenizer_module().LANGUAGES
-    return languages
-
-
-def _codes_by_name() -> dict[str, str]:
-    codes: dict[str, str] = _tokenizer_module().TO_LANGUAGE_CODE
-    return codes
+# Code -> Whisper's English name, in Whisper's order (its language tokens' order).
+LANGUAGES: dict[str, str] = {
+    "en": "english",
+    "zh": "chinese",
+    "de": "german",
+    "es": "spanish",
+    "ru": "russian",
+    "ko": "korean",
+    "fr": "french",
+    "ja": "japanese",
+    "pt": "portuguese",
+    "tr": "turkish",
+    "pl": "polish",
+    "ca": "catalan",
+    "nl": "dutch",
+    "ar": "arabic",
+    "sv": "swedish",
+    "it": "italian",
+    "id": "indonesian",
+    "hi": "hindi",
+    "fi": "finnish",
+    "vi": "vietnamese",
+    "he": "hebrew",
+    "uk": "ukrainian",
+    "el": "greek",
+    "ms": "malay",
+    "cs": "czech",
+    "ro": "romanian",
+    "da": "danish",
+    "hu": "hungarian",
+    "ta": "tamil",
+    "no": "norwegian",
+    "th": "thai",
+    "ur": "urdu",
+    "hr": "croatian",
+    "bg": "bulgarian",
+    "lt": "lithuanian",
+    "la": "latin",
+    "mi": "maori",
+    "ml": "malayalam",
+    "cy": "welsh",
+    "sk": "slovak",
+    "te": "telugu",
+    "fa": "persian",
+    "lv": "latvian",
+    "bn": "bengali",
+    "sr": "serbian",
+    "az": "azerbaijani",
+    "sl": "slovenian",
+    "kn": "kannada",
+    "et": "estonian",
+    "mk": "macedonian",
+    "br": "breton",
+    "eu": "basque",
+    "is": "icelandic",
+    "hy": "armenian",
+    "ne": "nepali",
+    "mn": "mongolian",
+    "bs": "bosnian",
+    "kk": "kazakh",
+    "sq": "albanian",
+    "sw": "swahili",
+    "gl": "galician",
+    "mr": "marathi",
+    "pa": "punjabi",
+    "si": "sinhala",
+    "km": "khmer",
+    "sn": "shona",
+    "yo": "yoruba",
+    "so": "somali",
+    "af": "afrikaans",
+    "oc": "occitan",
+    "ka": "georgian",
+    "be": "belarusian",
+    "tg": "tajik",
+    "sd": "sindhi",
+    "gu": "gujarati",
+    "am": "amharic",
+    "yi": "yiddish",
+    "lo": "lao",
+    "uz": "uzbek",
+    "fo": "faroese",
+    "ht": "haitian creole",
+    "ps": "pashto",
+    "tk": "turkmen",
+    "nn": "nynorsk",
+    "mt": "maltese",
+    "sa": "sanskrit",
+    "lb": "luxembourgish",
+    "my": "myanmar",
+    "bo": "tibetan",
+    "tl": "tagalog",
+    "mg": "malagasy",
+    "as": "assamese",
+    "tt": "tatar",
+    "haw": "hawaiian",
+    "ln": "lingala",
+    "ha": "hausa",
+    "ba": "bashkir",
+    "jw": "javanese",
+    "su": "sundanese",
+    "yue": "cantonese",
+    # Other names Whisper accepts for a language.
+}
+ALIASES: dict[str, str] = {
+    "burmese": "my",
+    "valencian": "ca",
+    "flemish": "nl",
+    "haitian": "ht",
+    "letzeburgesch": "lb",
+    "pushto": "ps",
+    "panjabi": "pa",
+    "moldavian": "ro",
+    "moldovan": "ro",
+    "sinhalese": "si",
+    "castilian": "es",
+    "mandarin": "zh",
+}
+_CODES_BY_NAME = {name: code for code, name in LANGUAGES.items()} | ALIASES
 
 
 def normalize_language(value: str | None) -> str | None:
@@ -44,13 +137,13 @@ def normalize_language(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None
     key = value.strip().lower()
-    if key in _languages():
+    if key in LANGUAGES:
         return key
-    if key in _codes_by_name():
-        return _codes_by_name()[key]
+    if key in _CODES_BY_NAME:
+        return _CODES_BY_NAME[key]
     raise ValueError(f"unknown language {value!r}; use an ISO 639-1 code such as 'en' or 'de'")
 
 
 def language_name(code: str) -> str:
     """Whisper's English name for a language code (``en`` -> ``english``)."""
-    return _languages().get(code, code)
+    return LANGUAGES.get(code, code)
