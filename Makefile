@@ -126,7 +126,10 @@ bench: install-dev emulators
 	$(BIN)/python benchmarks/realtime.py --output .benchmarks/realtime.json
 	$(BIN)/python benchmarks/batching.py --output .benchmarks/batching.json
 	bash scripts/build_image.sh
+	ENGINES=faster-whisper bash scripts/build_image.sh
 	$(BIN)/python benchmarks/image.py --image whisper-service:local --output .benchmarks/image.json
+	$(BIN)/python benchmarks/image.py --image whisper-service:local-lean \
+	  --output .benchmarks/image-lean.json
 
 # docs/configuration.md's settings and presets tables, from the Settings model.
 docs: install
