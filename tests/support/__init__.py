@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jiwer
@@ -151,6 +152,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a log, one per line (other lines skipped)."""
+    events = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+    return events
+
+
 class LiveServer:
     """``whisper-service serve`` (gunicorn + uvicorn workers) in a subprocess on 127.0.0.1."""
 
@@ -201,14 +212,9 @@ class LiveServer:
         """What the server printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def log_events(self) -> list[dict[str, object]]:
+    def log_events(self) -> list[dict[str, Any]]:
         """The JSON log lines so far (other lines skipped)."""
-        events = []
-        for line in self.logs().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    events.append(json.loads(line))
-        return events
+        return json_lines(self.logs())
 
     def alive(self) -> bool:
         """The process runs and /health/live answers 200."""

@@ -7,7 +7,6 @@ that the suite can remove whatever it left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, json_lines
 
 IMAGE = os.environ.get("WHISPER_TEST_IMAGE", "whisper-service:test")
 # The lean image (ENGINES=faster-whisper): no torch, no openai-whisper.
@@ -145,12 +144,7 @@ class Container:
 
     def log_events(self) -> list[dict[str, Any]]:
         """Its JSON log lines (others skipped), also after it died."""
-        events = []
-        for line in self.logs().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    events.append(json.loads(line))
-        return events
+        return json_lines(self.logs())
 
     def stop(self, grace: int = 10) -> float:
         """``docker stop -t grace`` (SIGTERM, then SIGKILL); seconds until it exited."""
