@@ -178,7 +178,20 @@ async def test_a_plain_websockets_client_at_real_time_pace(default_server: LiveS
     kinds = [e["type"] for e in seen]
     assert kinds[0] == "session.created"
     assert "input_audio_buffer.speech_started" in kinds
-    assert any(k.endswith("transcription.delta") for k in kinds)  # partials came
+    # Deltas as OpenAI sends them: only new text, which a client shows one after the
+    # other; they add up to (nearly) each turn's transcript, never repeating it.
+    deltas: dict[str, str] = {}
+    for event in seen:
+        if event["type"].endswith("transcription.delta"):
+            assert event["delta"]
+            deltas[event["item_id"]] = deltas.get(event["item_id"], "") + event["delta"]
+    completed = {e["item_id"]: e["transcript"] for e in seen
+                 if e["type"].endswith("transcription.completed")}  # fmt: skip
+    assert deltas
+    shown, final = " ".join(deltas.values()), " ".join(completed.values())
+    print(f"\ndeltas shown: {shown!r}\nfinals:       {final!r}")
+    assert len(shown.split()) <= len(final.split()) + 2
+    assert word_error_rate(final, shown) <= 0.15
 
 
 async def _drain_finals(ws: ClientConnection) -> list[dict[str, Any]]:

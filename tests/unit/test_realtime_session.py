@@ -196,7 +196,8 @@ async def test_a_partial_without_a_free_worker_is_tried_again_with_the_next_fram
     sent: list[dict[str, Any]] = []
 
     async def send(event: dict[str, Any]) -> None:
-        sent.append(event)
+        # With the whole partial the session holds as it sends (what /stream shows).
+        sent.append({**event, "partial": session.partials.get(event.get("item_id", ""))})
 
     recorder = Busy(busy=3)
     session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send)
@@ -208,7 +209,7 @@ async def test_a_partial_without_a_free_worker_is_tried_again_with_the_next_fram
     assert steps[:3] == pytest.approx([0.1, 0.1, 0.1], abs=0.01)
     assert steps[3] == pytest.approx(1.0, abs=0.11)
     first_delta = next(e for e in sent if e["type"].endswith("transcription.delta"))
-    assert first_delta["delta"] == f"{partials[3]:.2f} s"
+    assert first_delta["partial"] == f"{partials[3]:.2f} s"
 
 
 async def test_abandon_cancels_the_running_turn_and_drops_the_queued_ones() -> None:
@@ -439,3 +440,60 @@ async def test_a_commit_needs_100_ms_and_a_broken_turn_says_so() -> None:
     await session.finish()
     assert sent[-1]["type"] == "conversation.item.input_audio_transcription.failed"
     assert sent[-1]["error"]["code"] == "transcription_failed"
+
+
+class Counting(Recorder):
+    """Answers with one word per second of the turn, as a decoder that hears more each
+    time; a final adds the turn's last words."""
+
+    WORDS = tuple(f"w{n}" for n in range(40))
+
+    async def __call__(
+        self,
+        audio: np.ndarray,
+        config: SessionConfig,
+        *,
+        final: bool,
+        context: Context,
+        urgent: bool = True,
+    ) -> str:
+        await super().__call__(audio, config, final=final, context=context, urgent=urgent)
+        seconds = len(audio) / SAMPLE_RATE
+        return " ".join(self.WORDS[: int(seconds) + (2 if final else 0)])
+
+
+async def test_deltas_carry_new_words_only_and_add_up_to_each_final() -> None:
+    from whisper_service.realtime.dialects import NativeDialect, OpenAIDialect
+
+    openai, native = OpenAIDialect(), NativeDialect()
+    shown: dict[str, list[dict[str, Any]]] = {"openai": [], "native": []}
+
+    async def send(event: dict[str, Any]) -> None:
+        for name, dialect in (("openai", openai), ("native", native)):
+            if (translated := dialect.translate(session, event)) is not None:
+                shown[name].append(translated)
+
+    session = Session(SessionConfig(rate=SAMPLE_RATE), Counting(), send)
+    await stream(session, load(LONG_AUDIO)[: 30 * SAMPLE_RATE])
+    deltas: dict[str, list[str]] = {}
+    finals = {}
+    for event in shown["openai"]:
+        if event["type"].endswith("transcription.delta"):
+            assert event["delta"], "an empty delta was sent"
+            deltas.setdefault(event["item_id"], []).append(event["delta"])
+        elif event["type"].endswith("transcription.completed"):
+            finals[event["item_id"]] = event["transcript"]
+    assert finals
+    assert any(len(d) > 2 for d in deltas.values()), deltas  # several words one by one
+    for item, transcript in finals.items():
+        assert "".join(deltas.get(item, [])) == transcript
+    # /stream shows each partial whole, and no partial after a turn's final.
+    partials = [e["text"] for e in shown["native"] if e["type"] == "partial"]
+    assert partials
+    assert all(p.startswith("w0") for p in partials), partials
+    final_starts = [e["start"] for e in shown["native"] if e["type"] == "final"]
+    assert len(final_starts) == len(finals)
+    for position, event in enumerate(shown["native"]):
+        if event["type"] == "final":  # the turn's (same start) partials all came before
+            later = shown["native"][position + 1 :]
+            assert not [e for e in later if e["type"] == "partial" and e["start"] == event["start"]]

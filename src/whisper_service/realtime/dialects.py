@@ -129,6 +129,8 @@ class OpenAIDialect:
         return False
 
     def translate(self, session: Session | None, event: dict[str, Any]) -> dict[str, Any] | None:
+        if event["type"].endswith("transcription.delta") and not event["delta"]:
+            return None  # a partial that confirmed no new word: nothing to add
         return event
 
 
@@ -185,7 +187,12 @@ class NativeDialect:
         if kind == "input_audio_buffer.speech_stopped":
             return {"type": "speech_stopped", "end": event["audio_end_ms"] / 1000}
         if kind.endswith("transcription.delta"):
-            return {"type": "partial", "text": event["delta"], "start": times[0]}
+            # The whole partial, as this protocol shows it; the last delta of a closed
+            # turn (its final's words not yet sent) has none: the final follows.
+            whole = session.partials.get(event["item_id"]) if session is not None else None
+            if whole is None:
+                return None
+            return {"type": "partial", "text": whole, "start": times[0]}
         if kind.endswith("transcription.completed"):
             return {"type": "final", "text": event["transcript"], "start": times[0],
                     "end": times[1]}  # fmt: skip

@@ -6,9 +6,12 @@ sends what ``send`` receives. Events are OpenAI's realtime transcription events 
 dicts (``events``); the native stream maps them to its own.
 
 Partial text: while a turn is open, its audio so far is re-decoded every
-``partial_seconds`` (a ``delta`` event with the new text); the turn's final text
-comes when it closes (``completed``). Transcription goes through ``Transcriber``
-(the scheduler, in the service), one request at a time per session, in order.
+``partial_seconds``; each decode is a ``delta`` event that carries only the words new
+since the last one, once two consecutive partials agree on them (``increments``; the
+whole partial is in ``partials`` for protocols that show it), and the turn's final text
+comes when it closes (``completed``, after a last delta with its words not yet sent).
+Transcription goes through ``Transcriber`` (the scheduler, in the service), one request
+at a time per session, in order.
 
 Everything a session holds is bounded: the audio of the open turn (cut at
 ``max_turn_seconds``, whether server VAD or the client commits), the audio kept while
@@ -37,6 +40,7 @@ import structlog
 
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.realtime.audio import FrameError, PcmStream
+from whisper_service.realtime.increments import Increments
 from whisper_service.realtime.vad import FRAME, StreamingVad, TurnDetection
 
 log = structlog.get_logger(__name__)
@@ -172,6 +176,8 @@ class Session:
         self._partial_pending = False  # one partial waits or runs at a time
         self._context = Context()  # the last turns' finals
         self.turn_times: dict[str, tuple[float, float | None]] = {}  # item: start, end (s)
+        self.partials: dict[str, str] = {}  # open turns: the latest whole partial text
+        self._increments: dict[str, Increments] = {}  # open turns: the deltas sent
 
     @property
     def received_seconds(self) -> float:
@@ -323,6 +329,7 @@ class Session:
         if full:  # the turn cap, with no room: its audio can neither wait nor grow
             self._started_at.pop(item, None)
             self.turn_times.pop(item, None)
+            self._forget_partials(item)
             await self._send(events.failed(item, "too_many_pending_turns",
                              "too many turns of this session are waiting to be "
                              "transcribed; this one was dropped"))  # fmt: skip
@@ -333,6 +340,8 @@ class Session:
 
     async def clear(self) -> None:
         """Drop the buffered audio and any open turn."""
+        if self._item is not None:
+            self._forget_partials(self._item)
         self._drop_before(self._received)
         self._item, self._stop_pending = None, None
         if self._vad is not None:
@@ -390,12 +399,18 @@ class Session:
             started = self._started_at.pop(item, None)
             if started is not None:  # the turn's first partial
                 self._observe("partial", time.monotonic() - started)
-            await self._send(events.delta(item, text))
+            self.partials[item] = text
+            increment = self._increments.setdefault(item, Increments()).partial(text)
+            # Sent even when it adds nothing (a dialect that shows increments drops it):
+            # a protocol that shows whole partials shows this one.
+            await self._send(events.delta(item, increment))
 
     async def _final(
         self, item: str, audio: np.ndarray, ended: float, *, speech: bool = True
     ) -> None:
         self._started_at.pop(item, None)
+        increments = self._increments.pop(item, Increments())
+        self.partials.pop(item, None)  # no whole partial: the last delta is increments' alone
         # A session with turns queued behind this one is behind already: it waits in
         # line with everything else instead of going ahead of it (a client committing
         # in a loop would otherwise hold a worker ahead of every request).
@@ -426,10 +441,16 @@ class Session:
         if speech:  # a speechless turn is no context: the one before stays the next's
             self._context = self._context.then(audio, text)
         self._hold(self.held_bytes)
+        if rest := increments.final(text):
+            await self._send(events.delta(item, rest))
         await self._send(events.completed(item, text, len(audio) / SAMPLE_RATE))
         self.turn_times.pop(item, None)
         if speech:
             self._observe("final", time.monotonic() - ended)
+
+    def _forget_partials(self, item: str) -> None:
+        self.partials.pop(item, None)
+        self._increments.pop(item, None)
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
