@@ -39,7 +39,11 @@ class Recorder:
             self.urgent.append(urgent)
         if final:
             self.contexts.append(context)
-        return f"{len(audio) / SAMPLE_RATE:.2f} s"
+        return self.answer(len(audio) / SAMPLE_RATE, final)
+
+    def answer(self, seconds: float, final: bool) -> str:
+        """The text for a turn of ``seconds``."""
+        return f"{seconds:.2f} s"
 
 
 async def stream(session: Session, audio: np.ndarray, chunk: int = SAMPLE_RATE // 10) -> None:
@@ -448,17 +452,7 @@ class Counting(Recorder):
 
     WORDS = tuple(f"w{n}" for n in range(40))
 
-    async def __call__(
-        self,
-        audio: np.ndarray,
-        config: SessionConfig,
-        *,
-        final: bool,
-        context: Context,
-        urgent: bool = True,
-    ) -> str:
-        await super().__call__(audio, config, final=final, context=context, urgent=urgent)
-        seconds = len(audio) / SAMPLE_RATE
+    def answer(self, seconds: float, final: bool) -> str:
         return " ".join(self.WORDS[: int(seconds) + (2 if final else 0)])
 
 

@@ -110,8 +110,8 @@ LANGUAGES: dict[str, str] = {
     "jw": "javanese",
     "su": "sundanese",
     "yue": "cantonese",
-    # Other names Whisper accepts for a language.
 }
+# Other names Whisper accepts for a language.
 ALIASES: dict[str, str] = {
     "burmese": "my",
     "valencian": "ca",
