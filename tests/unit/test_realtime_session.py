@@ -201,7 +201,7 @@ async def test_a_partial_without_a_free_worker_is_tried_again_with_the_next_fram
 
     async def send(event: dict[str, Any]) -> None:
         # With the whole partial the session holds as it sends (what /stream shows).
-        sent.append({**event, "partial": session.partials.get(event.get("item_id", ""))})
+        sent.append({**event, "partial": session.partial_text(event.get("item_id", ""))})
 
     recorder = Busy(busy=3)
     session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send)

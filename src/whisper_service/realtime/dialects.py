@@ -189,7 +189,7 @@ class NativeDialect:
         if kind.endswith("transcription.delta"):
             # The whole partial, as this protocol shows it; the last delta of a closed
             # turn (its final's words not yet sent) has none: the final follows.
-            whole = session.partials.get(event["item_id"]) if session is not None else None
+            whole = session.partial_text(event["item_id"]) if session is not None else None
             if whole is None:
                 return None
             return {"type": "partial", "text": whole, "start": times[0]}

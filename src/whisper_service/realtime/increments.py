@@ -42,15 +42,19 @@ class Increments:
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.latest = ""  # the latest partial text, whole
         self._previous: list[str] = []
 
     def partial(self, text: str) -> str:
         """The delta for a new partial text: the words it and the previous partial
         agree on past those sent; "" when there are none."""
+        self.latest = text
         words = text.split()
-        agreed = min(_agreed(self._previous, words), len(words))
+        agreed = _agreed(self._previous, words)
         self._previous = words
-        return self._send(words, agreed)
+        if agreed <= len(self.sent) or _agreed(self.sent, words) < len(self.sent):
+            return ""
+        return self._send(words[len(self.sent) : agreed])
 
     def final(self, text: str) -> str:
         """The last delta: the final's words past those sent. Where the final changed
@@ -59,25 +63,19 @@ class Increments:
         the final's later words; ``completed`` has the exact text."""
         words = text.split()
         if _agreed(self.sent, words) == len(self.sent):
-            return self._send(words, len(words))
+            return self._send(words[len(self.sent) :])
         matcher = SequenceMatcher(None, [_key(w) for w in self.sent], [_key(w) for w in words])
         blocks = [b for b in matcher.get_matching_blocks() if b.size]
         if not blocks:
             return ""
         last = blocks[-1]
-        sent_end, final_end = last.a + last.size, last.b + last.size
         # Sent words after the last match stand for as many of the final's (changed).
-        rest = words[final_end + len(self.sent) - sent_end :]
-        if not rest:
-            return ""
-        joined = " ".join(rest)
-        self.sent.extend(rest)
-        return f" {joined}"
+        return self._send(words[last.b + last.size + len(self.sent) - (last.a + last.size) :])
 
-    def _send(self, words: list[str], upto: int) -> str:
-        if upto <= len(self.sent) or _agreed(self.sent, words) < len(self.sent):
+    def _send(self, new: list[str]) -> str:
+        """``new`` as a delta (a space before it unless it is the turn's first)."""
+        if not new:
             return ""
-        new = words[len(self.sent) : upto]
         joined = " ".join(new)
         delta = f" {joined}" if self.sent else joined
         self.sent.extend(new)

@@ -8,7 +8,7 @@ dicts (``events``); the native stream maps them to its own.
 Partial text: while a turn is open, its audio so far is re-decoded every
 ``partial_seconds``; each decode is a ``delta`` event that carries only the words new
 since the last one, once two consecutive partials agree on them (``increments``; the
-whole partial is in ``partials`` for protocols that show it), and the turn's final text
+whole partial is ``partial_text``, for protocols that show it), and the turn's final text
 comes when it closes (``completed``, after a last delta with its words not yet sent).
 Transcription goes through ``Transcriber`` (the scheduler, in the service), one request
 at a time per session, in order.
@@ -176,8 +176,12 @@ class Session:
         self._partial_pending = False  # one partial waits or runs at a time
         self._context = Context()  # the last turns' finals
         self.turn_times: dict[str, tuple[float, float | None]] = {}  # item: start, end (s)
-        self.partials: dict[str, str] = {}  # open turns: the latest whole partial text
-        self._increments: dict[str, Increments] = {}  # open turns: the deltas sent
+        self._increments: dict[str, Increments] = {}  # open turns: their partials and deltas
+
+    def partial_text(self, item: str) -> str | None:
+        """The open turn ``item``'s latest partial text, whole; None once it closed."""
+        increments = self._increments.get(item)
+        return increments.latest if increments is not None else None
 
     @property
     def received_seconds(self) -> float:
@@ -329,7 +333,7 @@ class Session:
         if full:  # the turn cap, with no room: its audio can neither wait nor grow
             self._started_at.pop(item, None)
             self.turn_times.pop(item, None)
-            self._forget_partials(item)
+            self._increments.pop(item, None)
             await self._send(events.failed(item, "too_many_pending_turns",
                              "too many turns of this session are waiting to be "
                              "transcribed; this one was dropped"))  # fmt: skip
@@ -341,7 +345,7 @@ class Session:
     async def clear(self) -> None:
         """Drop the buffered audio and any open turn."""
         if self._item is not None:
-            self._forget_partials(self._item)
+            self._increments.pop(self._item, None)
         self._drop_before(self._received)
         self._item, self._stop_pending = None, None
         if self._vad is not None:
@@ -399,7 +403,6 @@ class Session:
             started = self._started_at.pop(item, None)
             if started is not None:  # the turn's first partial
                 self._observe("partial", time.monotonic() - started)
-            self.partials[item] = text
             increment = self._increments.setdefault(item, Increments()).partial(text)
             # Sent even when it adds nothing (a dialect that shows increments drops it):
             # a protocol that shows whole partials shows this one.
@@ -409,8 +412,8 @@ class Session:
         self, item: str, audio: np.ndarray, ended: float, *, speech: bool = True
     ) -> None:
         self._started_at.pop(item, None)
+        # Closed: no whole partial any more, and the last delta is the increments' alone.
         increments = self._increments.pop(item, Increments())
-        self.partials.pop(item, None)  # no whole partial: the last delta is increments' alone
         # A session with turns queued behind this one is behind already: it waits in
         # line with everything else instead of going ahead of it (a client committing
         # in a loop would otherwise hold a worker ahead of every request).
@@ -447,10 +450,6 @@ class Session:
         self.turn_times.pop(item, None)
         if speech:
             self._observe("final", time.monotonic() - ended)
-
-    def _forget_partials(self, item: str) -> None:
-        self.partials.pop(item, None)
-        self._increments.pop(item, None)
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
