@@ -110,20 +110,13 @@ def host_worker_rss(tmp: Path) -> int:
 
 def hostile_load(image: str) -> dict[str, Any]:
     """Eight 30-minute uploads at once against a container; its cgroup's peak."""
-    container = Container(image)
-    try:
-        container.run()
-        report = memory_burst(container, seconds=60)
-        peak = container.peak_memory_bytes()
-        state = container.state()
-    finally:
-        container.remove()
+    burst = memory_burst(image, seconds=60)
     return {
-        "answers": report["answers"],
-        "process_tree_peak_mib": report["peak_mib"],
-        "cgroup_peak_mib": round(peak / MIB),
-        "limit_mib": round(container.limits.memory_bytes / MIB),
-        "oom_killed": state["OOMKilled"],
+        "answers": burst.answers,
+        "process_tree_peak_mib": burst.tree_peak_mib,
+        "cgroup_peak_mib": round(burst.cgroup_peak_bytes / MIB),
+        "limit_mib": round(burst.limit_bytes / MIB),
+        "oom_killed": burst.state["OOMKilled"],
     }
 
 

@@ -172,22 +172,45 @@ class Container:
         docker("rm", "--force", self.name, check=False)
 
 
-def memory_burst(container: Container, *, seconds: float) -> dict[str, Any]:
-    """Eight uploads of 30 minutes of speech at once (scripts/testing/measure_memory.py,
-    1.4 MB Opus each) against the running container, watched for ``seconds``: its
-    report (answers, the process tree's idle and peak MiB)."""
-    load = subprocess.run(
-        [
-            sys.executable, str(REPO / "scripts" / "testing" / "measure_memory.py"),
-            "burst", "--requests", "8", "--minutes", "30", "--seconds", str(seconds),
-            "--url", container.url, "--pid", str(container.state()["Pid"]),
-            "--api-key", container.api_key,
-        ],
-        capture_output=True, text=True, timeout=seconds + 240, check=False,
-    )  # fmt: skip
-    if load.returncode != 0:
-        raise RuntimeError(f"measure_memory.py failed:\n{load.stderr}")
-    return dict(json.loads(load.stdout))
+@dataclass(frozen=True)
+class Burst:
+    """How a container took the hostile burst."""
+
+    answers: list[str]  # per upload: "200", "pending" or "503 <code>"
+    tree_peak_mib: int  # the process tree's peak RSS, as measure_memory.py saw it
+    cgroup_peak_bytes: int  # the container's peak, as its cgroup counted it
+    limit_bytes: int
+    state: dict[str, Any]  # docker's State after it: Running, OOMKilled
+
+
+def memory_burst(image: str, *, seconds: float) -> Burst:
+    """A fresh container of ``image`` (production preset and limits) under eight uploads
+    of 30 minutes of speech at once (scripts/testing/measure_memory.py, 1.4 MB Opus
+    each), watched for ``seconds``, then removed."""
+    container = Container(image)
+    try:
+        container.run()
+        load = subprocess.run(
+            [
+                sys.executable, str(REPO / "scripts" / "testing" / "measure_memory.py"),
+                "burst", "--requests", "8", "--minutes", "30", "--seconds", str(seconds),
+                "--url", container.url, "--pid", str(container.state()["Pid"]),
+                "--api-key", container.api_key,
+            ],
+            capture_output=True, text=True, timeout=seconds + 240, check=False,
+        )  # fmt: skip
+        if load.returncode != 0:
+            raise RuntimeError(f"measure_memory.py failed:\n{load.stderr}")
+        report = json.loads(load.stdout)
+        return Burst(
+            answers=report["answers"],
+            tree_peak_mib=report["peak_mib"],
+            cgroup_peak_bytes=container.peak_memory_bytes(),
+            limit_bytes=container.limits.memory_bytes,
+            state=container.state(),
+        )
+    finally:
+        container.remove()
 
 
 def remove_test_containers() -> None:
