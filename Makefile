@@ -36,12 +36,17 @@ $(VENV)/.installed-dev: pyproject.toml dependencies/requirements_dev.txt | $(BIN
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
-# promtool and prometheus (Debian's prometheus package) for the monitoring tests.
+# Debian's packages the tests use: prometheus (promtool, prometheus) for the monitoring
+# tests, chromium for the live page's browser test (driven by playwright, which then
+# downloads no browser of its own). Installed once, where missing.
 tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	@missing=""; \
+	{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 run: install
 	PORT=$(PORT) WHISPER_HOST=127.0.0.1 APP_ENV=$${APP_ENV:-development} $(BIN)/whisper-service serve

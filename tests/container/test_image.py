@@ -92,7 +92,9 @@ def test_the_sdk_transcribes_the_shared_recordings(
     assert wer < 0.2  # the bound of the served-equals-raw test, on the same files
 
 
-def test_a_caller_without_the_key_is_refused(served: tuple[Container, float]) -> None:
+def test_a_caller_without_the_key_is_refused_but_the_page_is_open(
+    served: tuple[Container, float],
+) -> None:
     container, _ = served
     response = httpx.post(
         f"{container.url}/v1/audio/transcriptions",
@@ -101,6 +103,9 @@ def test_a_caller_without_the_key_is_refused(served: tuple[Container, float]) ->
         timeout=10,
     )
     assert response.status_code == 401
+    # The live page ships in the package, and holds no secret.
+    for path in ("/realtime", "/realtime/realtime.js", "/realtime/pcm16-worklet.js"):
+        assert httpx.get(f"{container.url}{path}", timeout=10).status_code == 200, path
 
 
 def test_metrics_answer_on_the_metrics_port(served: tuple[Container, float]) -> None:

@@ -105,3 +105,45 @@ async def test_cors_preflight(secured: InProcess) -> None:
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert "access-control-allow-origin" not in denied.headers
+
+
+async def test_the_live_page_is_served_without_a_key_and_loads_only_its_own_files() -> None:
+    async with serve(
+        FakeEngine(), auth_required=True, api_keys=KEYS[0], cors_origins="https://console.example"
+    ) as service:
+        await _check_the_page(service.client)
+
+
+async def _check_the_page(client: httpx.AsyncClient) -> None:
+    page = await client.get("/realtime")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "connect-src 'self'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for asset in ("realtime.js", "pcm16-worklet.js", "realtime.css"):
+        answer = await client.get(f"/realtime/{asset}")
+        assert answer.status_code == 200, asset
+        assert answer.headers["content-security-policy"] == policy
+    script = (await client.get("/realtime/realtime.js")).text
+    for asset in ("realtime.js", "realtime.css"):
+        assert f"/realtime/{asset}" in page.text
+    assert "/realtime/pcm16-worklet.js" in script
+    assert "openai-insecure-api-key." in script  # the key travels as the subprotocol
+    assert "http://" not in page.text + script
+    assert "https://" not in page.text + script
+    missing = await client.get("/realtime/app.py")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    # Only the page is open: the session and everything else still need the key.
+    assert (await client.get("/realtime-other")).status_code == 401
+    assert (await client.get("/v1/models")).status_code == 401
+
+
+@pytest.mark.parametrize("setting", [{"realtime_page": False}, {"realtime_max_sessions": 0}])
+async def test_the_live_page_can_be_turned_off(setting: dict[str, Any]) -> None:
+    async with serve(FakeEngine(), **setting) as service:
+        for path in ("/realtime", "/realtime/realtime.js"):
+            assert (await service.client.get(path)).status_code == 404

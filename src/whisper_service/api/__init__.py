@@ -10,14 +10,14 @@ subpackage per audience.
   auth, rate limit, body limit, drain, access log, WebSocket origins, push
   credentials);
 - ``live``: the WebSocket routes of live sessions (their protocols are in
-  ``realtime/``);
+  ``realtime/``); ``page``: the browser page that drives one (``GET /realtime``);
 - shared by the routes: ``deps`` (FastAPI dependencies), ``transcription`` (the one
   pipeline: check, admit, decode, infer, render), ``request_audio`` (uploads and gs://
   objects to audio), ``sse`` (server-sent events), ``params``, ``schemas``
   (response models), ``openapi`` and ``error_responses`` (the one JSON error shape).
 """
 
-from whisper_service.api import live
+from whisper_service.api import live, page
 from whisper_service.api.error_responses import install_error_handlers
 from whisper_service.api.native import jobs, transcribe
 from whisper_service.api.openai import routes as openai_routes
@@ -28,6 +28,7 @@ ROUTERS = (
     jobs.router,
     openai_routes.router,
     live.router,
+    page.router,
     probes.router,
 )
 # Mounted only where Pub/Sub pushes job deliveries (WHISPER_JOBS_QUEUE=pubsub).

@@ -21,7 +21,7 @@ import time
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from whisper_service.api.error_responses import send_error
-from whisper_service.api.middleware.paths import is_probe, is_push
+from whisper_service.api.middleware.paths import is_page, is_probe, is_push
 from whisper_service.api.middleware.rate_limit import (
     client_address,
     failure_limiter,
@@ -109,9 +109,13 @@ class ApiKeyMiddleware:
         if kind not in ("http", "websocket") or (kind == "http" and scope["method"] == "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        # Pushes carry the subscription's credentials, checked by the push guard.
-        public = (self.public_probes and is_probe(scope["path"])) or (
-            self.push_exempt and is_push(scope["path"])
+        # Pushes carry the subscription's credentials, checked by the push guard; the
+        # page's files hold no secret (its user types the key).
+        path = scope["path"]
+        public = (
+            (self.public_probes and is_probe(path))
+            or (self.push_exempt and is_push(path))
+            or (kind == "http" and is_page(path))
         )
         address = client_address(scope)
         held_off = self._failures is not None and self._failures.exhausted(

@@ -13,6 +13,15 @@ PROBE_PREFIXES = ("/health", "/v2/health", "/metrics")
 PUSH_PREFIX = "/internal/jobs/"
 
 
+# The live transcription page's static files (api/page): they hold no secret.
+PAGE_PATH = "/realtime"
+
+
+def is_page(path: str) -> bool:
+    """The live transcription page and its files, served without a key."""
+    return path == PAGE_PATH or path.startswith(PAGE_PATH + "/")
+
+
 def is_push(path: str) -> bool:
     """The job-delivery endpoints Pub/Sub pushes to."""
     return path.startswith(PUSH_PREFIX)

@@ -80,3 +80,10 @@ class RealtimeFields(BaseModel):
         description="How far ahead of real time a session's audio may run (a client "
         "replaying a recording fast): past it, each frame is dropped with an error event.",
     )
+    realtime_page: bool = Field(
+        True,
+        description="Serve the live transcription page at GET /realtime: the browser's "
+        "microphone over /v1/realtime, the API key typed into the page and sent as the "
+        "WebSocket subprotocol. Static files shipped in the package, served without a key "
+        "(they hold none). Off, or with WHISPER_REALTIME_MAX_SESSIONS=0: 404.",
+    )
