@@ -2,8 +2,10 @@
 8 concurrent real-time streams of the shared recordings over ``/stream`` against one
 live server (production preset, on this machine), measuring
 
-- final latency: from the end of a turn (the ``speech_stopped`` event's time on the
-  stream, turned into wall time by the stream's pace) to its ``final`` event;
+- final latency: from the end of a turn (its ``end`` on the stream: where server VAD
+  closed it, 500 ms into the silence; turned into wall time by the stream's pace) to
+  its ``final`` event; and from the end of speech (the ``speech_stopped`` event's
+  ``end``), which adds the silence server VAD waits for;
 - time to first partial: from the start of speech (the turn's ``start`` on the
   stream, plus the 300 ms of prefix padding the turn keeps before it) to the turn's
   first ``partial``;
@@ -49,6 +51,8 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, An
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(16_000 * FRAME_SECONDS) * 2
     finals: list[float] = []
+    from_speech: list[float] = []
+    stops: list[float] = []
     texts: list[str] = []
     await asyncio.sleep(offset)  # streams start apart, as callers do
     async with connect(url, proxy=None, max_size=None) as ws:
@@ -61,9 +65,14 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, An
             async for message in ws:
                 event = json.loads(message)
                 now = time.monotonic() - began
-                if event["type"] == "final" and event["end"] is not None:
+                if event["type"] == "speech_stopped":
+                    stops.append(event["end"])
+                elif event["type"] == "final" and event["end"] is not None:
                     finals.append(now - event["end"])
                     texts.append(event["text"])
+                    ended = [s for s in stops if event["start"] <= s <= event["end"]]
+                    if ended:  # closed by server VAD, not cut or flushed
+                        from_speech.append(now - ended[-1])
                 elif event["type"] == "partial" and event["start"] not in first_partial:
                     speech = event["start"] + (PREFIX_PADDING if event["start"] else 0.0)
                     first_partial[event["start"]] = now - speech
@@ -75,7 +84,8 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, An
             await asyncio.sleep(max(0.0, began + (index + 1) * FRAME_SECONDS - time.monotonic()))
         await ws.send(json.dumps({"type": "stop"}))
         await receiver
-    return {"final": finals, "partial": list(first_partial.values()), "text": " ".join(texts)}
+    return {"final": finals, "from_speech": from_speech, "partial": list(first_partial.values()),
+            "text": " ".join(texts)}  # fmt: skip
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -91,10 +101,12 @@ async def load_point(url: str, audio: np.ndarray, streams: int, whole: str) -> d
         *(one_stream(url, audio, offset=i * 0.37) for i in range(streams))
     )
     finals = [v for r in results for v in r["final"]]
+    from_speech = [v for r in results for v in r["from_speech"]]
     partials = [v for r in results for v in r["partial"]]
     return {
         "streams": streams,
         "final": percentiles(finals),
+        "final_from_speech_end": percentiles(from_speech),
         "first_partial": percentiles(partials),
         "wer_vs_transcribe": round(
             statistics.mean(word_error_rate(whole, r["text"]) for r in results), 4
@@ -113,6 +125,7 @@ def variant(context: str, streams: list[int], audio: np.ndarray,
     server = LiveServer(work, APP_ENV="production", WHISPER_AUTH_REQUIRED="false",
                         WHISPER_RATE_LIMIT_PER_MINUTE="0", WHISPER_METRICS_ACCESS="open",
                         WHISPER_REALTIME_MAX_SESSIONS="64",
+                        WHISPER_REALTIME_MAX_SESSIONS_PER_CLIENT="64",
                         WHISPER_REALTIME_FINAL_CONTEXT=context, **env).start()  # fmt: skip
     try:
         upload = {"file": ("audio.wav", wav_bytes(audio))}

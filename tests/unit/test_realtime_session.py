@@ -491,3 +491,19 @@ async def test_deltas_carry_new_words_only_and_add_up_to_each_final() -> None:
         if event["type"] == "final":  # the turn's (same start) partials all came before
             later = shown["native"][position + 1 :]
             assert not [e for e in later if e["type"] == "partial" and e["start"] == event["start"]]
+
+
+async def test_a_turns_first_partial_comes_after_first_partial_seconds() -> None:
+    async def send(event: dict[str, Any]) -> None:
+        return None
+
+    recorder = Recorder()
+    limits = SessionLimits(partial_seconds=1.0, first_partial_seconds=0.5)
+    session = Session(SessionConfig(rate=SAMPLE_RATE), recorder, send, limits)
+    await stream(session, load("jfk.flac"))
+    partials = [seconds for seconds, final in recorder.calls if not final]
+    # The turn holds its 300 ms of prefix padding and the speech the VAD needed to
+    # start it, then half a second; the next partial a whole interval later.
+    first_speech = partials[0] - 0.5
+    assert 0.3 <= first_speech <= 0.8
+    assert np.diff(partials[:2])[0] == pytest.approx(1.0, abs=0.11)

@@ -1,10 +1,13 @@
 """How a live session's turns are decoded: a final after the previous turn's audio
 with that turn's text as the decoder's prefix when both fit one window, else alone
-with the words before as the prompt; partials with one beam, only on an idle worker
-(a fake engine records what it was asked)."""
+with the words before as the prompt; partials with one beam, only on an idle worker,
+never beside a final and no more at once than inference workers (a fake engine
+records what it was asked)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import numpy as np
@@ -103,3 +106,42 @@ async def test_partials_decode_with_one_beam_and_no_prefix() -> None:
     assert length == 2
     assert options.beam_size == 1
     assert options.prefix is None
+
+
+class Held(Recording):
+    """Blocks every call until ``release`` is set."""
+
+    def __init__(self, *answers: str) -> None:
+        super().__init__(*answers)
+        self.release = threading.Event()
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions, *_: Any) -> Transcription:
+        self.release.wait(10)
+        return super().transcribe(audio, options)
+
+
+async def test_partials_give_way_to_finals_and_to_each_other() -> None:
+    # Eight slots (batching), one inference worker: the slots alone would let every
+    # partial run beside a final, each an encoder pass over a whole window.
+    engine = Held("final", "partial")
+    scheduler = Scheduler(workers=1, queue_size=2, queue_timeout=5, batch_size=8)
+    runtime = Runtime(load_settings(inference_workers=1), scheduler)
+    live = ScheduledTranscriber(runtime, engine)  # type: ignore[arg-type]
+    final = asyncio.ensure_future(live(seconds(4), CONFIG, final=True, context=Context()))
+    while not scheduler.stats.running:
+        await asyncio.sleep(0.01)
+    assert scheduler.idle_worker  # a slot is free ...
+    # ... but a final decodes: no partial now.
+    assert await live(seconds(2), CONFIG, final=False, context=Context()) is None
+    engine.release.set()
+    assert await final == "final"
+    assert runtime.realtime_finals == 0
+    engine.release.clear()
+    first = asyncio.ensure_future(live(seconds(2), CONFIG, final=False, context=Context()))
+    while not scheduler.stats.running:
+        await asyncio.sleep(0.01)
+    # One partial per inference worker at a time.
+    assert await live(seconds(2), CONFIG, final=False, context=Context()) is None
+    engine.release.set()
+    assert await first == "partial"
+    assert runtime.realtime_partials == 0

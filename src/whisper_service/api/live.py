@@ -188,6 +188,7 @@ async def _serve(
         SessionLimits(
             settings.realtime_max_turn_seconds,
             settings.realtime_partial_seconds,
+            settings.realtime_first_partial_seconds,
             settings.realtime_max_ahead_seconds,
             settings.realtime_max_pending_turns,
         ),

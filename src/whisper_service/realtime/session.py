@@ -126,11 +126,13 @@ class SessionConfig:
 @dataclass(frozen=True)
 class SessionLimits:
     """Per-session bounds: the audio a turn may hold before it is cut, how often
-    partial text is refreshed, how far ahead of real time a client may send, how many
-    closed turns may wait to be decoded."""
+    partial text is refreshed (the first time after ``first_partial_seconds`` of
+    speech), how far ahead of real time a client may send, how many closed turns may
+    wait to be decoded."""
 
     max_turn_seconds: float = 30.0
     partial_seconds: float = 1.0
+    first_partial_seconds: float = 1.0
     max_ahead_seconds: float = 120.0
     max_pending_turns: int = 4
 
@@ -278,7 +280,9 @@ class Session:
         self._drop_before(sample)
         start = self._buffer_start
         self._item = new_id("item")
-        self._since_partial = 0
+        limits = self.limits
+        first = min(limits.first_partial_seconds, limits.partial_seconds)
+        self._since_partial = int((limits.partial_seconds - first) * SAMPLE_RATE)
         self._started_at[self._item] = time.monotonic()
         self.turn_times[self._item] = (start / SAMPLE_RATE, None)
         await self._send(events.speech_started(self._item, self._ms(start)))

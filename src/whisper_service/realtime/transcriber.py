@@ -3,9 +3,12 @@
 A final goes through the scheduler like any request (queue, deadline, drain), ahead
 of everything else waiting (a live caller is waiting for it), unless its session has
 more turns queued behind it (then it waits in line: a session behind cannot catch up
-by taking every freed worker); a partial only when a worker is free right now, so
-partials never queue behind other work or hold a final back. Partials decode with
-one beam: the final replaces them.
+by taking every freed worker). A partial runs only when a worker is free right now,
+no final of any session is waiting or decoding, and fewer partials than inference
+workers are decoding: partials never queue, and under load they thin out first, so
+that a final shares the CPU with at most one partial per worker (a partial is mostly
+one encoder pass over a 30 s window, which costs as much as a final's). Partials
+decode with one beam: the final replaces them.
 
 A final is decoded with the previous turn's audio before it and that turn's final
 text forced as the decoder's prefix, so the model hears the turn in context as it
@@ -54,8 +57,34 @@ class ScheduledTranscriber:
         """The turn's text; None for a partial no worker is free for right now;
         TranscriptionFailed when a final could not run. An ``urgent`` final goes ahead
         of other waiting work; one of a session's backlog waits in line."""
-        if not final and not self.runtime.scheduler.idle_worker:
+        runtime = self.runtime
+        if final:
+            runtime.realtime_finals += 1
+        elif self._partial_may_run():
+            runtime.realtime_partials += 1
+        else:
             return None
+        try:
+            return await self._decode(audio, config, final, context, urgent)
+        finally:
+            if final:
+                runtime.realtime_finals -= 1
+            else:
+                runtime.realtime_partials -= 1
+
+    def _partial_may_run(self) -> bool:
+        """A worker is free now, no final waits or decodes, and fewer partials than
+        inference workers decode."""
+        runtime = self.runtime
+        return (
+            runtime.scheduler.idle_worker
+            and runtime.realtime_finals == 0
+            and runtime.realtime_partials < runtime.settings.inference_workers
+        )
+
+    async def _decode(
+        self, audio: np.ndarray, config: SessionConfig, final: bool, context: Context, urgent: bool
+    ) -> str:
         settings = self.runtime.settings
         beam = settings.default_beam_size if final else 1
         if final and settings.realtime_final_context and _fits(audio, context):

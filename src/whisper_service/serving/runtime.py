@@ -88,6 +88,8 @@ class Runtime:
     jobs: BackgroundJobs | None = None
     realtime_sessions: int = 0  # live WebSocket sessions open now
     realtime_clients: dict[str, int] = field(default_factory=dict)  # sessions per client
+    realtime_finals: int = 0  # live turns' finals waiting or decoding now
+    realtime_partials: int = 0  # live turns' partials decoding now
 
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)

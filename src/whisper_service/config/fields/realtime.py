@@ -47,6 +47,14 @@ class RealtimeFields(BaseModel):
         description="While a turn is open, its text so far is re-decoded after this much "
         "new audio (a delta event).",
     )
+    realtime_first_partial_seconds: float = Field(
+        0.5,
+        ge=0.1,
+        le=30,
+        description="A turn's first partial is decoded after this much audio since speech "
+        "started (then every WHISPER_REALTIME_PARTIAL_SECONDS), so the first words show "
+        "sooner; at most WHISPER_REALTIME_PARTIAL_SECONDS.",
+    )
     realtime_final_context: bool = Field(
         True,
         description="Decode a turn's final text after the previous turn's audio, with "
