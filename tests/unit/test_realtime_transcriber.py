@@ -109,13 +109,15 @@ async def test_partials_decode_with_one_beam_and_no_prefix() -> None:
 
 
 class Held(Recording):
-    """Blocks every call until ``release`` is set."""
+    """Says when a call is inside (``entered``) and holds it until ``release`` is set."""
 
     def __init__(self, *answers: str) -> None:
         super().__init__(*answers)
+        self.entered = threading.Event()
         self.release = threading.Event()
 
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions, *_: Any) -> Transcription:
+        self.entered.set()
         self.release.wait(10)
         return super().transcribe(audio, options)
 
@@ -128,8 +130,7 @@ async def test_partials_give_way_to_finals_and_to_each_other() -> None:
     runtime = Runtime(load_settings(inference_workers=1), scheduler)
     live = ScheduledTranscriber(runtime, engine)  # type: ignore[arg-type]
     final = asyncio.ensure_future(live(seconds(4), CONFIG, final=True, context=Context()))
-    while not scheduler.stats.running:
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(engine.entered.wait, 10)
     assert scheduler.idle_worker  # a slot is free ...
     # ... but a final decodes: no partial now.
     assert await live(seconds(2), CONFIG, final=False, context=Context()) is None
@@ -137,9 +138,9 @@ async def test_partials_give_way_to_finals_and_to_each_other() -> None:
     assert await final == "final"
     assert runtime.realtime_finals == 0
     engine.release.clear()
+    engine.entered.clear()
     first = asyncio.ensure_future(live(seconds(2), CONFIG, final=False, context=Context()))
-    while not scheduler.stats.running:
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(engine.entered.wait, 10)
     # One partial per inference worker at a time.
     assert await live(seconds(2), CONFIG, final=False, context=Context()) is None
     engine.release.set()
