@@ -8,7 +8,8 @@ live server (production preset, on this machine), measuring
   ``end``), which adds the silence server VAD waits for;
 - time to first partial: from the start of speech (the turn's ``start`` on the
   stream, plus the 300 ms of prefix padding the turn keeps before it) to the turn's
-  first ``partial``;
+  first ``partial``; and how many partials a second of speech got (partials give way
+  to finals under load, so this falls as streams are added);
 
 p50 and p95 over every turn of every stream, and then the streams one instance holds
 before the final latency's p95 passes 2 s; and how far the finals' words are from
@@ -60,6 +61,7 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, An
         await ws.recv()
         began = time.monotonic()
         first_partial: dict[float, float] = {}
+        partials: list[float] = []  # when each came
 
         async def receive() -> None:
             async for message in ws:
@@ -73,9 +75,11 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, An
                     ended = [s for s in stops if event["start"] <= s <= event["end"]]
                     if ended:  # closed by server VAD, not cut or flushed
                         from_speech.append(now - ended[-1])
-                elif event["type"] == "partial" and event["start"] not in first_partial:
-                    speech = event["start"] + (PREFIX_PADDING if event["start"] else 0.0)
-                    first_partial[event["start"]] = now - speech
+                elif event["type"] == "partial":
+                    partials.append(now)
+                    if event["start"] not in first_partial:
+                        speech = event["start"] + (PREFIX_PADDING if event["start"] else 0.0)
+                        first_partial[event["start"]] = now - speech
 
         receiver = asyncio.ensure_future(receive())
         for index, start in enumerate(range(0, len(pcm), step)):
@@ -85,7 +89,7 @@ async def one_stream(url: str, audio: np.ndarray, offset: float) -> dict[str, An
         await ws.send(json.dumps({"type": "stop"}))
         await receiver
     return {"final": finals, "from_speech": from_speech, "partial": list(first_partial.values()),
-            "text": " ".join(texts)}  # fmt: skip
+            "partials": len(partials), "text": " ".join(texts)}  # fmt: skip
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -108,6 +112,9 @@ async def load_point(url: str, audio: np.ndarray, streams: int, whole: str) -> d
         "final": percentiles(finals),
         "final_from_speech_end": percentiles(from_speech),
         "first_partial": percentiles(partials),
+        "partials_per_stream_minute": round(
+            statistics.mean(r["partials"] for r in results) * 60 / (len(audio) / 16_000), 1
+        ),
         "wer_vs_transcribe": round(
             statistics.mean(word_error_rate(whole, r["text"]) for r in results), 4
         ),
