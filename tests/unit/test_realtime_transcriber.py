@@ -146,3 +146,12 @@ async def test_partials_give_way_to_finals_and_to_each_other() -> None:
     engine.release.set()
     assert await first == "partial"
     assert runtime.realtime_partials == 0
+
+
+async def test_finals_take_their_own_beam_size_where_one_is_set() -> None:
+    engine = Recording("words")
+    scheduler = Scheduler(workers=1, queue_size=2, queue_timeout=5)
+    runtime = Runtime(load_settings(realtime_final_beam_size=1, default_beam_size=5), scheduler)
+    live = ScheduledTranscriber(runtime, engine)  # type: ignore[arg-type]
+    await live(seconds(4), CONFIG, final=True, context=Context())
+    assert engine.calls[0][1].beam_size == 1

@@ -86,7 +86,7 @@ class ScheduledTranscriber:
         self, audio: np.ndarray, config: SessionConfig, final: bool, context: Context, urgent: bool
     ) -> str:
         settings = self.runtime.settings
-        beam = settings.default_beam_size if final else 1
+        beam = (settings.realtime_final_beam_size or settings.default_beam_size) if final else 1
         if final and settings.realtime_final_context and _fits(audio, context):
             joined = np.concatenate([context.audio, GAP, audio])
             options = self._options(config, context.earlier, beam, prefix=context.text)

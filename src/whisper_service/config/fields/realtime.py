@@ -55,6 +55,14 @@ class RealtimeFields(BaseModel):
         "started (then every WHISPER_REALTIME_PARTIAL_SECONDS), so the first words show "
         "sooner; at most WHISPER_REALTIME_PARTIAL_SECONDS.",
     )
+    realtime_final_beam_size: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Beams a live turn's final is decoded with; unset: "
+        "WHISPER_DEFAULT_BEAM_SIZE. 1 (greedy) answers sooner under load "
+        "(docs/benchmarks.md, live transcription); partials always use 1.",
+    )
     realtime_final_context: bool = Field(
         True,
         description="Decode a turn's final text after the previous turn's audio, with "
