@@ -75,3 +75,37 @@ def test_a_lone_request_through_the_gatherer_is_the_lone_engines(
     chosen = recordings[:2] + recordings[-1:]
     expected = [alone.transcribe(audio, OPTIONS).text for audio in chosen]
     assert pooled_wer(expected, [batching.transcribe(a, OPTIONS).text for a in chosen]) == 0.0
+
+
+def test_a_final_in_context_and_a_turn_alone_at_once_both_decode() -> None:
+    # A live final decodes after the previous turn with <|notimestamps|> and that
+    # turn's text forced; another talker's first turn decodes alone, with timestamps.
+    # CTranslate2 refuses the two prompts in one batch ("the same number of task
+    # tokens after <|startoftranscript|>"), and the whole batch failed: both finals
+    # were lost (found by benchmarks/realtime.py --apart at 8 streams: 4 turns).
+    audio = load(LONG_AUDIO)[: 12 * SAMPLE_RATE]
+    options = [TranscribeOptions(language="en", prefix="Good morning."), OPTIONS]
+    alone = engine(None)
+    expected = [alone.transcribe(audio, o).text for o in options]
+    batching = engine(BatchLimits(max_size=8, max_wait=0.5, concurrency=1))
+    before = batched_calls("generate")
+    texts: list[str] = ["", ""]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def final(index: int) -> None:
+        start.wait()
+        try:
+            texts[index] = batching.transcribe(audio, options[index]).text
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=final, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert pooled_wer(expected, texts) <= 0.005
+    _, calls = (a - b for a, b in zip(batched_calls("generate"), before, strict=True))
+    assert calls >= 2  # apart: one call each at least

@@ -25,6 +25,7 @@ replicas), and calls arriving meanwhile gather for the next one.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -240,6 +241,16 @@ def _split(items: Sequence[Any], batch: list[_Call]) -> list[list[Any]]:
     return out
 
 
+def _prompt_shape(prompt: list[int], sot: int) -> tuple[int, int]:
+    """Where <|startoftranscript|> sits in ``prompt``, and how many special tokens
+    follow it (language, task, <|notimestamps|>: every special token's id is above
+    it). Their values may differ (two languages batch); a forced prefix's text after
+    them may differ in length."""
+    start = prompt.index(sot) if sot in prompt else -1
+    task = itertools.takewhile(lambda token: token > sot, prompt[start + 1 :])
+    return start, sum(1 for _ in task)
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -263,13 +274,15 @@ class BatchingWhisper:
 
     def generate(self, features: Any, prompts: list[Any], **kwargs: Any) -> list[Any]:
         """Decoded token sequences, batched with other calls of the same options."""
-        # CTranslate2 batches prompts only with <|startoftranscript|> at one position,
-        # that is with as many tokens of previous text before it.
-        starts = {list(p).index(self._sot) if self._sot in p else -1 for p in prompts}
-        if kwargs.get("asynchronous") or len(starts) != 1:
+        # CTranslate2 batches prompts only with <|startoftranscript|> at one position
+        # (as many tokens of previous text before it) and as many task tokens after
+        # it: a live final in context (<|notimestamps|>, then its forced prefix) and a
+        # turn decoded alone (timestamps) cannot share a call.
+        shapes = {_prompt_shape(list(p), self._sot) for p in prompts}
+        if kwargs.get("asynchronous") or len(shapes) != 1:
             return list(self._model.generate(features, prompts, **kwargs))
         return self._gatherer.call(
-            "generate", np.asarray(features), list(prompts), kwargs, shape=starts.pop()
+            "generate", np.asarray(features), list(prompts), kwargs, shape=shapes.pop()
         )
 
     def detect_language(self, features: Any, **kwargs: Any) -> list[Any]:
