@@ -18,13 +18,17 @@ run side by side: after the previous turn's audio (``WHISPER_REALTIME_FINAL_CONT
 true, the default) and each turn alone (false).
 
     python benchmarks/realtime.py [--streams 1 2 4 8] [--seconds 60] [--context true false]
-        [--env WHISPER_INFERENCE_WORKERS=2 --env WHISPER_BATCH_MAX_SIZE=1 ...]
+        [--env WHISPER_INFERENCE_WORKERS=2 --env WHISPER_BATCH_MAX_SIZE=1 ...] [--apart]
+
+By default every stream sends the same recording, 0.37 s apart, so the talkers' turns
+end together (the worst case); ``--apart`` starts each at another pause of it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -100,10 +104,28 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3), "n": len(ordered)}
 
 
-async def load_point(url: str, audio: np.ndarray, streams: int, whole: str) -> dict[str, Any]:
+def rotations(audio: np.ndarray, count: int) -> list[np.ndarray]:
+    """``count`` versions of ``audio``, the i-th starting at the pause nearest i/count of
+    its length and wrapping round: talkers whose turns do not end together."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300))
+    pauses = [(a["end"] + b["start"]) // 2 for a, b in itertools.pairwise(spans)]
+    tracks = [audio]
+    for i in range(1, count):
+        cut = min(pauses, key=lambda p: abs(p - i * len(audio) // count))
+        tracks.append(np.concatenate([audio[cut:], audio[:cut]]))
+    return tracks
+
+
+async def load_point(url: str, tracks: list[np.ndarray], streams: int,
+                     wholes: list[str]) -> dict[str, Any]:  # fmt: skip
+    """``streams`` streams, stream i sending ``tracks[i]`` (``wholes[i]``: its
+    ``/transcribe`` text), starting 0.37 s apart."""
     results = await asyncio.gather(
-        *(one_stream(url, audio, offset=i * 0.37) for i in range(streams))
+        *(one_stream(url, tracks[i], offset=i * 0.37) for i in range(streams))
     )
+    audio = tracks[0]
     finals = [v for r in results for v in r["final"]]
     from_speech = [v for r in results for v in r["from_speech"]]
     partials = [v for r in results for v in r["partial"]]
@@ -116,15 +138,17 @@ async def load_point(url: str, audio: np.ndarray, streams: int, whole: str) -> d
             statistics.mean(r["partials"] for r in results) * 60 / (len(audio) / 16_000), 1
         ),
         "wer_vs_transcribe": round(
-            statistics.mean(word_error_rate(whole, r["text"]) for r in results), 4
+            statistics.mean(word_error_rate(wholes[i], r["text"]) for i, r in enumerate(results)),
+            4,
         ),
     }
 
 
 def variant(context: str, streams: list[int], audio: np.ndarray,
-            env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+            env: dict[str, str], apart: bool) -> dict[str, Any]:  # fmt: skip
     """One server, finals decoded with or without the previous turn (and ``env`` over
-    the production preset): every load point."""
+    the production preset): every load point. ``apart``: each stream starts at another
+    pause of the recording."""
     import httpx
 
     work = Path(f"/tmp/whisper-bench/realtime-{context}")  # noqa: S108
@@ -135,15 +159,22 @@ def variant(context: str, streams: list[int], audio: np.ndarray,
                         WHISPER_REALTIME_MAX_SESSIONS_PER_CLIENT="64",
                         WHISPER_REALTIME_FINAL_CONTEXT=context, **env).start()  # fmt: skip
     try:
-        upload = {"file": ("audio.wav", wav_bytes(audio))}
-        whole = httpx.post(f"{server.url}/transcribe", files=upload, timeout=300).json()["text"]
+        distinct = rotations(audio, max(streams)) if apart else [audio]
+        wholes = []
+        for track in distinct:
+            upload = {"file": ("audio.wav", wav_bytes(track))}
+            answer = httpx.post(f"{server.url}/transcribe", files=upload, timeout=300)
+            wholes.append(answer.json()["text"])
+        if not apart:  # every stream the same recording
+            distinct, wholes = distinct * max(streams), wholes * max(streams)
+        tracks = distinct
         url = server.url.replace("http://", "ws://") + "/stream"
-        points = [asyncio.run(load_point(url, audio, n, whole)) for n in streams]
+        points = [asyncio.run(load_point(url, tracks, n, wholes)) for n in streams]
     finally:
         server.stop()
     held = [p["streams"] for p in points if p["final"]["p95"] is not None
             and p["final"]["p95"] <= 2.0]  # fmt: skip
-    return {"final_context": context, "env": env, "points": points,
+    return {"final_context": context, "env": env, "apart": apart, "points": points,
             "streams_held_p95_final_under_2s": max(held) if held else 0}  # fmt: skip
 
 
@@ -154,11 +185,14 @@ def main() -> int:
     parser.add_argument("--context", nargs="+", choices=["true", "false"],
                         default=["true", "false"])  # fmt: skip
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument("--apart", action="store_true",
+                        help="each stream starts at another pause of the recording, so the "
+                        "talkers' turns do not end together")  # fmt: skip
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "realtime.json")
     args = parser.parse_args()
     audio = load(LONG_AUDIO)[: int(args.seconds * 16_000)]
     env = dict(e.split("=", 1) for e in args.env)
-    report = {"variants": [variant(c, args.streams, audio, env) for c in args.context]}
+    report = {"variants": [variant(c, args.streams, audio, env, args.apart) for c in args.context]}
     write_report(args.output, report)
     return 0
 
