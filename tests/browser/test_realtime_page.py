@@ -28,10 +28,6 @@ SECONDS = 11.0
 # the file to the same server gets the same four finals: the page loses nothing.
 MAX_WER_TO_TRANSCRIBE = 0.15
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="chromium is missing: `make tools` installs it"
-)
-
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
@@ -47,7 +43,9 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """Headless chromium whose microphone plays the recording once, then silence."""
+    """Headless chromium whose microphone plays the recording once, then silence.
+    Required, not optional: `make tools` installs it, so its absence is a broken setup."""
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make tools` installs Debian's"
     wav = tmp_path_factory.mktemp("capture") / "speech.wav"
     wav.write_bytes(wav_bytes(load(RECORDING)))
     with sync_playwright() as playwright:
