@@ -132,7 +132,7 @@ class SessionLimits:
 
     max_turn_seconds: float = 30.0
     partial_seconds: float = 1.0
-    first_partial_seconds: float = 1.0
+    first_partial_seconds: float = 0.5
     max_ahead_seconds: float = 120.0
     max_pending_turns: int = 4
 
