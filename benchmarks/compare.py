@@ -12,7 +12,10 @@
 6. throughput and /health/live latency at 1, 2, 4, 8 concurrent clients for 1 and 2
    inference workers (scripts/testing/load_test.py against a server on 127.0.0.1);
 7. stream=true on the 127 s radio address: time to the first delta and to the done
-   event vs the time to the plain json answer.
+   event vs the time to the plain json answer;
+8. long requests in regions at once vs today's sequential path (issue 26): the 127 s
+   radio address and a 20-minute concatenation, their word error rates, and the
+   throughput of 8 clients of short files while a 9th sends the radio address.
 
 Timings interleave the two sides of each comparison, so machine noise hits both.
 """
@@ -157,6 +160,169 @@ def streaming_first_delta(tmp: Path, rounds: int, **env: str) -> dict[str, Any]:
         "ratio_stream_done_over_plain": round(result["stream"]["median_s"] / plain_s, 3),
         "same_text": result["stream"]["output"] == result["plain"]["output"],
     }
+
+
+# The production preset as the issue's peers ran it: int8, no keys, no rate limit.
+LONG_REQUESTS = {
+    "APP_ENV": "production", "WHISPER_AUTH_REQUIRED": "false",
+    "WHISPER_RATE_LIMIT_PER_MINUTE": "0", "WHISPER_COMPUTE_TYPE": "int8",
+    "WHISPER_MODEL_CACHE_DIR": str(MODEL_CACHE),
+}  # fmt: skip
+
+
+def base_silver(path: Path) -> str:
+    """A silver transcript from the embedded multilingual base model (sequential, beam
+    5): a reference neither tiny.en path made."""
+    from whisper_service.engines import TranscribeOptions
+    from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
+    from whisper_service.models import ModelFormat, resolve_model
+
+    artifact = resolve_model("base", ModelFormat.CTRANSLATE2, MODEL_CACHE)
+    engine = FasterWhisperEngine(artifact, device="cpu", compute_type="float32",
+                                 threads=TEST_THREADS, workers=1)  # fmt: skip
+    samples = decode_audio(path, max_seconds=600).samples
+    return engine.transcribe(samples, TranscribeOptions(language="en")).text
+
+
+def twenty_minutes(path: Path, radio_reference: str) -> str:
+    """The radio address and the LJSpeech utterances one after another (0.5 s apart),
+    over and over until 20 minutes, written to ``path`` (16 kHz WAV); its reference:
+    the LJSpeech human transcripts and ``radio_reference``."""
+    import wave
+
+    import numpy as np
+
+    pieces = [(decode_audio(AUDIO / LONG_AUDIO, max_seconds=600).samples, radio_reference)]
+    pieces += [(decode_audio(e.path, max_seconds=60).samples, e.reference) for e in ljspeech()]
+    gap = np.zeros(8000, dtype=np.float32)
+    out, references, total = [], [], 0
+    while total < 20 * 60 * 16_000:
+        for samples, reference in pieces:
+            out += [samples, gap]
+            references.append(reference)
+            total += len(samples) + len(gap)
+    pcm = (np.clip(np.concatenate(out), -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16_000)
+        wav.writeframes(pcm.tobytes())
+    return " ".join(references)
+
+
+def short_throughput(url: str, seconds: float, long_file: Path | None) -> dict[str, Any]:
+    """8 clients sending the LJSpeech utterances in turn for ``seconds`` (and a 9th
+    sending ``long_file`` over and over): short requests answered per second."""
+    import threading
+
+    shorts = [e.path.read_bytes() for e in ljspeech()]
+    stop = time.monotonic() + seconds
+    done: list[float] = []
+    failed: list[int] = []
+    long_done: list[float] = []
+
+    def short_client(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as client:
+            n = index
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = client.post("/transcribe", files={"file": ("a.wav", shorts[n % 8])},
+                                       data={"language": "en"})  # fmt: skip
+                n += 1
+                (done if response.status_code == 200 else failed).append(
+                    time.perf_counter() - started if response.status_code == 200
+                    else response.status_code)  # fmt: skip
+
+    def long_client() -> None:
+        assert long_file is not None
+        content = long_file.read_bytes()
+        with httpx.Client(base_url=url, timeout=600) as client:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = client.post("/transcribe", files={"file": (long_file.name, content)},
+                                       data={"language": "en"})  # fmt: skip
+                if response.status_code == 200:
+                    long_done.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=short_client, args=(i,)) for i in range(8)]
+    if long_file is not None:
+        threads.append(threading.Thread(target=long_client))
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    return {
+        "short_rps": round(len(done) / elapsed, 3),
+        "short_p50_s": round(statistics.median(done), 3) if done else None,
+        "short_failed": len(failed),
+        "long_completed": len(long_done),
+        "long_p50_s": round(statistics.median(long_done), 2) if long_done else None,
+    }
+
+
+def long_requests(tmp: Path, rounds: int, load_seconds: float) -> dict[str, Any]:
+    """Two servers, the production preset in int8: today's sequential path
+    (WHISPER_LONG_AUDIO_SECONDS=0) and regions at once (the default). Interleaved:
+    the radio address (``rounds``), the 20-minute concatenation (once each), and
+    the short-file throughput with a long client (``rounds`` turns each)."""
+    radio = AUDIO / LONG_AUDIO
+    silver = base_silver(radio)
+    twenty = tmp / "twenty-minutes.wav"
+    twenty_reference = twenty_minutes(twenty, silver)
+    found: dict[str, Any] = {"preset": "production", "compute_type": "int8",
+                             "silver": "base (multilingual), sequential, beam 5"}  # fmt: skip
+    with (
+        running(tmp, WHISPER_LONG_AUDIO_SECONDS="0", **LONG_REQUESTS) as sequential,
+        running(tmp, **LONG_REQUESTS) as regions,
+    ):
+        servers = {"sequential": sequential, "regions": regions}
+
+        def post(name: str, path: Path) -> Callable[[], str]:
+            content = path.read_bytes()
+
+            def send() -> str:
+                response = httpx.post(f"{servers[name].url}/transcribe",
+                                      files={"file": (path.name, content)},
+                                      data={"language": "en"}, timeout=900)  # fmt: skip
+                response.raise_for_status()
+                return str(response.json()["text"])
+
+            return send
+
+        for label, path, reference, turns in (
+            ("radio_127s", radio, silver, rounds),
+            ("concatenation_20min", twenty, twenty_reference, 1),
+        ):
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            texts: dict[str, str] = {}
+            for _ in range(turns):  # the radio address warmed both servers up first
+                for name in servers:
+                    seconds, texts[name] = timed(post(name, path))
+                    times[name].append(seconds)
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            ratio = medians["regions"] / medians["sequential"]
+            found[label] = {
+                **{f"{name}_s": round(m, 2) for name, m in medians.items()},
+                "ratio_regions_over_sequential": round(ratio, 3),
+                **{f"wer_{name}": round(pooled_wer([reference], [texts[name]]), 4)
+                   for name in servers},
+            }  # fmt: skip
+            print(json.dumps({label: found[label]}), file=sys.stderr)
+        loads: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for _ in range(rounds):
+            for name, server in servers.items():
+                loads[name].append(short_throughput(server.url, load_seconds, radio))
+        short = {name: statistics.median(r["short_rps"] for r in runs)
+                 for name, runs in loads.items()}  # fmt: skip
+        found["short_files_with_a_long_client"] = {
+            "runs": loads,
+            "ratio_short_rps_regions_over_sequential": round(
+                short["regions"] / short["sequential"], 3
+            ),
+        }  # fmt: skip
+    return found
 
 
 def ljspeech_set() -> tuple[list[Any], list[str]]:
@@ -356,6 +522,10 @@ def main() -> int:
         ("batched_long_audio", lambda: batched_long_audio(rounds)),
         ("cold_start_and_memory", lambda: cold_start_and_memory(tmp)),
         ("throughput", lambda: throughput(10 if args.quick else 20, [1, 2, 4, 8], [1, 2])),
+        (
+            "long_requests",
+            lambda: long_requests(tmp, 1 if args.quick else 3, 30 if args.quick else 60),
+        ),
         (
             "streaming_first_delta",
             lambda: [

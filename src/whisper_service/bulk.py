@@ -32,6 +32,7 @@ from whisper_service.config import Settings
 from whisper_service.engines.base import Engine, TranscribeOptions
 from whisper_service.errors import ServiceError
 from whisper_service.formats import MEDIA_TYPES, ResponseFormat, transcript_file
+from whisper_service.long_audio import transcribe_audio
 from whisper_service.storage import GcsStorage, GcsUri, StorageError, StorageUnavailable
 
 log = structlog.get_logger(__name__)
@@ -169,7 +170,9 @@ class BatchRun:
         uri = f"gs://{self.source.bucket}/{name}"
         with self.storage.download(uri, self.settings.max_upload_bytes) as source:
             audio = decode_audio(source, max_seconds=self.settings.jobs_max_audio_seconds)
-        result = self.engine.transcribe(audio.samples, self.options)
+        result = transcribe_audio(
+            self.engine, audio.samples, self.options, long_from=self.settings.long_audio_from
+        )
         content, _ = transcript_file(result, self.response_format)
         blob = self.storage.client().bucket(self.target.bucket).blob(output)
         try:

@@ -66,6 +66,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from whisper_service.engines.base import TranscribeOptions
     from whisper_service.engines.languages import normalize_language
     from whisper_service.formats import TEXT_WRITERS, ResponseFormat, segment_dict
+    from whisper_service.long_audio import transcribe_audio
     from whisper_service.serving.startup import load_model
 
     settings = _settings_from(args, warmup=False)
@@ -97,8 +98,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             def advance(done: float, bar: Any = bar, total: float = audio.duration) -> None:
                 bar.update(max(0.0, round(min(done, total), 1) - bar.n))
 
-            result = engine.transcribe(
-                audio.samples, options, on_segment=lambda segment: advance(segment.end)
+            result = transcribe_audio(
+                engine,
+                audio.samples,
+                options,
+                on_segment=lambda segment: advance(segment.end),
+                long_from=settings.long_audio_from,
             )
             advance(audio.duration)
         if fmt in TEXT_WRITERS:

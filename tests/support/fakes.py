@@ -23,6 +23,7 @@ from whisper_service.engines import (
     check_options,
     require_multilingual,
 )
+from whisper_service.engines.regions import decode_regions
 from whisper_service.models import ModelArtifact, ModelFormat
 from whisper_service.serving.startup import EngineLoader, LoadedModel
 
@@ -122,6 +123,21 @@ class FakeEngine:
                 on_segment(segment)
         text = "".join(s.text for s in segments).strip()
         return Transcription(text, options.language or self.language, 0.99, duration, segments)
+
+    # Regions at once would only take turns: long audio is one call, as ever.
+    concurrent_regions = 1
+
+    def transcribe_regions(
+        self,
+        audio: np.ndarray,
+        regions: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcription:
+        """The lines in each region, joined on the audio's timeline."""
+        token = cancel or CancelToken()
+        return decode_regions(self.transcribe, audio, regions, options, token, on_segment, None)
 
     def transcribe_windows(
         self,

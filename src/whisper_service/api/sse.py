@@ -112,7 +112,9 @@ async def _events(
         run_admitted(
             runtime,
             admitted,
-            transcription_work(engine, options, admitted.audio, diarization, on_segment),
+            transcription_work(
+                engine, runtime.settings, options, admitted.audio, diarization, on_segment
+            ),
             task=options.task,
             seconds=admitted.audio.duration,
             # The SSE response watches the connection itself and closes this stream.

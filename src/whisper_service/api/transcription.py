@@ -46,6 +46,7 @@ from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Tran
 from whisper_service.engines.base import SegmentCallback, check_options
 from whisper_service.errors import ServiceError
 from whisper_service.formats import MEDIA_TYPES, TEXT_WRITERS, ResponseFormat
+from whisper_service.long_audio import transcribe_audio
 from whisper_service.observability.context import request_id_var
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.serving.runtime import Runtime
@@ -184,21 +185,26 @@ async def infer(
 
 def transcription_work(
     engine: Engine,
+    settings: Settings,
     options: TranscribeOptions,
     audio: DecodedAudio,
     diarization: DiarizeOptions | None,
     on_segment: SegmentCallback | None = None,
 ) -> Callable[[np.ndarray, CancelToken], Transcription]:
-    """What runs on the inference worker: the engine, then the speakers when asked
-    for (the engine then aligns words, which find where speakers change)."""
+    """What runs on the inference worker: the engine (long audio in regions at once,
+    ``long_audio``), then the speakers when asked for (the engine then aligns words,
+    which find where speakers change)."""
+    long_from = settings.long_audio_from
     if diarization is None:
-        return lambda samples, t: engine.transcribe(samples, options, t, on_segment)
+        return lambda samples, t: transcribe_audio(
+            engine, samples, options, t, on_segment, long_from=long_from
+        )
     if diarization.mode == "channel":
-        return lambda _samples, t: transcribe_channels(engine, options, audio, t)
+        return lambda _samples, t: transcribe_channels(engine, options, audio, t, long_from)
     aligned = replace(options, word_timestamps=True)
 
     def work(samples: np.ndarray, token: CancelToken) -> Transcription:
-        result = engine.transcribe(samples, aligned, token, on_segment)
+        result = transcribe_audio(engine, samples, aligned, token, on_segment, long_from=long_from)
         return with_speakers(result, audio, diarization, token, keep_words=options.word_timestamps)
 
     return work
@@ -222,7 +228,7 @@ async def transcribe(
         result = await run_admitted(
             runtime,
             admitted,
-            transcription_work(engine, options, admitted.audio, diarization),
+            transcription_work(engine, runtime.settings, options, admitted.audio, diarization),
             task=options.task,
             seconds=admitted.audio.duration,
             is_disconnected=request.is_disconnected,

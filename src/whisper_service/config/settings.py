@@ -187,6 +187,11 @@ class Settings(
         return self.realtime_max_frame_bytes * 4 // 3 + 4096
 
     @property
+    def long_audio_from(self) -> float | None:
+        """Seconds from which a recording is decoded in regions at once (None: never)."""
+        return self.long_audio_seconds or None
+
+    @property
     def batch_size(self) -> int:
         """Requests each inference worker runs at once, their model calls batched:
         ``batch_max_size`` with faster-whisper; openai-whisper cannot batch."""

@@ -26,6 +26,7 @@ from whisper_service.diarization.attribution import (
 from whisper_service.diarization.speakers import DiarizeOptions, Turn, diarize, letters
 from whisper_service.engines.base import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.errors import InvalidParameter
+from whisper_service.long_audio import transcribe_audio
 from whisper_service.observability.telemetry import telemetry
 
 log = structlog.get_logger(__name__)
@@ -81,11 +82,16 @@ def correlation(left: np.ndarray, right: np.ndarray) -> float:
 
 
 def transcribe_channels(
-    engine: Engine, options: TranscribeOptions, audio: DecodedAudio, token: CancelToken
+    engine: Engine,
+    options: TranscribeOptions,
+    audio: DecodedAudio,
+    token: CancelToken,
+    long_from: float | None = None,
 ) -> Transcription:
-    """Each channel transcribed on its own (the second in the first's language), the
-    segments interleaved by start time and labelled with their channel (the audio
-    passed ``check_channels`` when it was admitted)."""
+    """Each channel transcribed on its own (the second in the first's language; a
+    long one in regions at once from ``long_from`` seconds), the segments interleaved
+    by start time and labelled with their channel (the audio passed
+    ``check_channels`` when it was admitted)."""
     if audio.channels is None:
         raise not_two_channels(audio.source_channels)
     channels = audio.channels
@@ -93,7 +99,7 @@ def transcribe_channels(
         quiet = replace(options, vad_filter=True)  # each channel is silent half the time
         parts: list[tuple[str, Transcription]] = []
         for name, samples in zip(CHANNEL_NAMES, channels, strict=True):
-            part = engine.transcribe(samples, quiet, token)
+            part = transcribe_audio(engine, samples, quiet, token, long_from=long_from)
             parts.append((name, part))
             quiet = replace(quiet, language=part.language)
         segments = sorted(

@@ -185,6 +185,24 @@ class Engine(Protocol):
         as soon as it is decoded."""
         ...
 
+    @property
+    def concurrent_regions(self) -> int:
+        """How many regions of one recording are worth decoding at once (1: none)."""
+        ...
+
+    def transcribe_regions(
+        self,
+        audio: np.ndarray,
+        regions: Sequence[tuple[float, float]],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcription:
+        """Transcribe the (start, end) regions that tile ``audio`` at once, each by the
+        ordinary sequential algorithm; one transcription on ``audio``'s timeline, whose
+        segments reach ``on_segment`` in order."""
+        ...
+
     def transcribe_windows(
         self,
         audio: np.ndarray,

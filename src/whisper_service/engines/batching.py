@@ -93,15 +93,21 @@ class Gatherer:
         self._local = threading.local()
 
     @contextmanager
-    def member(self, token: CancelToken | None = None) -> Iterator[None]:
-        """A request's time inside the engine: its calls are batched with others'."""
+    def member(
+        self, token: CancelToken | None = None, context_tokens: int | None = None
+    ) -> Iterator[None]:
+        """A request's time inside the engine: its calls are batched with others'.
+        With ``context_tokens``, each decoder prompt keeps at most that many tokens of
+        previous text (see ``BatchingWhisper.generate``)."""
         with self._cond:
             self._members += 1
         self._local.token = token
+        self._local.context_tokens = context_tokens
         try:
             yield
         finally:
             self._local.token = None
+            self._local.context_tokens = None
             with self._cond:
                 self._members -= 1
                 self._cond.notify_all()  # those left may now all be waiting
@@ -141,6 +147,11 @@ class Gatherer:
             raise call.error
         assert call.results is not None
         return call.results
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The cap on previous text this thread's member set, if any."""
+        return getattr(self._local, "context_tokens", None)
 
     def _ready_batch(self) -> list[_Call] | None:
         """The batch to run now, taken off the queue; None if none should start yet."""
@@ -251,6 +262,16 @@ def _prompt_shape(prompt: list[int], sot: int) -> tuple[int, int]:
     return start, sum(1 for _ in task)
 
 
+def _cut_context(prompt: list[int], sot: int, keep: int) -> list[int]:
+    """``prompt`` with at most ``keep`` tokens of previous text: those between
+    <|startofprev|> (its first token, when there is previous text) and
+    <|startoftranscript|>, the latest kept."""
+    start = prompt.index(sot) if sot in prompt else 0
+    if start - 1 <= keep:
+        return prompt
+    return [prompt[0], *prompt[start - keep :]]
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -277,7 +298,12 @@ class BatchingWhisper:
         # CTranslate2 batches prompts only with <|startoftranscript|> at one position
         # (as many tokens of previous text before it) and as many task tokens after
         # it: a live final in context (<|notimestamps|>, then its forced prefix) and a
-        # turn decoded alone (timestamps) cannot share a call.
+        # turn decoded alone (timestamps) cannot share a call. A long request's
+        # regions cut their previous text to a fixed length so that their windows
+        # past the first share calls (engines/faster_whisper_engine.py).
+        keep = self._gatherer.context_tokens
+        if keep is not None:
+            prompts = [_cut_context(list(p), self._sot, keep) for p in prompts]
         shapes = {_prompt_shape(list(p), self._sot) for p in prompts}
         if kwargs.get("asynchronous") or len(shapes) != 1:
             return list(self._model.generate(features, prompts, **kwargs))

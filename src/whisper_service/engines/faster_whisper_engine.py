@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import ctranslate2
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.vad import VadOptions
@@ -24,10 +25,37 @@ from whisper_service.engines.base import (
 )
 from whisper_service.engines.batching import BatchingWhisper, BatchLimits, BatchReport, Gatherer
 from whisper_service.engines.features import use_blockwise_features
+from whisper_service.engines.regions import Region, decode_regions
 from whisper_service.models import ModelArtifact
 
 # A window's undecoded tail shorter than this holds no sentence worth a second pass.
 MIN_TAIL_SECONDS = 1.0
+# The previous text each window of a long request's regions is conditioned on: its
+# last 48 tokens (about 35 words). CTranslate2 batches prompts only with as much
+# previous text before <|startoftranscript|>; cut to one length, the regions' windows
+# past their first share calls. Measured on 20 minutes (docs/benchmarks.md): the words
+# as good as the whole context's, where regions with no context batch as well.
+REGION_CONTEXT_TOKENS = 48
+
+
+class _PerWindowEncoder:
+    """The ``WhisperModel`` as faster-whisper's batched pipeline sees it, except that
+    on the CPU its windows are encoded one at a time: a batched encoder pass costs
+    more per window (8 windows: 0.32 against 0.28 s in float32, 0.29 against 0.21 s
+    in int8), and through the gatherer other requests' encoder calls go between."""
+
+    def __init__(self, model: WhisperModel) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, features: np.ndarray) -> Any:
+        """Encoder outputs of ``features`` [n, mels, frames]."""
+        if features.ndim == 2 or len(features) == 1 or self._model.model.device != "cpu":
+            return self._model.encode(features)
+        outputs = [np.asarray(self._model.encode(window[np.newaxis])) for window in features]
+        return ctranslate2.StorageView.from_array(np.concatenate(outputs))
 
 
 class FasterWhisperEngine:
@@ -63,11 +91,20 @@ class FasterWhisperEngine:
             self._gatherer = Gatherer(self._model.model, batch, batch_report)
             sot = self._model.hf_tokenizer.token_to_id("<|startoftranscript|>")
             self._model.model = BatchingWhisper(self._model.model, self._gatherer, sot)
-        self._batched = BatchedInferencePipeline(self._model)
 
-    def _member(self, cancel: CancelToken | None) -> AbstractContextManager[None]:
+    def _member(
+        self, cancel: CancelToken | None, context_tokens: int | None = None
+    ) -> AbstractContextManager[None]:
         """This thread's calls join batches while inside (when batching is on)."""
-        return nullcontext() if self._gatherer is None else self._gatherer.member(cancel)
+        if self._gatherer is None:
+            return nullcontext()
+        return self._gatherer.member(cancel, context_tokens)
+
+    @property
+    def concurrent_regions(self) -> int:
+        """Regions of one recording worth decoding at once: as many windows as a
+        batched call holds (1 without batching)."""
+        return 1 if self._gatherer is None else self._gatherer.limits.max_size
 
     @property
     def multilingual(self) -> bool:
@@ -106,9 +143,45 @@ class FasterWhisperEngine:
     ) -> Transcription:
         """Transcribe; segments are generated lazily, so cancellation is checked between
         them and each is handed to ``on_segment`` as soon as it is decoded."""
+        return self._sequential(audio, options, cancel, on_segment)
+
+    def transcribe_regions(
+        self,
+        audio: np.ndarray,
+        regions: Sequence[Region],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcription:
+        """Transcribe each (start, end) region of ``audio`` on its own thread, their
+        model calls batched together; one transcription on ``audio``'s timeline."""
+        check_options(self, options)
+        language = None
+        if options.language is None and self.multilingual:
+            language = self.detect_language(audio)[0]  # its first 30 s, as alone
+
+        def region(
+            samples: np.ndarray,
+            opts: TranscribeOptions,
+            token: CancelToken,
+            emit: SegmentCallback | None,
+        ) -> Transcription:
+            return self._sequential(samples, opts, token, emit, REGION_CONTEXT_TOKENS)
+
+        token = cancel or CancelToken()
+        return decode_regions(region, audio, regions, options, token, on_segment, language)
+
+    def _sequential(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken | None,
+        on_segment: SegmentCallback | None,
+        context_tokens: int | None = None,
+    ) -> Transcription:
         check_prefix(audio, options)
         vad = options.vad
-        with self._member(cancel):
+        with self._member(cancel, context_tokens):
             generator, info = self._model.transcribe(
                 audio,
                 vad_filter=options.vad_filter,
@@ -189,7 +262,9 @@ class FasterWhisperEngine:
         language: str | None,
         cancel: CancelToken | None,
     ) -> tuple[list[Segment], Any]:
-        generator, info = self._batched.transcribe(
+        # A pipeline per pass: it keeps the last word's time between its batches.
+        pipeline = BatchedInferencePipeline(_PerWindowEncoder(self._model))
+        generator, info = pipeline.transcribe(
             audio,
             **self._decoding(options, language),
             vad_filter=False,

@@ -31,6 +31,7 @@ from whisper_service.engines.base import (
     require_multilingual,
 )
 from whisper_service.engines.features import BLOCK_FRAMES, reflected_signal
+from whisper_service.engines.regions import Region, decode_regions
 from whisper_service.engines.torch_optimize import quantize_int8
 from whisper_service.models import ModelArtifact
 
@@ -196,6 +197,25 @@ class OpenAIWhisperEngine:
             for segment in result.segments:
                 on_segment(segment)
         return result
+
+    # openai-whisper has no batched decoding: regions at once would only take turns.
+    concurrent_regions = 1
+
+    def transcribe_regions(
+        self,
+        audio: np.ndarray,
+        regions: Sequence[Region],
+        options: TranscribeOptions,
+        cancel: CancelToken | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcription:
+        """Transcribe each (start, end) region; they take turns on the replicas."""
+        check_options(self, options)
+        language = None
+        if options.language is None and self.multilingual:
+            language = self.detect_language(audio)[0]
+        token = cancel or CancelToken()
+        return decode_regions(self.transcribe, audio, regions, options, token, on_segment, language)
 
     def transcribe_windows(
         self,

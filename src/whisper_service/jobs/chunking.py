@@ -33,39 +33,55 @@ VAD_SLICE_SECONDS = 120.0
 VAD_THREADS = 4
 # Shorter than this carries no word worth a decoder pass.
 MIN_WINDOW_SECONDS = 0.2
+# Silero's padding around speech (faster-whisper's default), so words' edges stay in.
+SPEECH_PAD_MS = 400
 
 
 def plan_windows(
-    audio: np.ndarray, mode: Literal["vad", "fixed"], max_seconds: float = WINDOW_SECONDS
+    audio: np.ndarray,
+    mode: Literal["vad", "fixed"],
+    max_seconds: float = WINDOW_SECONDS,
+    speech_pad_ms: int = SPEECH_PAD_MS,
 ) -> list[Window]:
     """The windows to transcribe, in order."""
-    return [w for ready in final_windows(audio, mode, max_seconds) for w in ready]
+    return [w for ready in final_windows(audio, mode, max_seconds, speech_pad_ms) for w in ready]
 
 
 def final_windows(
-    audio: np.ndarray, mode: Literal["vad", "fixed"], max_seconds: float = WINDOW_SECONDS
+    audio: np.ndarray,
+    mode: Literal["vad", "fixed"],
+    max_seconds: float = WINDOW_SECONDS,
+    speech_pad_ms: int = SPEECH_PAD_MS,
 ) -> Iterator[list[Window]]:
     """The windows in order, in groups as they become final: with ``vad``, one group per
-    2-minute slice, so a job can publish its first units while VAD goes on."""
+    2-minute slice, so a job can publish its first units while VAD goes on. Speech is
+    padded by ``speech_pad_ms`` on each side (pauses shorter than twice that leave no
+    gap between windows)."""
     if mode == "fixed":
         duration = len(audio) / SAMPLE_RATE
         starts = np.arange(0.0, duration, max_seconds)
         yield _kept([Window(start=float(s), end=float(min(s + max_seconds, duration)))
                      for s in starts])  # fmt: skip
         return
-    yield from _speech_windows(audio, max_seconds)
+    yield from _speech_windows(audio, max_seconds, speech_pad_ms)
 
 
 def _kept(windows: list[Window]) -> list[Window]:
     return [w for w in windows if w.end - w.start >= MIN_WINDOW_SECONDS]
 
 
-def _speech_windows(audio: np.ndarray, max_seconds: float) -> Iterator[list[Window]]:
+def _speech_windows(
+    audio: np.ndarray, max_seconds: float, speech_pad_ms: int
+) -> Iterator[list[Window]]:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     # The same VAD settings faster-whisper's batched pipeline uses: no speech region
     # longer than a window, pauses of 160 ms are enough to cut at.
-    options = VadOptions(max_speech_duration_s=max_seconds, min_silence_duration_ms=160)
+    options = VadOptions(
+        max_speech_duration_s=max_seconds,
+        min_silence_duration_ms=160,
+        speech_pad_ms=speech_pad_ms,
+    )
     step = int(VAD_SLICE_SECONDS * SAMPLE_RATE)
     offsets = range(0, len(audio), step)
 

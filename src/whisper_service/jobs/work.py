@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -38,10 +37,10 @@ from whisper_service.engines.base import (
     Cancelled,
     CancelToken,
     Engine,
-    Segment,
     TranscribeOptions,
     Transcription,
 )
+from whisper_service.engines.regions import on_timeline
 from whisper_service.jobs import transitions
 from whisper_service.jobs.chunking import RealtimeFactor, UnitGrouper, final_windows
 from whisper_service.jobs.dispatch import Delivery, Queue, Retry
@@ -252,7 +251,7 @@ class JobWork:
             speech = sum(w.end - w.start for w in batch)
             self.realtime.observe(time.monotonic() - began, speech)
             speaker = None if unit.channel is None else CHANNEL_NAMES[unit.channel]
-            checkpoint.segments.extend(_on_timeline(part.segments, unit.start, speaker))
+            checkpoint.segments.extend(on_timeline(part.segments, unit.start, speaker))
             checkpoint.windows_done += len(batch)
             await asyncio.to_thread(self.files.put_checkpoint, job_id, number, checkpoint)
             windows, seconds = windows + len(batch), seconds + speech
@@ -324,17 +323,3 @@ class JobWork:
                 log.warning("job_waiting_for_memory")
             waited = True
             await asyncio.sleep(MEMORY_RECHECK_SECONDS)
-
-
-def _on_timeline(segments: list[Segment], offset: float, speaker: str | None) -> list[Segment]:
-    """Segments of a unit's audio moved onto the recording's timeline (with their
-    channel's speaker, for diarize=channel)."""
-    moved = []
-    for segment in segments:
-        words = None
-        if segment.words is not None:
-            words = [replace(w, start=w.start + offset, end=w.end + offset, speaker=speaker)
-                     for w in segment.words]  # fmt: skip
-        moved.append(replace(segment, start=segment.start + offset, end=segment.end + offset,
-                             words=words, speaker=speaker))  # fmt: skip
-    return moved

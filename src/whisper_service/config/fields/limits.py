@@ -60,6 +60,15 @@ class LimitsFields(BaseModel):
         1800.0, gt=0, le=4 * 3600, description="Longest accepted audio after decoding."
     )
     default_beam_size: int = Field(5, ge=1, le=16, description="Beam size when not given.")
+    long_audio_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=24 * 3600,
+        description="Audio at least this long is cut at pauses into regions (15 s of "
+        "speech or more each, up to WHISPER_BATCH_MAX_SIZE) decoded at once, their model "
+        "calls batched; shorter audio is decoded window after window. 0 = never "
+        "(faster-whisper with batching; openai-whisper always decodes window after window).",
+    )
     audio_memory_mib: int = Field(
         0,
         ge=0,

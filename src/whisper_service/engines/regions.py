@@ -1,0 +1,195 @@
+"""A long recording decoded as regions at once.
+
+Whisper decodes 30 s windows one after the other, each conditioned on the text before
+it; on a long recording an idle worker then spends minutes one window at a time. Cut
+at pauses into regions, the recording is decoded by the same algorithm in each region
+(windows, seeks, timestamps, temperature fallback) on one thread per region, and the
+regions' model calls join the same batches (engines/batching.py): a lone long request
+fills the batch that would otherwise be idle.
+
+Segments come back on the recording's timeline, numbered in order, and are handed on
+in order: a region's segments wait until the regions before it have finished.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from whisper_service.engines.base import (
+    Cancelled,
+    CancelToken,
+    Segment,
+    SegmentCallback,
+    TranscribeOptions,
+    Transcription,
+)
+
+SAMPLE_RATE = 16_000
+# Whisper's seek counts mel frames: 100 per second.
+FRAMES_PER_SECOND = 100
+
+# (start, end) seconds of a region.
+Region = tuple[float, float]
+# Transcribes one region's audio (the engine's ordinary sequential path).
+RegionDecoder = Callable[
+    [np.ndarray, TranscribeOptions, CancelToken, SegmentCallback | None], Transcription
+]
+# Why the other regions stop when one fails (its own error is the one raised).
+REGION_FAILED = "region_failed"
+
+
+def plan_regions(speech: Sequence[Region], duration: float, count: int) -> list[Region]:
+    """At most ``count`` regions that tile ``[0, duration]``, cut in pauses between the
+    ``speech`` spans (in order): near each equal share of the speech, the longest
+    pause within a quarter of a share, else the nearest. The regions touch, so no
+    audio is left out."""
+    if count < 2 or len(speech) < 2:
+        return [(0.0, duration)]
+    # Each pause: its length, its middle, and the speech before it.
+    pauses, spoken = [], 0.0
+    for before, after in itertools.pairwise(speech):
+        spoken += before[1] - before[0]
+        pauses.append((after[0] - before[1], (before[1] + after[0]) / 2, spoken))
+    share = (spoken + speech[-1][1] - speech[-1][0]) / count
+    cuts: list[float] = []
+    for k in range(1, count):
+        near = [p for p in pauses if abs(p[2] - share * k) <= share / 4]
+        _, middle, _ = max(near) if near else min(pauses, key=lambda p: abs(p[2] - share * k))
+        if (not cuts or middle > cuts[-1]) and 0.0 < middle < duration:
+            cuts.append(middle)
+    edges = [0.0, *cuts, duration]
+    return list(itertools.pairwise(edges))
+
+
+class _LinkedToken(CancelToken):
+    """A region's token: stopped with the request's, or when another region failed."""
+
+    def __init__(self, parent: CancelToken) -> None:
+        super().__init__(deadline=parent.deadline)
+        self._parent = parent
+
+    def check(self) -> None:
+        """Raise Cancelled if the request or this set of regions was stopped."""
+        self._parent.check()
+        super().check()
+
+
+class _InOrder:
+    """Hands segments on in the recording's order while regions decode at once: the
+    first unfinished region's segments at once, later regions' when it finishes."""
+
+    def __init__(self, count: int, regions: Sequence[Region], on_segment: SegmentCallback) -> None:
+        self._regions = regions
+        self._on_segment = on_segment
+        self._waiting: list[list[Segment]] = [[] for _ in range(count)]
+        self._finished = [False] * count
+        self._current = 0
+        self._next_id = 0
+        self._lock = threading.Lock()
+
+    def segment(self, index: int, segment: Segment) -> None:
+        """A segment of region ``index``, on the region's own timeline."""
+        with self._lock:
+            if index == self._current:
+                self._emit(index, segment)
+            else:
+                self._waiting[index].append(segment)
+
+    def finished(self, index: int) -> None:
+        """Region ``index`` has no more segments."""
+        with self._lock:
+            self._finished[index] = True
+            while self._current < len(self._finished) and self._finished[self._current]:
+                self._current += 1
+                if self._current < len(self._finished):
+                    for segment in self._waiting[self._current]:
+                        self._emit(self._current, segment)
+                    self._waiting[self._current] = []
+
+    def _emit(self, index: int, segment: Segment) -> None:
+        moved = on_timeline([segment], self._regions[index][0])[0]
+        self._on_segment(replace(moved, id=self._next_id))
+        self._next_id += 1
+
+
+def decode_regions(
+    decode: RegionDecoder,
+    audio: np.ndarray,
+    regions: Sequence[Region],
+    options: TranscribeOptions,
+    cancel: CancelToken,
+    on_segment: SegmentCallback | None,
+    language: tuple[str, float] | None,
+) -> Transcription:
+    """Each region of ``audio`` decoded on its own thread by ``decode``; one
+    transcription on the recording's timeline. ``language`` (code, probability) is
+    fixed for every region when the options leave it open (each region would
+    otherwise detect its own)."""
+    if options.language is None and language is not None:
+        options = replace(options, language=language[0])
+    token = _LinkedToken(cancel)
+    ordered = None if on_segment is None else _InOrder(len(regions), regions, on_segment)
+
+    def one(index: int) -> Transcription:
+        start, end = regions[index]
+        samples = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        emit = None if ordered is None else (lambda s: ordered.segment(index, s))
+        try:
+            return decode(samples, options, token, emit)
+        except BaseException:
+            token.cancel(REGION_FAILED)  # the others stop at their next check
+            raise
+        finally:
+            if ordered is not None:
+                ordered.finished(index)
+
+    with ThreadPoolExecutor(len(regions), thread_name_prefix="region") as pool:
+        futures = [pool.submit(one, index) for index in range(len(regions))]
+        errors = [future.exception() for future in futures]
+    # The first region's own error (the deadline, a client gone, a fault), not the
+    # stop it caused in the others.
+    for error in errors:
+        if error is not None and not (
+            isinstance(error, Cancelled) and error.reason == REGION_FAILED
+        ):
+            raise error
+    results = [future.result() for future in futures]
+    segments = [
+        moved
+        for (start, _), result in zip(regions, results, strict=True)
+        for moved in on_timeline(result.segments, start)
+    ]
+    segments = [replace(segment, id=index) for index, segment in enumerate(segments)]
+    first = results[0]
+    probability = language[1] if language is not None else first.language_probability
+    return Transcription(
+        "".join(s.text for s in segments).strip(),
+        first.language,
+        probability,
+        len(audio) / SAMPLE_RATE,
+        segments,
+    )
+
+
+def on_timeline(
+    segments: Sequence[Segment], offset: float, speaker: str | None = None
+) -> list[Segment]:
+    """Segments of a piece of a recording moved onto the recording's timeline (with a
+    speaker for all of them, when given)."""
+    moved = []
+    for segment in segments:
+        words = None
+        if segment.words is not None:
+            words = [replace(w, start=w.start + offset, end=w.end + offset,
+                             speaker=speaker or w.speaker)
+                     for w in segment.words]  # fmt: skip
+        moved.append(replace(segment, start=segment.start + offset, end=segment.end + offset,
+                             seek=segment.seek + round(offset * FRAMES_PER_SECOND),
+                             words=words, speaker=speaker or segment.speaker))  # fmt: skip
+    return moved

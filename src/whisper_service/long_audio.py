@@ -1,0 +1,77 @@
+"""Which path a recording takes through the engine.
+
+Short audio is decoded by Whisper's sequential loop. From ``WHISPER_LONG_AUDIO_SECONDS``
+on, the recording is cut into regions at pauses that Silero VAD finds, about equal in
+speech and at least ``MIN_REGION_SPEECH_SECONDS`` each, as many as the engine decodes
+usefully at once (``concurrent_regions``: its batch), and the regions are decoded at
+once (engines/regions.py). Every route that transcribes a whole recording comes here:
+``/transcribe``, ``/v1/audio/*``, their SSE streams, diarization by channel, the
+batch task and the command line.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import structlog
+
+from whisper_service.audio import SAMPLE_RATE
+from whisper_service.engines.base import (
+    CancelToken,
+    Engine,
+    SegmentCallback,
+    TranscribeOptions,
+    Transcription,
+)
+from whisper_service.engines.regions import Region, plan_regions
+from whisper_service.jobs.chunking import plan_windows
+
+log = structlog.get_logger(__name__)
+
+# A region shorter than this leaves its first window's start without context for too
+# little gain: on the 127 s radio address 8 regions (16 s each) were the fastest.
+MIN_REGION_SPEECH_SECONDS = 25.0
+# Speech found in spans of at most this long, unpadded, so that the gaps between them
+# are the real pauses (160 ms or more) to choose from near every share; Silero's
+# default padding of 400 ms hides every pause under 0.8 s.
+SPEECH_SPAN_SECONDS = 5.0
+
+
+def regions_for(
+    engine: Engine, samples: np.ndarray, options: TranscribeOptions, long_from: float | None
+) -> list[Region] | None:
+    """The regions to decode ``samples`` in at once, or None for the sequential loop:
+    audio shorter than ``long_from`` seconds (None: never long), an engine that
+    cannot batch, too little speech for two regions."""
+    duration = len(samples) / SAMPLE_RATE
+    if long_from is None or duration < long_from or engine.concurrent_regions < 2:
+        return None
+    if options.prefix is not None:
+        return None
+    found = plan_windows(samples, "vad", SPEECH_SPAN_SECONDS, speech_pad_ms=0)
+    speech = [(w.start, w.end) for w in found]
+    spoken = sum(end - start for start, end in speech)
+    count = min(engine.concurrent_regions, math.floor(spoken / MIN_REGION_SPEECH_SECONDS))
+    regions = plan_regions(speech, duration, count)
+    return regions if len(regions) > 1 else None
+
+
+def transcribe_audio(
+    engine: Engine,
+    samples: np.ndarray,
+    options: TranscribeOptions,
+    token: CancelToken | None = None,
+    on_segment: SegmentCallback | None = None,
+    *,
+    long_from: float | None,
+) -> Transcription:
+    """Transcribe a whole recording: in regions at once when it is long (see
+    ``regions_for``), else sequentially; the same Transcription either way."""
+    regions = regions_for(engine, samples, options, long_from)
+    if regions is None:
+        return engine.transcribe(samples, options, token, on_segment)
+    log.info(
+        "decoding_regions", regions=len(regions), audio_seconds=round(len(samples) / SAMPLE_RATE, 3)
+    )
+    return engine.transcribe_regions(samples, regions, options, token, on_segment)
