@@ -15,7 +15,10 @@
    event vs the time to the plain json answer;
 8. long requests in regions at once vs today's sequential path (issue 26): the 127 s
    radio address and a 20-minute concatenation, their word error rates, and the
-   throughput of 8 clients of short files while a 9th sends the radio address.
+   throughput of 8 clients of short files while a 9th sends the radio address;
+9. eight 30-minute uploads at once under the production preset (goodput admission):
+   each answer's status and how soon it came, against a server on this machine and,
+   with ``--image``, the image's container under its Cloud Run limits.
 
 Timings interleave the two sides of each comparison, so machine noise hits both.
 """
@@ -184,9 +187,9 @@ def base_silver(path: Path) -> str:
     return engine.transcribe(samples, TranscribeOptions(language="en")).text
 
 
-def twenty_minutes(path: Path, radio_reference: str) -> str:
+def twenty_minutes(path: Path, radio_reference: str, minutes: float = 20) -> str:
     """The radio address and the LJSpeech utterances one after another (0.5 s apart),
-    over and over until 20 minutes, written to ``path`` (16 kHz WAV); its reference:
+    over and over until ``minutes``, written to ``path`` (16 kHz WAV); its reference:
     the LJSpeech human transcripts and ``radio_reference``."""
     import wave
 
@@ -196,7 +199,7 @@ def twenty_minutes(path: Path, radio_reference: str) -> str:
     pieces += [(decode_audio(e.path, max_seconds=60).samples, e.reference) for e in ljspeech()]
     gap = np.zeros(8000, dtype=np.float32)
     out, references, total = [], [], 0
-    while total < 20 * 60 * 16_000:
+    while total < minutes * 60 * 16_000:
         for samples, reference in pieces:
             out += [samples, gap]
             references.append(reference)
@@ -322,6 +325,65 @@ def long_requests(tmp: Path, rounds: int, load_seconds: float) -> dict[str, Any]
                 short["regions"] / short["sequential"], 3
             ),
         }  # fmt: skip
+    return found
+
+
+def eight_uploads(url: str, headers: dict[str, str], path: Path) -> dict[str, Any]:
+    """Eight uploads of ``path`` sent at once: each one's status, code and seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    content = path.read_bytes()
+
+    def send(index: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        response = httpx.post(f"{url}/transcribe", files={"file": (f"{index}.wav", content)},
+                              data={"language": "en"}, headers=headers, timeout=900)  # fmt: skip
+        seconds = round(time.perf_counter() - started, 2)
+        code = None if response.status_code == 200 else response.json()["error"]["code"]
+        return {"status": response.status_code, "code": code, "seconds": seconds,
+                "retry_after": response.headers.get("retry-after")}  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    refused = [a for a in answers if a["status"] != 200]
+    return {
+        "answers": answers,
+        "ok": sum(a["status"] == 200 for a in answers),
+        "timed_out_504": sum(a["status"] == 504 for a in answers),
+        "refused_within_1s": sum(a["seconds"] <= 1.0 for a in refused),
+        "refused": len(refused),
+        "slowest_ok_s": max((a["seconds"] for a in answers if a["status"] == 200), default=None),
+    }
+
+
+def long_uploads_at_once(tmp: Path, image: str | None) -> dict[str, Any]:
+    """Eight 30-minute WAV uploads at once, production preset (keys off here, on in the
+    container), after one warm-up request that lets the instance measure its speed."""
+    path = tmp / "thirty-minutes.wav"
+    twenty_minutes(path, "", minutes=30)
+    warm = AUDIO / LONG_AUDIO
+    found: dict[str, Any] = {"audio_minutes": 30}
+    with running(tmp, **{**LONG_REQUESTS, "WHISPER_COMPUTE_TYPE": "default"}) as live:
+        with warm.open("rb") as fp:
+            httpx.post(f"{live.url}/transcribe", files={"file": fp}, timeout=300)
+        found["this_machine"] = eight_uploads(live.url, {}, path)
+    print(json.dumps({"this_machine": found["this_machine"]}), file=sys.stderr)
+    if image:
+        from tests.support.containers import Container
+
+        container = Container(image)
+        container.run()
+        try:
+            with warm.open("rb") as fp:
+                httpx.post(f"{container.url}/transcribe", files={"file": fp},
+                           headers=container.headers, timeout=300)  # fmt: skip
+            found["container"] = {
+                "image": image, "memory": container.limits.memory, "cpus": container.limits.cpus,
+                **eight_uploads(container.url, container.headers, path),
+                "oom_killed": container.state()["OOMKilled"],
+            }  # fmt: skip
+        finally:
+            container.remove()
     return found
 
 
@@ -504,6 +566,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter loads")
     parser.add_argument("--output", type=Path, default=REPO / ".benchmarks" / "compare.json")
     parser.add_argument("--only", action="append", help="run just this comparison (repeatable)")
+    parser.add_argument("--image", help="also run long_uploads_at_once in this image's container")
     args = parser.parse_args()
     rounds = 2 if args.quick else 3
     tmp = Path("/tmp/whisper-bench")  # noqa: S108
@@ -526,6 +589,7 @@ def main() -> int:
             "long_requests",
             lambda: long_requests(tmp, 1 if args.quick else 3, 30 if args.quick else 60),
         ),
+        ("long_uploads_at_once", lambda: long_uploads_at_once(tmp, args.image)),
         (
             "streaming_first_delta",
             lambda: [

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_deadline_is_504_and_frees_the_worker(audio_dir: Path) -> None:
     engine = FakeEngine(hold=threading.Event())  # never finishes on its own
-    async with serve(engine, request_timeout_seconds=1) as service:
+    # The deadline is what is tested: goodput admission would refuse 11 s of audio for
+    # a 1 s deadline at once (tests/http/test_goodput.py).
+    async with serve(engine, request_timeout_seconds=1, goodput_admission=False) as service:
         response = await service.client.post(
             "/transcribe", files={"file": ("jfk.flac", (audio_dir / "jfk.flac").read_bytes())}
         )

@@ -79,7 +79,11 @@ async def test_the_budget_refuses_at_once_while_every_decoding_thread_is_busy(
 async def test_decoding_stops_at_the_request_deadline() -> None:
     engine = FakeEngine()
     heavy = surround_flac(60.0)  # 192 kHz 7.1: over a second of CPU to decode
-    async with serve(engine, request_timeout_seconds=0.3, max_audio_seconds=600) as service:
+    # The deadline is what is tested: goodput admission would refuse 60 s of audio for
+    # a 0.3 s deadline at once, from the header (tests/http/test_goodput.py).
+    async with serve(
+        engine, request_timeout_seconds=0.3, max_audio_seconds=600, goodput_admission=False
+    ) as service:
         started = time.monotonic()
         response = await service.client.post("/transcribe", files={"file": ("s.flac", heavy)})
         elapsed = time.monotonic() - started

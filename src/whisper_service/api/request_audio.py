@@ -5,6 +5,7 @@ the parameter at fault (``file`` or ``gcs_uri``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
@@ -25,6 +26,9 @@ from whisper_service.config import Settings
 from whisper_service.errors import ContentTooLarge, ServiceError
 from whisper_service.observability.telemetry import telemetry
 from whisper_service.storage import GcsStorage, GcsUri
+
+# Told the audio's length in seconds before it is decoded (capacity/goodput.py).
+Expect = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,22 @@ async def decode_source(
     *,
     check: Check | None = None,
     reserve: Reserve | None = None,
+    expect: Expect | None = None,
     stereo: bool = False,
 ) -> DecodedAudio:
     """The source's audio, decoded with the limits; ``check``, ``reserve`` and
     ``stereo`` as for ``audio.decode_audio`` (a deadline, a departed client, the
-    memory budget; the two channels kept)."""
+    memory budget; the two channels kept). ``expect`` hears the audio's length as the
+    header states it, before decoding, when it does (goodput admission)."""
     if isinstance(source, Upload):
         check_upload_size(source.file, settings)
         source.file.file.seek(0)
         return await _decode(
-            source.file.file, source.file.size or 0, settings, "file", check, reserve, stereo
+            source.file.file,
+            source.file.size or 0,
+            settings,
+            "file",
+            _Hooks(check, reserve, expect, stereo),
         )
     with telemetry.span("gcs.download", **{"whisper.gcs.uri": source.uri}):
         try:
@@ -77,7 +87,9 @@ async def decode_source(
             exc.about("gcs_uri")
             raise
     with fetched:
-        return await _decode(fetched, 0, settings, "gcs_uri", check, reserve, stereo)
+        return await _decode(
+            fetched, 0, settings, "gcs_uri", _Hooks(check, reserve, expect, stereo)
+        )
 
 
 async def probe_upload(upload: UploadFile, settings: Settings) -> AudioInfo:
@@ -103,26 +115,30 @@ async def check_gcs_input(uri: str, storage: GcsStorage, settings: Settings) -> 
     return str(GcsUri.parse(uri))
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    """What a decode tells its request as it goes (see ``decode_source``)."""
+
+    check: Check | None
+    reserve: Reserve | None
+    expect: Expect | None
+    stereo: bool
+
+
 async def _decode(
-    source: IO[bytes],
-    size: int,
-    settings: Settings,
-    param: str,
-    check: Check | None,
-    reserve: Reserve | None,
-    stereo: bool,
+    source: IO[bytes], size: int, settings: Settings, param: str, hooks: _Hooks
 ) -> DecodedAudio:
     with telemetry.span("audio.decode", **{"whisper.upload.bytes": size}) as span:
         try:
-            if reserve is not None:
-                await _reserve_from_header(source, settings, reserve, stereo)
+            if hooks.reserve is not None or hooks.expect is not None:
+                await _from_header(source, settings, hooks)
             audio = await asyncio.to_thread(
                 decode_audio,
                 source,
                 max_seconds=settings.max_audio_seconds,
-                check=check,
-                reserve=reserve,
-                stereo=stereo,
+                check=hooks.check,
+                reserve=hooks.reserve,
+                stereo=hooks.stereo,
             )
         except ServiceError as exc:
             span.set_attribute("error.type", exc.code)
@@ -140,11 +156,16 @@ async def _decode(
 _HEADERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio-header")
 
 
-async def _reserve_from_header(
-    source: IO[bytes], settings: Settings, reserve: Reserve, stereo: bool
-) -> None:
-    """Reserve what the decoder's first buffer will take, as the header states it, so
-    that what does not fit is refused at once (503 memory_pressure) and what fits keeps
+async def _from_header(source: IO[bytes], settings: Settings, hooks: _Hooks) -> None:
+    """Tell the request its audio's length, and reserve what the decoder's first buffer
+    will take, as the header states them, so that what cannot finish or does not fit
+    is refused at once (503 deadline_unreachable, memory_pressure) and what fits keeps
     its memory while it waits for a decoding thread."""
     info = await asyncio.get_running_loop().run_in_executor(_HEADERS, probe_audio, source)
-    reserve(first_reservation(info, max_seconds=settings.max_audio_seconds, stereo=stereo))
+    if hooks.expect is not None and info.seconds:
+        hooks.expect(min(info.seconds, settings.max_audio_seconds))
+    if hooks.reserve is not None:
+        reserve = first_reservation(
+            info, max_seconds=settings.max_audio_seconds, stereo=hooks.stereo
+        )
+        hooks.reserve(reserve)

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from whisper_service.api.request_audio import AudioSource, decode_source
 from whisper_service.api.schemas import json_response
 from whisper_service.audio import DecodedAudio
+from whisper_service.capacity.goodput import Claim
 from whisper_service.capacity.scheduler import DISCONNECT_POLL_SECONDS, Admission
 from whisper_service.config import Settings
 from whisper_service.diarization.speakers import DiarizeOptions
@@ -96,22 +97,40 @@ class Admitted:
     audio: DecodedAudio
     token: CancelToken
     admission: Admission
+    claim: Claim
 
 
 @asynccontextmanager
 async def admitted_audio(
-    request: Request, runtime: Runtime, source: AudioSource, *, stereo: bool = False
+    request: Request,
+    runtime: Runtime,
+    source: AudioSource,
+    *,
+    stereo: bool = False,
+    max_seconds: float | None = None,
 ) -> AsyncIterator[Admitted]:
     """Admit the request and decode its audio. Refusals are ServiceErrors: memory
-    (503), a full queue (429), the deadline (504), a client gone.
+    (503), a full queue (429), a deadline it could not meet at this load (503,
+    ``capacity/goodput.py``), the deadline (504), a client gone.
 
-    The request takes its place in the queue and reserves the memory of its decoded
-    audio before a byte is decoded; both are given back when the block ends. Decoding,
-    like inference, stops at the deadline or when the client leaves.
+    The request takes its place in the queue, reserves the memory of its decoded
+    audio and states its length in the backlog before a byte is decoded (from the
+    header), and again once decoded; all are given back when the block ends.
+    Decoding, like inference, stops at the deadline or when the client leaves.
+    Inference that reads at most ``max_seconds`` of the audio states no more.
     """
     token = deadline_token(runtime)
+    channels = 2 if stereo else 1
+
+    def expect(seconds: float) -> None:
+        claim.expect(min(seconds, max_seconds or seconds) * channels)
+
     refuse_under_memory_pressure(runtime)
-    with runtime.scheduler.admit() as admission, runtime.audio_memory.reservation() as memory:
+    with (
+        runtime.scheduler.admit() as admission,
+        runtime.audio_memory.reservation() as memory,
+        runtime.goodput.claim(token.deadline) as claim,
+    ):
         audio = await while_connected(
             request,
             token,
@@ -121,10 +140,12 @@ async def admitted_audio(
                 runtime.storage,
                 check=token.check,
                 reserve=memory.ensure,
+                expect=expect,
                 stereo=stereo,
             ),
         )
-        yield Admitted(audio, token, admission)
+        expect(audio.duration)
+        yield Admitted(audio, token, admission, claim)
 
 
 async def run_admitted(
@@ -155,6 +176,7 @@ async def run_admitted(
         measured, admitted.token, is_disconnected, admission=admitted.admission
     )
     runtime.inference_succeeded()
+    runtime.goodput.finished(admitted.claim.seconds)
     return result
 
 
@@ -169,7 +191,7 @@ async def infer(
 ) -> tuple[T, float]:
     """Admit, decode and run ``work(samples, token)``; (its result, the audio's
     duration)."""
-    async with admitted_audio(request, runtime, source) as admitted:
+    async with admitted_audio(request, runtime, source, max_seconds=max_seconds) as admitted:
         duration = admitted.audio.duration
         seconds = duration if max_seconds is None else min(duration, max_seconds)
         result = await run_admitted(

@@ -135,6 +135,9 @@ class Scheduler:
         self._closed = False
         # Recent inference durations, to tell rejected callers when to come back.
         self._recent_seconds = 5.0
+        # Wall time with at least one inference running (capacity/goodput.py).
+        self._busy_seconds = 0.0
+        self._busy_since = 0.0
 
     @property
     def stats(self) -> SchedulerStats:
@@ -147,6 +150,13 @@ class Scheduler:
             self._waiting,
             self._admitted,
         )
+
+    @property
+    def busy_seconds(self) -> float:
+        """Wall seconds so far during which at least one inference ran."""
+        if self._running:
+            return self._busy_seconds + time.monotonic() - self._busy_since
+        return self._busy_seconds
 
     @property
     def idle_worker(self) -> bool:
@@ -255,9 +265,11 @@ class Scheduler:
 
     async def _execute(self, fn: Callable[[CancelToken], T], token: CancelToken) -> T:
         """Run on a worker thread; the caller holds a slot, released here."""
+        started = time.monotonic()
+        if not self._running:
+            self._busy_since = started
         self._running += 1
         metrics.INFERENCE_RUNNING.inc()
-        started = time.monotonic()
         try:
             loop = asyncio.get_running_loop()
             # The worker thread sees this request's context: its span (for child spans)
@@ -276,8 +288,11 @@ class Scheduler:
                 # Stopped mid-way (deadline, drain): tell the caller when to come back.
                 raise Rejected(cancelled.reason, self.retry_after()) from cancelled
         finally:
-            self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * (time.monotonic() - started)
+            ended = time.monotonic()
+            self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * (ended - started)
             self._running -= 1
+            if not self._running:
+                self._busy_seconds += ended - self._busy_since
             metrics.INFERENCE_RUNNING.dec()
             self._slots.release()
 

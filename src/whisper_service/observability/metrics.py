@@ -47,6 +47,7 @@ REJECTION_REASONS = (
     "rate_limited",
     "unauthorized",
     "memory",
+    "unreachable",
 )
 # Error codes of the API -> rejection reason.
 REJECTION_BY_CODE = {
@@ -63,6 +64,7 @@ REJECTION_BY_CODE = {
     "missing_api_key": "unauthorized",
     "invalid_api_key": "unauthorized",
     "memory_pressure": "memory",
+    "deadline_unreachable": "unreachable",
 }
 
 HTTP_REQUESTS = Counter(

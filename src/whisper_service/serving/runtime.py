@@ -18,6 +18,7 @@ import psutil
 import structlog
 
 from whisper_service.audio import decoded_bytes
+from whisper_service.capacity.goodput import Goodput
 from whisper_service.capacity.memory import AudioMemory, audio_budget_bytes
 from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import Settings
@@ -82,6 +83,7 @@ class Runtime:
     monitor: HealthMonitor | None = None
     storage: GcsStorage = field(init=False)
     audio_memory: AudioMemory = field(init=False)
+    goodput: Goodput = field(init=False)
     # How this process starts its jobs (app.py gives it when jobs are configured), and
     # the jobs once started.
     start_jobs: Callable[[Runtime], BackgroundJobs] | None = None
@@ -94,6 +96,11 @@ class Runtime:
     def __post_init__(self) -> None:
         self.storage = GcsStorage(self.settings)
         self.audio_memory = AudioMemory(self.audio_budget())
+        self.goodput = Goodput(
+            lambda: self.scheduler.busy_seconds,
+            enabled=self.settings.goodput_admission,
+            jobs=bool(self.settings.jobs_store),
+        )
 
     def audio_budget(self) -> int:
         """The decoded-audio budget for this process as it is now (see capacity.memory)."""

@@ -60,6 +60,13 @@ class LimitsFields(BaseModel):
         1800.0, gt=0, le=4 * 3600, description="Longest accepted audio after decoding."
     )
     default_beam_size: int = Field(5, ge=1, le=16, description="Beam size when not given.")
+    goodput_admission: bool = Field(
+        True,
+        description="Refuse at once (503 deadline_unreachable, Retry-After) a request that "
+        "could not finish within WHISPER_REQUEST_TIMEOUT_SECONDS: its audio's length "
+        "(from the header, then decoded) and the audio admitted ahead of it, at the "
+        "instance's measured speed. false = admit by queue and memory only.",
+    )
     long_audio_seconds: float = Field(
         60.0,
         ge=0,
