@@ -136,8 +136,8 @@ class FakeEngine:
         on_segment: SegmentCallback | None = None,
     ) -> Transcription:
         """The lines in each region, joined on the audio's timeline."""
-        token = cancel or CancelToken()
-        return decode_regions(self.transcribe, audio, regions, options, token, on_segment, None)
+        detect = self.detect_language if self.multilingual else None
+        return decode_regions(self.transcribe, audio, regions, options, cancel, on_segment, detect)
 
     def transcribe_windows(
         self,

@@ -164,7 +164,13 @@ def test_a_language_detected_once_is_every_regions() -> None:
         return original(samples, options, token, emit)
 
     result = decode_regions(
-        decode, audio, regions, TranscribeOptions(), CancelToken(), None, ("de", 0.8)
+        decode,
+        audio,
+        regions,
+        TranscribeOptions(),
+        None,
+        None,
+        lambda _: [("de", 0.8), ("en", 0.2)],
     )
     assert seen == ["de", "de"]
     assert (result.language, result.language_probability) == ("de", 0.8)

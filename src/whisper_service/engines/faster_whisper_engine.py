@@ -155,10 +155,6 @@ class FasterWhisperEngine:
     ) -> Transcription:
         """Transcribe each (start, end) region of ``audio`` on its own thread, their
         model calls batched together; one transcription on ``audio``'s timeline."""
-        check_options(self, options)
-        language = None
-        if options.language is None and self.multilingual:
-            language = self.detect_language(audio)[0]  # its first 30 s, as alone
 
         def region(
             samples: np.ndarray,
@@ -168,8 +164,8 @@ class FasterWhisperEngine:
         ) -> Transcription:
             return self._sequential(samples, opts, token, emit, REGION_CONTEXT_TOKENS)
 
-        token = cancel or CancelToken()
-        return decode_regions(region, audio, regions, options, token, on_segment, language)
+        detect = self.detect_language if self.multilingual else None
+        return decode_regions(region, audio, regions, options, cancel, on_segment, detect)
 
     def _sequential(
         self,

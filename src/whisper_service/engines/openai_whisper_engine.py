@@ -210,12 +210,8 @@ class OpenAIWhisperEngine:
         on_segment: SegmentCallback | None = None,
     ) -> Transcription:
         """Transcribe each (start, end) region; they take turns on the replicas."""
-        check_options(self, options)
-        language = None
-        if options.language is None and self.multilingual:
-            language = self.detect_language(audio)[0]
-        token = cancel or CancelToken()
-        return decode_regions(self.transcribe, audio, regions, options, token, on_segment, language)
+        detect = self.detect_language if self.multilingual else None
+        return decode_regions(self.transcribe, audio, regions, options, cancel, on_segment, detect)
 
     def transcribe_windows(
         self,

@@ -40,6 +40,8 @@ Region = tuple[float, float]
 RegionDecoder = Callable[
     [np.ndarray, TranscribeOptions, CancelToken, SegmentCallback | None], Transcription
 ]
+# A multilingual model's language probabilities for audio, most likely first.
+LanguageDetector = Callable[[np.ndarray], list[tuple[str, float]]]
 # Why the other regions stop when one fails (its own error is the one raised).
 REGION_FAILED = "region_failed"
 
@@ -123,17 +125,20 @@ def decode_regions(
     audio: np.ndarray,
     regions: Sequence[Region],
     options: TranscribeOptions,
-    cancel: CancelToken,
+    cancel: CancelToken | None,
     on_segment: SegmentCallback | None,
-    language: tuple[str, float] | None,
+    detect: LanguageDetector | None,
 ) -> Transcription:
     """Each region of ``audio`` decoded on its own thread by ``decode``; one
-    transcription on the recording's timeline. ``language`` (code, probability) is
-    fixed for every region when the options leave it open (each region would
-    otherwise detect its own)."""
-    if options.language is None and language is not None:
+    transcription on the recording's timeline. When the options leave the language
+    open, ``detect`` (a multilingual model's; None for an English-only one) finds it
+    once, on the first 30 s as the sequential path would, for every region (each
+    would otherwise detect its own)."""
+    language = None
+    if options.language is None and detect is not None:
+        language = detect(audio)[0]
         options = replace(options, language=language[0])
-    token = _LinkedToken(cancel)
+    token = _LinkedToken(cancel or CancelToken())
     ordered = None if on_segment is None else _InOrder(len(regions), regions, on_segment)
 
     def one(index: int) -> Transcription:
