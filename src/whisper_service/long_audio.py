@@ -25,7 +25,7 @@ from whisper_service.engines.base import (
     Transcription,
 )
 from whisper_service.engines.regions import Region, plan_regions
-from whisper_service.jobs.chunking import plan_windows
+from whisper_service.engines.speech import plan_spans
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +49,7 @@ def regions_for(
         return None
     if options.prefix is not None:
         return None
-    found = plan_windows(samples, "vad", SPEECH_SPAN_SECONDS, speech_pad_ms=0)
-    speech = [(w.start, w.end) for w in found]
+    speech = plan_spans(samples, "vad", SPEECH_SPAN_SECONDS, speech_pad_ms=0)
     spoken = sum(end - start for start, end in speech)
     count = min(engine.concurrent_regions, math.floor(spoken / MIN_REGION_SPEECH_SECONDS))
     regions = plan_regions(speech, duration, count)

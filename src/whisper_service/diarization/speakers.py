@@ -42,7 +42,7 @@ MIN_SILENCE_MS = 300
 # which missed a fifth of the speech of far-field meeting excerpts.
 VAD_THRESHOLD = 0.35
 SPEECH_PAD_MS = 100
-# VAD runs over slices of this length (as jobs' planning does, jobs/chunking.py);
+# VAD runs over slices of this length (as engines/speech.py does for jobs and long requests);
 # regions this close across a border are one.
 VAD_SLICE_SECONDS = 120.0
 SLICE_JOIN_SECONDS = 2 * SPEECH_PAD_MS / 1000
