@@ -18,6 +18,7 @@ from whisper_service.engines.base import Cancelled, SegmentCallback
 from whisper_service.engines.batching import _cut_context
 from whisper_service.engines.regions import decode_regions, on_timeline, plan_regions
 from whisper_service.long_audio import MIN_REGION_SPEECH_SECONDS, regions_for
+from whisper_service.observability.context import request_id_var
 
 OPTIONS = TranscribeOptions(language="en")
 
@@ -197,3 +198,23 @@ def test_long_speech_is_cut_in_its_pauses_and_short_audio_is_not() -> None:
         around = audio[int((cut - 0.05) * SAMPLE_RATE) : int((cut + 0.05) * SAMPLE_RATE)]
         loud = np.sqrt(np.mean(audio**2))
         assert np.sqrt(np.mean(around**2)) < loud / 4, cut
+
+
+def test_every_region_runs_in_the_requests_context() -> None:
+    audio, regions = regions_of(3)
+    decoder = Regions(3)
+    for event in decoder.release:
+        event.set()
+    seen: list[str | None] = []
+    original = decoder.decode
+
+    def decode(samples, options, token, emit):  # type: ignore[no-untyped-def]
+        seen.append(request_id_var.get())
+        return original(samples, options, token, emit)
+
+    reset = request_id_var.set("req-regions")
+    try:
+        decode_regions(decode, audio, regions, OPTIONS, None, None, None)
+    finally:
+        request_id_var.reset(reset)
+    assert seen == ["req-regions"] * 3

@@ -13,6 +13,7 @@ in order: a region's segments wait until the regions before it have finished.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import threading
 from collections.abc import Callable, Sequence
@@ -155,7 +156,10 @@ def decode_regions(
                 ordered.finished(index)
 
     with ThreadPoolExecutor(len(regions), thread_name_prefix="region") as pool:
-        futures = [pool.submit(one, index) for index in range(len(regions))]
+        # Each region's thread sees the request's context (its log fields, its span).
+        futures = [
+            pool.submit(contextvars.copy_context().run, one, index) for index in range(len(regions))
+        ]
         errors = [future.exception() for future in futures]
     # The first region's own error (the deadline, a client gone, a fault), not the
     # stop it caused in the others.
