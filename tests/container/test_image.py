@@ -200,7 +200,9 @@ def wait_draining(container: Container, timeout: float = 10) -> None:
 
 
 def test_hostile_load_gets_memory_pressure_and_never_an_oom_kill(image: str) -> None:
-    burst = memory_burst(image, seconds=40)
+    # The memory guard, behind goodput admission (which refuses most of this burst
+    # first: the next test): an operator may turn goodput off, and memory must hold.
+    burst = memory_burst(image, seconds=40, env={"WHISPER_GOODPUT_ADMISSION": "false"})
     print(
         f"\n8 x 30 min uploads: {burst.answers}; process tree peak {burst.tree_peak_mib} MiB,"
         f" container peak {burst.cgroup_peak_bytes / 2**20:.0f} MiB of"
@@ -213,6 +215,20 @@ def test_hostile_load_gets_memory_pressure_and_never_an_oom_kill(image: str) -> 
     assert "503 memory_pressure" in burst.answers
     assert set(burst.answers) <= {"200", "pending", "503 memory_pressure"}
     assert burst.cgroup_peak_bytes < burst.limit_bytes
+
+
+def test_long_uploads_beyond_what_finishes_in_time_are_refused_not_timed_out(
+    image: str,
+) -> None:
+    burst = memory_burst(image, seconds=30)
+    print(f"\n8 x 30 min uploads, goodput admission on: {burst.answers}")
+    assert burst.state["OOMKilled"] is False
+    # At the speed assumed before any request finished (10 audio seconds a second),
+    # one 30-minute upload fits the 300 s deadline; the rest are refused at once from
+    # their header, not admitted to share the model until all time out.
+    assert "503 deadline_unreachable" in burst.answers
+    assert any(answer in ("200", "pending") for answer in burst.answers)
+    assert set(burst.answers) <= {"200", "pending", "503 deadline_unreachable"}
 
 
 # Found from inside the image, as its user, without --read-only: what the image itself

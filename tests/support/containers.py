@@ -183,11 +183,11 @@ class Burst:
     state: dict[str, Any]  # docker's State after it: Running, OOMKilled
 
 
-def memory_burst(image: str, *, seconds: float) -> Burst:
-    """A fresh container of ``image`` (production preset and limits) under eight uploads
-    of 30 minutes of speech at once (scripts/testing/measure_memory.py, 1.4 MB Opus
-    each), watched for ``seconds``, then removed."""
-    container = Container(image)
+def memory_burst(image: str, *, seconds: float, env: dict[str, str] | None = None) -> Burst:
+    """A fresh container of ``image`` (production preset and limits, and ``env``) under
+    eight uploads of 30 minutes of speech at once (scripts/testing/measure_memory.py,
+    1.4 MB Opus each), watched for ``seconds``, then removed."""
+    container = Container(image, env=env)
     try:
         container.run()
         load = subprocess.run(
