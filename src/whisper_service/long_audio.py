@@ -29,8 +29,10 @@ from whisper_service.engines.speech import plan_spans
 
 log = structlog.get_logger(__name__)
 
-# A region shorter than this leaves its first window's start without context for too
-# little gain: on the 127 s radio address 8 regions (16 s each) were the fastest.
+# Each region starts without context, and a region shorter than a window is decoded
+# twice over (Whisper closes its first window early, then decodes the rest again: 12
+# encoder passes for 8 regions of 16 s on the radio address, 8 for 5 of 25 s). Single
+# runs of 15-40 s did not separate speed or words (docs/benchmarks.md).
 MIN_REGION_SPEECH_SECONDS = 25.0
 # Speech found in spans of at most this long, unpadded, so that the gaps between them
 # are the real pauses (160 ms or more) to choose from near every share; Silero's

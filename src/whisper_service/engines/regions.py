@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines.base import (
     Cancelled,
     CancelToken,
@@ -31,7 +32,6 @@ from whisper_service.engines.base import (
     Transcription,
 )
 
-SAMPLE_RATE = 16_000
 # Whisper's seek counts mel frames: 100 per second.
 FRAMES_PER_SECOND = 100
 
@@ -87,11 +87,11 @@ class _InOrder:
     """Hands segments on in the recording's order while regions decode at once: the
     first unfinished region's segments at once, later regions' when it finishes."""
 
-    def __init__(self, count: int, regions: Sequence[Region], on_segment: SegmentCallback) -> None:
+    def __init__(self, regions: Sequence[Region], on_segment: SegmentCallback) -> None:
         self._regions = regions
         self._on_segment = on_segment
-        self._waiting: list[list[Segment]] = [[] for _ in range(count)]
-        self._finished = [False] * count
+        self._waiting: list[list[Segment]] = [[] for _ in regions]
+        self._finished = [False] * len(regions)
         self._current = 0
         self._next_id = 0
         self._lock = threading.Lock()
@@ -140,7 +140,7 @@ def decode_regions(
         language = detect(audio)[0]
         options = replace(options, language=language[0])
     token = _LinkedToken(cancel or CancelToken())
-    ordered = None if on_segment is None else _InOrder(len(regions), regions, on_segment)
+    ordered = None if on_segment is None else _InOrder(regions, on_segment)
 
     def one(index: int) -> Transcription:
         start, end = regions[index]

@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from whisper_service.audio import SAMPLE_RATE
+
 # (start, end) seconds.
 Span = tuple[float, float]
 
