@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -65,11 +66,23 @@ def test_segments_move_onto_the_recording_timeline() -> None:
 
 
 class Regions:
-    """A region decoder whose regions finish in an order the test chooses."""
+    """A region decoder whose regions finish in an order the test chooses (all at once
+    when ``released``); ``observe`` notes something of each call in ``seen``."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(
+        self,
+        count: int,
+        *,
+        released: bool = False,
+        observe: Callable[[TranscribeOptions], object] | None = None,
+    ) -> None:
         self.release = [threading.Event() for _ in range(count)]
+        if released:
+            for event in self.release:
+                event.set()
         self.fail: dict[int, BaseException] = {}
+        self.observe = observe
+        self.seen: list[object] = []
 
     def decode(
         self,
@@ -79,6 +92,8 @@ class Regions:
         emit: SegmentCallback | None,
     ) -> Transcription:
         index = round(len(samples) / SAMPLE_RATE) // 10 - 1  # region i is (i+1)*10 s long
+        if self.observe is not None:
+            self.seen.append(self.observe(options))
         duration = len(samples) / SAMPLE_RATE
         parts = [
             segment(0.0, duration / 2, f" r{index}a"),
@@ -154,18 +169,9 @@ def test_the_requests_own_reason_stops_every_region() -> None:
 
 def test_a_language_detected_once_is_every_regions() -> None:
     audio, regions = regions_of(2)
-    decoder = Regions(2)
-    for event in decoder.release:
-        event.set()
-    seen: list[str | None] = []
-    original = decoder.decode
-
-    def decode(samples, options, token, emit):  # type: ignore[no-untyped-def]
-        seen.append(options.language)
-        return original(samples, options, token, emit)
-
+    decoder = Regions(2, released=True, observe=lambda options: options.language)
     result = decode_regions(
-        decode,
+        decoder.decode,
         audio,
         regions,
         TranscribeOptions(),
@@ -173,7 +179,7 @@ def test_a_language_detected_once_is_every_regions() -> None:
         None,
         lambda _: [("de", 0.8), ("en", 0.2)],
     )
-    assert seen == ["de", "de"]
+    assert decoder.seen == ["de", "de"]
     assert (result.language, result.language_probability) == ("de", 0.8)
 
 
@@ -202,19 +208,10 @@ def test_long_speech_is_cut_in_its_pauses_and_short_audio_is_not() -> None:
 
 def test_every_region_runs_in_the_requests_context() -> None:
     audio, regions = regions_of(3)
-    decoder = Regions(3)
-    for event in decoder.release:
-        event.set()
-    seen: list[str | None] = []
-    original = decoder.decode
-
-    def decode(samples, options, token, emit):  # type: ignore[no-untyped-def]
-        seen.append(request_id_var.get())
-        return original(samples, options, token, emit)
-
+    decoder = Regions(3, released=True, observe=lambda _options: request_id_var.get())
     reset = request_id_var.set("req-regions")
     try:
-        decode_regions(decode, audio, regions, OPTIONS, None, None, None)
+        decode_regions(decoder.decode, audio, regions, OPTIONS, None, None, None)
     finally:
         request_id_var.reset(reset)
-    assert seen == ["req-regions"] * 3
+    assert decoder.seen == ["req-regions"] * 3
