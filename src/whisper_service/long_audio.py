@@ -1,12 +1,14 @@
 """Which path a recording takes through the engine.
 
 Short audio is decoded by Whisper's sequential loop. From ``WHISPER_LONG_AUDIO_SECONDS``
-on, the recording is cut into regions at pauses that Silero VAD finds, about equal in
-speech and at least ``MIN_REGION_SPEECH_SECONDS`` each, as many as the engine decodes
-usefully at once (``concurrent_regions``: its batch), and the regions are decoded at
-once (engines/regions.py). Every route that transcribes a whole recording comes here:
-``/transcribe``, ``/v1/audio/*``, their SSE streams, diarization by channel, the
-batch task and the command line.
+on, the recording is cut into regions at pauses that Silero VAD finds and the regions
+are decoded at once (engines/regions.py), as many as the engine decodes usefully at
+once (``concurrent_regions``: its batch). A recording that fits the batch one window
+per region is cut into the fewest regions of at most one window each; a longer one
+(or one whose speech is too uneven for that) into regions about equal in speech, at
+least ``MIN_REGION_SPEECH_SECONDS`` each. Every route that transcribes a whole
+recording comes here: ``/transcribe``, ``/v1/audio/*``, their SSE streams,
+diarization by channel, the batch task and the command line.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from whisper_service.engines.base import (
     TranscribeOptions,
     Transcription,
 )
-from whisper_service.engines.regions import Region, plan_regions
+from whisper_service.engines.regions import Region, plan_regions, plan_window_regions
 from whisper_service.engines.speech import plan_spans
 
 log = structlog.get_logger(__name__)
@@ -52,9 +54,11 @@ def regions_for(
     if options.prefix is not None:
         return None
     speech = plan_spans(samples, "vad", SPEECH_SPAN_SECONDS, speech_pad_ms=0)
-    spoken = sum(end - start for start, end in speech)
-    count = min(engine.concurrent_regions, math.floor(spoken / MIN_REGION_SPEECH_SECONDS))
-    regions = plan_regions(speech, duration, count)
+    regions = plan_window_regions(speech, duration, engine.concurrent_regions)
+    if regions is None:
+        spoken = sum(end - start for start, end in speech)
+        count = min(engine.concurrent_regions, math.floor(spoken / MIN_REGION_SPEECH_SECONDS))
+        regions = plan_regions(speech, duration, count)
     return regions if len(regions) > 1 else None
 
 

@@ -12,9 +12,11 @@ from prometheus_client import REGISTRY
 from tests.support import LONG_AUDIO, MODEL_CACHE, TEST_THREADS, ljspeech, pooled_wer
 from tests.support.speakers import load
 from whisper_service.audio import SAMPLE_RATE
-from whisper_service.engines import TranscribeOptions
+from whisper_service.engines import Segment, TranscribeOptions
 from whisper_service.engines.batching import BatchLimits
 from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
+from whisper_service.engines.speech import WINDOW_SECONDS
+from whisper_service.long_audio import regions_for
 from whisper_service.models import ModelFormat, resolve_model
 from whisper_service.observability.telemetry import telemetry
 
@@ -109,3 +111,24 @@ def test_a_final_in_context_and_a_turn_alone_at_once_both_decode() -> None:
     assert pooled_wer(expected, texts) <= 0.005
     _, calls = (a - b for a, b in zip(batched_calls("generate"), before, strict=True))
     assert calls >= 2  # apart: one call each at least
+
+
+def test_regions_of_a_window_each_keep_their_segments_inside_them() -> None:
+    # 75 s of the radio address: three regions of at most a window, each decoded
+    # with silence after it to the window's end; whatever Whisper places in that
+    # silence (past the last region, the recording's end: 73 to 95 s here once) is
+    # cut off, and the words are the sequential path's.
+    audio = load(LONG_AUDIO)[: 75 * SAMPLE_RATE]
+    batching = engine(BatchLimits(max_size=8, max_wait=0.05, concurrency=1))
+    regions = regions_for(batching, audio, OPTIONS, long_from=60.0)
+    assert regions is not None
+    assert all(end - start <= WINDOW_SECONDS for start, end in regions)
+    streamed: list[Segment] = []
+    result = batching.transcribe_regions(audio, regions, OPTIONS, None, streamed.append)
+    assert result.segments == streamed
+    for segment in result.segments:
+        _start, end = next(r for r in regions if r[0] <= segment.start < r[1])
+        assert segment.end <= end, segment
+    assert result.segments[-1].end <= 75.0
+    sequential = batching.transcribe(audio, OPTIONS).text
+    assert pooled_wer([sequential], [result.text]) <= 0.05

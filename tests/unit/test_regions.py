@@ -5,8 +5,10 @@ regions are tested in tests/integration/test_long_audio.py."""
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,9 +17,16 @@ from tests.support import AUDIO, LONG_AUDIO
 from tests.support.fakes import FakeEngine
 from whisper_service.audio import SAMPLE_RATE, decode_audio
 from whisper_service.engines import CancelToken, Segment, TranscribeOptions, Transcription
-from whisper_service.engines.base import Cancelled, SegmentCallback
+from whisper_service.engines.base import Cancelled, SegmentCallback, Word
 from whisper_service.engines.batching import _cut_context
-from whisper_service.engines.regions import decode_regions, on_timeline, plan_regions
+from whisper_service.engines.regions import (
+    clipped,
+    decode_regions,
+    on_timeline,
+    plan_regions,
+    plan_window_regions,
+)
+from whisper_service.engines.speech import WINDOW_SECONDS
 from whisper_service.long_audio import MIN_REGION_SPEECH_SECONDS, regions_for
 from whisper_service.observability.context import request_id_var
 
@@ -48,6 +57,45 @@ def test_regions_are_fewer_when_there_are_fewer_pauses_and_one_below_two() -> No
     assert len(plan_regions(speech, 41.0, 8)) == 2
     assert plan_regions(speech, 41.0, 1) == [(0.0, 41.0)]
     assert plan_regions([(0.0, 40.0)], 41.0, 4) == [(0.0, 41.0)]
+
+
+def test_a_recording_that_fits_the_batch_gets_the_fewest_regions_of_a_window_each() -> None:
+    # 127 s of dense speech: 5 s spans, 0.4 s pauses.
+    speech, t = [], 0.0
+    while t < 125.0:
+        speech.append((t, t + 5.0))
+        t += 5.4
+    regions = plan_window_regions(speech, 127.0, most=8)
+    assert regions is not None
+    assert len(regions) == 5  # 127 s needs five windows
+    assert all(end - start <= WINDOW_SECONDS for start, end in regions)
+    assert regions[0][0] == 0.0
+    assert regions[-1][1] == 127.0
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(regions))
+    # Each cut in the middle of a pause.
+    pauses = [(a[1] + b[0]) / 2 for a, b in itertools.pairwise(speech)]
+    assert all(min(abs(cut - p) for p in pauses) < 1e-9 for _, cut in regions[:-1])
+    assert plan_window_regions(speech, 127.0, most=4) is None  # more than the batch
+
+
+def test_speech_apart_by_long_silence_gets_no_regions_of_a_window_each() -> None:
+    # 20 s of talk, 60 s of silence, 20 s of talk: shares of speech cannot fit a
+    # window each, and regions of silence alone are not decoded as windows.
+    speech = [(float(t), t + 4.0) for t in range(0, 20, 5)]
+    speech += [(float(t), t + 4.0) for t in range(80, 100, 5)]
+    assert plan_window_regions(speech, 100.0, most=8) is None
+
+
+def test_a_segment_is_cut_at_its_regions_end_and_one_past_it_dropped() -> None:
+    words = [Word(20.0, 21.0, " so", 0.9), Word(21.0, 23.5, " long", 0.8),
+             Word(23.6, 24.0, " bye", 0.2)]  # fmt: skip
+    inside = replace(segment(20.0, 24.0, " so long bye"), words=words)
+    cut = clipped(inside, 23.0)
+    assert cut is not None
+    assert cut.end == 23.0
+    assert cut.words == [words[0], replace(words[1], end=23.0)]
+    assert clipped(segment(10.0, 12.0, " kept"), 23.0) == segment(10.0, 12.0, " kept")
+    assert clipped(segment(23.0, 25.0, " thank you"), 23.0) is None
 
 
 def test_previous_text_is_cut_to_its_latest_tokens() -> None:
@@ -195,7 +243,18 @@ def test_long_speech_is_cut_in_its_pauses_and_short_audio_is_not() -> None:
     regions = regions_for(engine, audio, OPTIONS, 60.0)
     assert regions is not None
     duration = len(audio) / SAMPLE_RATE
-    assert 2 <= len(regions) <= duration // MIN_REGION_SPEECH_SECONDS
+    # Two minutes fit the batch: the fewest regions of at most one window each.
+    assert len(regions) == math.ceil(duration / WINDOW_SECONDS)
+    assert all(end - start <= WINDOW_SECONDS for start, end in regions)
+
+    class Pair(FakeEngine):
+        concurrent_regions = 2
+
+    # More windows than the batch: as many regions as it holds, equal in speech.
+    pair = regions_for(Pair(), audio, OPTIONS, 60.0)
+    assert pair is not None
+    assert len(pair) == 2
+    assert all(end - start >= MIN_REGION_SPEECH_SECONDS for start, end in pair)
     assert regions[0][0] == 0.0
     assert regions[-1][1] == duration
     assert all(a[1] == b[0] for a, b in itertools.pairwise(regions))

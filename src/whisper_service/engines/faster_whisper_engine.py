@@ -12,6 +12,7 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.vad import VadOptions
 
+from whisper_service.audio import SAMPLE_RATE
 from whisper_service.engines.base import (
     CancelToken,
     Segment,
@@ -25,7 +26,8 @@ from whisper_service.engines.base import (
 )
 from whisper_service.engines.batching import BatchingWhisper, BatchLimits, BatchReport, Gatherer
 from whisper_service.engines.features import use_blockwise_features
-from whisper_service.engines.regions import Region, decode_regions
+from whisper_service.engines.regions import Region, clipped, decode_regions
+from whisper_service.engines.speech import WINDOW_SECONDS
 from whisper_service.models import ModelArtifact
 
 # A window's undecoded tail shorter than this holds no sentence worth a second pass.
@@ -162,10 +164,41 @@ class FasterWhisperEngine:
             token: CancelToken,
             emit: SegmentCallback | None,
         ) -> Transcription:
-            return self._sequential(samples, opts, token, emit, REGION_CONTEXT_TOKENS)
+            seconds = len(samples) / SAMPLE_RATE
+            if seconds >= WINDOW_SECONDS:
+                return self._sequential(samples, opts, token, emit, REGION_CONTEXT_TOKENS)
+            return self._in_silence(samples, opts, token, emit)
 
         detect = self.detect_language if self.multilingual else None
         return decode_regions(region, audio, regions, options, cancel, on_segment, detect)
+
+    def _in_silence(
+        self,
+        samples: np.ndarray,
+        options: TranscribeOptions,
+        cancel: CancelToken,
+        on_segment: SegmentCallback | None,
+    ) -> Transcription:
+        """A region shorter than a window, decoded with silence after it up to the
+        window's end. The region ends in a pause; padded the usual way (zeros in the
+        normalised log-Mel, which is not what silence looks like), Whisper took the
+        speech as going on past the end and left its last sentence open, to be
+        decoded again in a second window: 2 of the radio address's 5 regions and 2
+        of 5 over LJSpeech twice; with silence, 1 and none. What Whisper places in
+        the silence is dropped."""
+        seconds = len(samples) / SAMPLE_RATE
+        padded = np.zeros(int(WINDOW_SECONDS * SAMPLE_RATE), dtype=samples.dtype)
+        padded[: len(samples)] = samples
+
+        def inside(segment: Segment) -> None:
+            kept = clipped(segment, seconds)
+            if kept is not None and on_segment is not None:
+                on_segment(kept)
+
+        decoded = self._sequential(padded, options, cancel, inside, REGION_CONTEXT_TOKENS)
+        segments = [s for s in (clipped(s, seconds) for s in decoded.segments) if s is not None]
+        text = "".join(s.text for s in segments).strip()
+        return dataclasses.replace(decoded, text=text, duration=seconds, segments=segments)
 
     def _sequential(
         self,

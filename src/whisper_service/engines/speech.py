@@ -26,6 +26,8 @@ WINDOW_SECONDS = 30.0
 # Silero VAD over the whole of a long recording holds several arrays its size at once
 # (measured: 1.2 GB more for 2 h); over 2-minute slices, 120 MB more per slice in flight.
 VAD_SLICE_SECONDS = 120.0
+# Slices no shorter than this: Silero starts each slice afresh.
+MIN_VAD_SLICE_SECONDS = 30.0
 # Slices in VAD at once, each holding its own arrays (about 120 MB for 2 minutes).
 VAD_THREADS = 4
 # Shorter than this carries no word worth a decoder pass.
@@ -51,7 +53,8 @@ def final_spans(
     speech_pad_ms: int = SPEECH_PAD_MS,
 ) -> Iterator[list[Span]]:
     """The windows in order, in groups as they become final: with ``vad``, one group per
-    2-minute slice, so a job can publish its first units while VAD goes on. Speech is
+    slice (2 minutes; shorter audio, one slice per CPU), so a job can publish its
+    first units while VAD goes on. Speech is
     padded by ``speech_pad_ms`` on each side (pauses shorter than twice that leave no
     gap between windows)."""
     if mode == "fixed":
@@ -78,7 +81,11 @@ def _speech_windows(
         min_silence_duration_ms=160,
         speech_pad_ms=speech_pad_ms,
     )
-    step = int(VAD_SLICE_SECONDS * SAMPLE_RATE)
+    threads = min(VAD_THREADS, len(os.sched_getaffinity(0)))
+    # A recording of a few minutes is cut into one slice per CPU (one Silero call runs
+    # on one core): a long request waits for its pauses before it decodes a word.
+    seconds = max(MIN_VAD_SLICE_SECONDS, len(audio) / SAMPLE_RATE / threads)
+    step = int(min(VAD_SLICE_SECONDS, seconds) * SAMPLE_RATE)
     offsets = range(0, len(audio), step)
 
     def speech(offset: int) -> list[dict[str, int]]:
@@ -89,7 +96,7 @@ def _speech_windows(
     # the serial part of a job: run them on every CPU (onnxruntime releases the GIL);
     # map() hands the results back in order as they complete.
     open_windows: list[Span] = []
-    with ThreadPoolExecutor(max_workers=min(VAD_THREADS, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for offset, found in zip(offsets, pool.map(speech, offsets), strict=True):
             # A region cut by a slice boundary comes back as two touching ones; they
             # join again below unless the window is full there.
