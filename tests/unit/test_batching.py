@@ -20,6 +20,7 @@ class Recorder:
 
     def __init__(self, hold: threading.Event | None = None) -> None:
         self.batches: list[tuple[str, int]] = []
+        self.values: list[list[float]] = []  # each batch's windows' values
         self.hold = hold
 
     def encode(self, features: Any, to_cpu: bool = False) -> np.ndarray:
@@ -32,6 +33,7 @@ class Recorder:
     def generate(self, features: Any, prompts: list[Any], **kwargs: Any) -> list[float]:
         values = np.asarray(features)
         self.batches.append(("generate", len(values)))
+        self.values.append([float(v.flat[0]) for v in values])
         if self.hold is not None:
             self.hold.wait(10)
         if kwargs.get("fail"):
@@ -234,3 +236,64 @@ def test_encoder_calls_never_wait_for_company_and_go_before_waiting_decoder_call
         10.0,
         11.0,
     ]
+
+
+def queued_behind_a_running_batch(
+    gatherer: Gatherer, calls: list[tuple[str, float, CancelToken | None]]
+) -> threading.Event:
+    """One call holds the only replica while ``calls`` (method, value, the request's
+    token) queue up in this order, each from its own member thread; returns the event
+    that releases the model, and joins every thread once it is set."""
+    release = gatherer.model.hold
+    threads: list[threading.Thread] = []
+
+    def one(method: str, value: float, token: CancelToken | None) -> None:
+        with gatherer.member(token):
+            gatherer.call(method, window(value), None if method == "encode" else [[1]], {})
+
+    first = threading.Thread(target=one, args=("generate", 0.0, None))
+    first.start()
+    while not gatherer._executing:
+        time.sleep(0.01)
+    for index, call in enumerate(calls):
+        threads.append(threading.Thread(target=one, args=call))
+        threads[-1].start()
+        while len(gatherer._pending) < index + 1:  # queued in this order
+            time.sleep(0.01)
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+        assert not t.is_alive(), "a call never returned"
+    return release
+
+
+def test_a_request_with_many_calls_takes_its_turn_in_a_batch() -> None:
+    # A long request's four regions queue first, then three short requests: the
+    # batch of four takes one region and the three short ones; the other regions
+    # follow in the next batch.
+    model = Recorder(hold=threading.Event())
+    gatherer = Gatherer(model, limits(size=4, wait=0.5))
+    regions = CancelToken()
+    queued_behind_a_running_batch(
+        gatherer,
+        [("generate", 10.0 + i, regions) for i in range(4)]
+        + [("generate", 1.0 + i, None) for i in range(3)],
+    )
+    assert model.values[1:] == [[10.0, 1.0, 2.0, 3.0], [11.0, 12.0, 13.0]]
+
+
+def test_a_requests_encoder_calls_let_other_requests_decode_between_them() -> None:
+    model = Recorder(hold=threading.Event())
+    gatherer = Gatherer(model, limits(wait=0.5))
+    regions = CancelToken()
+    queued_behind_a_running_batch(
+        gatherer, [("encode", 10.0, regions), ("encode", 11.0, regions), ("generate", 1.0, None)]
+    )
+    assert model.batches[1:] == [("encode", 1), ("generate", 1), ("encode", 1)]
+    # Alone, a request's encoder calls run back to back (nobody else is decoding).
+    model = Recorder(hold=threading.Event())
+    gatherer = Gatherer(model, limits(wait=0.5))
+    queued_behind_a_running_batch(
+        gatherer, [("encode", 10.0, regions), ("encode", 11.0, regions), ("generate", 1.0, regions)]
+    )
+    assert model.batches[1:] == [("encode", 1), ("encode", 1), ("generate", 1)]

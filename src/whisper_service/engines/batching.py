@@ -21,6 +21,13 @@ when every request inside the engine is already waiting on a decoder call (nobod
 else can join: a lone request never waits), or when its oldest call has waited
 ``max_wait`` seconds; at most ``concurrency`` calls run at once (the model's
 replicas), and calls arriving meanwhile gather for the next one.
+
+Requests share a batch fairly: a long request's regions (engines/regions.py) are one
+request with several calls at once, sharing its cancel token. A batch takes one call
+of each request in turn, the oldest request first, before a second call of any; and
+a request's encoder calls go ahead of other requests' waiting decoder calls one at a
+time, a decoder batch between two of them. Alone, a long request fills the batch;
+among short ones, it takes its turn.
 """
 
 from __future__ import annotations
@@ -68,6 +75,8 @@ class _Call:
     kwargs: dict[str, Any]
     token: CancelToken | None
     arrived: float = field(default_factory=time.monotonic)
+    # The request it belongs to (its cancel token; a call without one is its own).
+    group: object = None
     results: list[Any] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -90,6 +99,7 @@ class Gatherer:
         self._executing = 0  # batches running
         self._executing_members = 0  # gathered calls inside those batches
         self._free_since = 0.0  # when a running batch last ended
+        self._encoded_last: object = None  # whose encoder call ran since the last batch
         self._local = threading.local()
 
     @contextmanager
@@ -120,6 +130,7 @@ class Gatherer:
         key = (method, options, shape)
         token = getattr(self._local, "token", None)
         call = _Call(method, key, features, prompts, kwargs, token)
+        call.group = call if token is None else token
         with self._cond:
             self._pending.append(call)
             self._cond.notify_all()
@@ -158,16 +169,20 @@ class Gatherer:
         if not self._pending or self._executing >= self.limits.concurrency:
             return None
         for call in self._pending:
-            if call.method in UNGATHERED:
+            if call.method in UNGATHERED and not (
+                call.group is self._encoded_last and self._others_decoding(call.group)
+            ):
                 self._pending.remove(call)
+                self._encoded_last = call.group
                 return [call]
-        oldest = self._pending[0]
+        gathered = [c for c in self._pending if c.method not in UNGATHERED]
+        if not gathered:
+            return None
+        oldest = gathered[0]
         batch: list[_Call] = []
         windows = 0
-        for call in self._pending:
-            if call.key == oldest.key and (
-                not batch or windows + call.size <= self.limits.max_size
-            ):
+        for call in _in_turn([c for c in gathered if c.key == oldest.key]):
+            if not batch or windows + call.size <= self.limits.max_size:
                 batch.append(call)
                 windows += call.size
         waiting = len(self._pending) + self._executing_members
@@ -183,7 +198,12 @@ class Gatherer:
             return None
         for call in batch:
             self._pending.remove(call)
+        self._encoded_last = None
         return batch
+
+    def _others_decoding(self, group: object) -> bool:
+        """Whether another request's decoder call is waiting."""
+        return any(c.group is not group for c in self._pending if c.method not in UNGATHERED)
 
     def _wait_timeout(self) -> float | None:
         if not self._pending:
@@ -234,6 +254,20 @@ class Gatherer:
             prompts = [p for c in batch for p in (c.prompts or [])]
             return _split(list(method(features, prompts, **first.kwargs)), batch)
         return _split(list(method(features, **first.kwargs)), batch)
+
+
+def _in_turn(calls: list[_Call]) -> list[_Call]:
+    """``calls`` (oldest first) reordered so that each request's first call comes
+    before any request's second: round by round, the oldest request first."""
+    rounds: list[list[_Call]] = []
+    seen: dict[int, int] = {}
+    for call in calls:
+        turn = seen.get(id(call.group), 0)
+        seen[id(call.group)] = turn + 1
+        if turn == len(rounds):
+            rounds.append([])
+        rounds[turn].append(call)
+    return [call for calls_in_round in rounds for call in calls_in_round]
 
 
 def _label(call: _Call) -> str:

@@ -71,9 +71,10 @@ class LimitsFields(BaseModel):
         60.0,
         ge=0,
         le=24 * 3600,
-        description="Audio at least this long is cut at pauses into regions (25 s of "
-        "speech or more each, up to WHISPER_BATCH_MAX_SIZE) decoded at once, their model "
-        "calls batched; shorter audio is decoded window after window. 0 = never "
+        description="Audio at least this long is cut at pauses into regions decoded at "
+        "once, their model calls batched (up to WHISPER_BATCH_MAX_SIZE regions: one 30 s "
+        "window each while they fit, else 25 s of speech or more each); shorter audio is "
+        "decoded window after window. 0 = never "
         "(faster-whisper with batching; openai-whisper always decodes window after window).",
     )
     audio_memory_mib: int = Field(
