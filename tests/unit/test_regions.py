@@ -20,6 +20,7 @@ from whisper_service.engines import CancelToken, Segment, TranscribeOptions, Tra
 from whisper_service.engines.base import Cancelled, SegmentCallback, Word
 from whisper_service.engines.batching import _cut_context
 from whisper_service.engines.regions import (
+    LEAD_IN_SECONDS,
     clipped,
     decode_regions,
     on_timeline,
@@ -50,6 +51,15 @@ def test_regions_tile_the_recording_cut_in_the_longest_pause_near_each_share() -
     assert len(regions) == 2
     assert regions[0][1] == pytest.approx(speech[3][1] + 0.5)  # the middle of the 1 s pause
     assert regions[0][1] == regions[1][0]
+
+
+def test_a_cut_in_a_long_silence_falls_just_before_the_speech_resumes() -> None:
+    # Two talks of 30 s apart by 40 s of silence: the next region starts 1 s before
+    # its speech, not in the middle of the silence.
+    speech = [(float(t), t + 4.5) for t in range(0, 30, 5)]
+    speech += [(float(t), t + 4.5) for t in range(70, 100, 5)]
+    regions = plan_regions(speech, 100.0, count=2)
+    assert regions == [(0.0, 70.0 - LEAD_IN_SECONDS), (70.0 - LEAD_IN_SECONDS, 100.0)]
 
 
 def test_regions_are_fewer_when_there_are_fewer_pauses_and_one_below_two() -> None:
