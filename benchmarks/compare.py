@@ -15,7 +15,8 @@
    event vs the time to the plain json answer;
 8. long requests in regions at once vs today's sequential path (issue 26): the 127 s
    radio address and a 20-minute concatenation, their word error rates, and the
-   throughput of 8 clients of short files while a 9th sends the radio address;
+   throughput of 8 clients of short files while a 9th sends the radio address; and
+   in-process, on held-out recordings of 75 s to 3 minutes;
 9. eight 30-minute uploads at once under the production preset (goodput admission):
    each answer's status and how soon it came, against a server on this machine and,
    with ``--image``, the image's container under its Cloud Run limits.
@@ -177,6 +178,11 @@ LONG_REQUESTS = {
 def base_silver(path: Path) -> str:
     """A silver transcript from the embedded multilingual base model (sequential, beam
     5): a reference neither tiny.en path made."""
+    return silver_of(decode_audio(path, max_seconds=600).samples)
+
+
+def silver_of(samples: Any) -> str:
+    """``base_silver`` of audio samples."""
     from whisper_service.engines import TranscribeOptions
     from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
     from whisper_service.models import ModelFormat, resolve_model
@@ -184,7 +190,6 @@ def base_silver(path: Path) -> str:
     artifact = resolve_model("base", ModelFormat.CTRANSLATE2, MODEL_CACHE)
     engine = FasterWhisperEngine(artifact, device="cpu", compute_type="float32",
                                  threads=TEST_THREADS, workers=1)  # fmt: skip
-    samples = decode_audio(path, max_seconds=600).samples
     return engine.transcribe(samples, TranscribeOptions(language="en")).text
 
 
@@ -328,6 +333,57 @@ def long_requests(tmp: Path, rounds: int, load_seconds: float) -> dict[str, Any]
                 short["regions"] / short["sequential"], 3
             ),
         }  # fmt: skip
+    return found
+
+
+def long_requests_held_out(rounds: int) -> dict[str, Any]:
+    """Regions against the sequential path in-process (the production engine: int8,
+    batch 8) on recordings the region plans were not chosen on: the eight LJSpeech
+    utterances twice (human transcripts), the radio address's first 75 s and six AMI
+    meeting excerpts one after another (the base model's silver). Median of
+    ``rounds``, interleaved."""
+    import numpy as np
+
+    from whisper_service.config import preset_settings
+    from whisper_service.engines import TranscribeOptions
+    from whisper_service.long_audio import regions_for, transcribe_audio
+    from whisper_service.serving.startup import load_model
+
+    settings = preset_settings("production", compute_type="int8", model_cache_dir=MODEL_CACHE)
+    engine = load_model(settings).engine
+    options = TranscribeOptions(language="en")
+    gap = np.zeros(8000, dtype=np.float32)
+    utterances = [(decode_audio(e.path, max_seconds=60).samples, e.reference) for e in ljspeech()]
+    twice = [piece for samples, _ in utterances * 2 for piece in (samples, gap)]
+    radio = decode_audio(AUDIO / LONG_AUDIO, max_seconds=600).samples[: 75 * 16_000]
+    ami = np.concatenate([decode_audio(AUDIO / "diarization" / "ami" / f"trn0{i}.wav",
+                                       max_seconds=60).samples for i in range(6)])  # fmt: skip
+    recordings = {
+        "ljspeech_twice": (np.concatenate(twice), " ".join(r for _, r in utterances * 2)),
+        "radio_first_75s": (radio, silver_of(radio)),
+        "ami_six_excerpts": (ami, silver_of(ami)),
+    }
+    found: dict[str, Any] = {}
+    for name, (samples, reference) in recordings.items():
+
+        def path(long_from: float | None, audio: Any = samples) -> Callable[[], str]:
+            return lambda: transcribe_audio(engine, audio, options, long_from=long_from).text
+
+        sides = {"sequential": path(None), "regions": path(settings.long_audio_from)}
+        result = interleaved(sides, rounds)
+        regions = regions_for(engine, samples, options, settings.long_audio_from) or []
+        found[name] = {
+            "audio_s": round(len(samples) / 16_000, 1),
+            "regions": len(regions),  # 0: decoded sequentially
+            "longest_region_s": round(max((b - a for a, b in regions), default=0.0), 1),
+            **{f"{side}_s": result[side]["median_s"] for side in sides},
+            "ratio_regions_over_sequential": round(
+                result["regions"]["median_s"] / result["sequential"]["median_s"], 3
+            ),
+            **{f"wer_{side}": round(pooled_wer([reference], [result[side]["output"]]), 4)
+               for side in sides},
+        }  # fmt: skip
+        print(json.dumps({name: found[name]}), file=sys.stderr)
     return found
 
 
@@ -603,6 +659,7 @@ def main() -> int:
             "long_requests",
             lambda: long_requests(tmp, 1 if args.quick else 3, 30 if args.quick else 60),
         ),
+        ("long_requests_held_out", lambda: long_requests_held_out(2 if args.quick else 3)),
         ("long_uploads_at_once", lambda: long_uploads_at_once(tmp, args.image)),
         (
             "streaming_first_delta",
