@@ -36,6 +36,11 @@ log = structlog.get_logger(__name__)
 # encoder passes for 8 regions of 16 s on the radio address, 8 for 5 of 25 s). Single
 # runs of 15-40 s did not separate speed or words (docs/benchmarks.md).
 MIN_REGION_SPEECH_SECONDS = 25.0
+# Regions are worth it only if none is longer than this share of the recording: the
+# longest region is the request's wait, and every region start costs context. Six AMI
+# meeting excerpts (180 s, a minute of silence in them) made two regions, one of 136
+# s: 1.75 times the sequential time (its temperature fallbacks decode alone), +4 points.
+MAX_REGION_SHARE = 2 / 3
 # Speech found in spans of at most this long, unpadded, so that the gaps between them
 # are the real pauses (160 ms or more) to choose from near every share; Silero's
 # default padding of 400 ms hides every pause under 0.8 s.
@@ -47,7 +52,8 @@ def regions_for(
 ) -> list[Region] | None:
     """The regions to decode ``samples`` in at once, or None for the sequential loop:
     audio shorter than ``long_from`` seconds (None: never long), an engine that
-    cannot batch, too little speech for two regions."""
+    cannot batch, too little speech for two regions, or speech so uneven that one
+    region would hold most of the recording."""
     duration = len(samples) / SAMPLE_RATE
     if long_from is None or duration < long_from or engine.concurrent_regions < 2:
         return None
@@ -59,7 +65,9 @@ def regions_for(
         spoken = sum(end - start for start, end in speech)
         count = min(engine.concurrent_regions, math.floor(spoken / MIN_REGION_SPEECH_SECONDS))
         regions = plan_regions(speech, duration, count)
-    return regions if len(regions) > 1 else None
+    if len(regions) < 2 or max(end - start for start, end in regions) > MAX_REGION_SHARE * duration:
+        return None
+    return regions
 
 
 def transcribe_audio(

@@ -275,6 +275,19 @@ def test_long_speech_is_cut_in_its_pauses_and_short_audio_is_not() -> None:
         assert np.sqrt(np.mean(around**2)) < loud / 4, cut
 
 
+def test_speech_too_uneven_for_regions_is_decoded_window_after_window() -> None:
+    # Six AMI meeting excerpts one after another: a minute of silence, most of the
+    # speech at the end; the plan's longest region would hold 136 of 180 s.
+    class Batching(FakeEngine):
+        concurrent_regions = 8
+
+    ami = AUDIO / "diarization" / "ami"
+    meeting = np.concatenate(
+        [decode_audio(ami / f"trn0{i}.wav", max_seconds=60).samples for i in range(6)]
+    )
+    assert regions_for(Batching(), meeting, OPTIONS, 60.0) is None
+
+
 def test_every_region_runs_in_the_requests_context() -> None:
     audio, regions = regions_of(3)
     decoder = Regions(3, released=True, observe=lambda _options: request_id_var.get())
