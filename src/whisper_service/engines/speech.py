@@ -54,9 +54,8 @@ def final_spans(
 ) -> Iterator[list[Span]]:
     """The windows in order, in groups as they become final: with ``vad``, one group per
     slice (2 minutes; shorter audio, one slice per CPU), so a job can publish its
-    first units while VAD goes on. Speech is
-    padded by ``speech_pad_ms`` on each side (pauses shorter than twice that leave no
-    gap between windows)."""
+    first units while VAD goes on. Speech is padded by ``speech_pad_ms`` on each side
+    (pauses shorter than twice that leave no gap between windows)."""
     if mode == "fixed":
         duration = len(audio) / SAMPLE_RATE
         starts = np.arange(0.0, duration, max_seconds)
