@@ -240,10 +240,10 @@ def test_encoder_calls_never_wait_for_company_and_go_before_waiting_decoder_call
 
 def queued_behind_a_running_batch(
     gatherer: Gatherer, calls: list[tuple[str, float, CancelToken | None]]
-) -> threading.Event:
+) -> None:
     """One call holds the only replica while ``calls`` (method, value, the request's
-    token) queue up in this order, each from its own member thread; returns the event
-    that releases the model, and joins every thread once it is set."""
+    token) queue up in this order, each from its own member thread; then the model is
+    released and every thread joined."""
     release = gatherer.model.hold
     threads: list[threading.Thread] = []
 
@@ -264,7 +264,6 @@ def queued_behind_a_running_batch(
     for t in [first, *threads]:
         t.join(10)
         assert not t.is_alive(), "a call never returned"
-    return release
 
 
 def test_a_request_with_many_calls_takes_its_turn_in_a_batch() -> None:

@@ -116,8 +116,8 @@ def test_a_final_in_context_and_a_turn_alone_at_once_both_decode() -> None:
 def test_regions_of_a_window_each_keep_their_segments_inside_them() -> None:
     # 75 s of the radio address: three regions of at most a window, each decoded
     # with silence after it to the window's end; whatever Whisper places in that
-    # silence (past the last region, the recording's end: 73 to 95 s here once) is
-    # cut off, and the words are the sequential path's.
+    # silence is cut off (uncut, a segment ended at 28.84 s in a region ending at
+    # 28.8 s), and the words are the sequential path's.
     audio = load(LONG_AUDIO)[: 75 * SAMPLE_RATE]
     batching = engine(BatchLimits(max_size=8, max_wait=0.05, concurrency=1))
     regions = regions_for(batching, audio, OPTIONS, long_from=60.0)

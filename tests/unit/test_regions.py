@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import AUDIO, LONG_AUDIO
 from tests.support.fakes import FakeEngine
+from tests.support.speakers import ami_excerpts
 from whisper_service.audio import SAMPLE_RATE, decode_audio
 from whisper_service.engines import CancelToken, Segment, TranscribeOptions, Transcription
 from whisper_service.engines.base import Cancelled, SegmentCallback, Word
@@ -256,15 +257,6 @@ def test_long_speech_is_cut_in_its_pauses_and_short_audio_is_not() -> None:
     # Two minutes fit the batch: the fewest regions of at most one window each.
     assert len(regions) == math.ceil(duration / WINDOW_SECONDS)
     assert all(end - start <= WINDOW_SECONDS for start, end in regions)
-
-    class Pair(FakeEngine):
-        concurrent_regions = 2
-
-    # More windows than the batch: as many regions as it holds, equal in speech.
-    pair = regions_for(Pair(), audio, OPTIONS, 60.0)
-    assert pair is not None
-    assert len(pair) == 2
-    assert all(end - start >= MIN_REGION_SPEECH_SECONDS for start, end in pair)
     assert regions[0][0] == 0.0
     assert regions[-1][1] == duration
     assert all(a[1] == b[0] for a, b in itertools.pairwise(regions))
@@ -274,6 +266,15 @@ def test_long_speech_is_cut_in_its_pauses_and_short_audio_is_not() -> None:
         loud = np.sqrt(np.mean(audio**2))
         assert np.sqrt(np.mean(around**2)) < loud / 4, cut
 
+    class Pair(FakeEngine):
+        concurrent_regions = 2
+
+    # More windows than the batch: as many regions as it holds, equal in speech.
+    pair = regions_for(Pair(), audio, OPTIONS, 60.0)
+    assert pair is not None
+    assert len(pair) == 2
+    assert all(end - start >= MIN_REGION_SPEECH_SECONDS for start, end in pair)
+
 
 def test_speech_too_uneven_for_regions_is_decoded_window_after_window() -> None:
     # Six AMI meeting excerpts one after another: a minute of silence, most of the
@@ -281,10 +282,7 @@ def test_speech_too_uneven_for_regions_is_decoded_window_after_window() -> None:
     class Batching(FakeEngine):
         concurrent_regions = 8
 
-    ami = AUDIO / "diarization" / "ami"
-    meeting = np.concatenate(
-        [decode_audio(ami / f"trn0{i}.wav", max_seconds=60).samples for i in range(6)]
-    )
+    meeting = np.concatenate([excerpt.samples for excerpt in ami_excerpts()[:6]])
     assert regions_for(Batching(), meeting, OPTIONS, 60.0) is None
 
 

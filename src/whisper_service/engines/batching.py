@@ -75,8 +75,6 @@ class _Call:
     kwargs: dict[str, Any]
     token: CancelToken | None
     arrived: float = field(default_factory=time.monotonic)
-    # The request it belongs to (its cancel token; a call without one is its own).
-    group: object = None
     results: list[Any] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -84,6 +82,11 @@ class _Call:
     @property
     def size(self) -> int:
         return int(self.features.shape[0])
+
+    @property
+    def group(self) -> object:
+        """The request it belongs to: its cancel token (a call without one is its own)."""
+        return self if self.token is None else self.token
 
 
 class Gatherer:
@@ -130,7 +133,6 @@ class Gatherer:
         key = (method, options, shape)
         token = getattr(self._local, "token", None)
         call = _Call(method, key, features, prompts, kwargs, token)
-        call.group = call if token is None else token
         with self._cond:
             self._pending.append(call)
             self._cond.notify_all()
