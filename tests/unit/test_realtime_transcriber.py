@@ -16,7 +16,7 @@ import pytest
 from whisper_service.audio import SAMPLE_RATE
 from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import load_settings
-from whisper_service.engines import TranscribeOptions, Transcription
+from whisper_service.engines import Segment, TranscribeOptions, Transcription
 from whisper_service.realtime.session import Context, SessionConfig
 from whisper_service.realtime.transcriber import GAP, ScheduledTranscriber
 from whisper_service.serving.runtime import Runtime
@@ -155,3 +155,44 @@ async def test_finals_take_their_own_beam_size_where_one_is_set() -> None:
     live = ScheduledTranscriber(runtime, engine)  # type: ignore[arg-type]
     await live(seconds(4), CONFIG, final=True, context=Context())
     assert engine.calls[0][1].beam_size == 1
+
+
+class Judged(Recording):
+    """Answers one segment of text with Whisper's no-speech probability ``no_speech``."""
+
+    def __init__(self, text: str, no_speech: float) -> None:
+        super().__init__(text)
+        self.no_speech = no_speech
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions, *_: Any) -> Transcription:
+        text = super().transcribe(audio, options).text
+        segment = Segment(id=0, seek=0, start=0.0, end=1.0, text=text, tokens=[],
+                          temperature=0.0, avg_logprob=-0.98, compression_ratio=1.0,
+                          no_speech_prob=self.no_speech)  # fmt: skip
+        return Transcription(text, "en", 1.0, len(audio) / SAMPLE_RATE, [segment])
+
+
+@pytest.mark.parametrize("final", [True, False])
+async def test_a_turn_whisper_judges_silence_has_no_text(final: bool) -> None:
+    # Whisper's "You" over two seconds of silence, as tiny.en scores it; Whisper's own
+    # rule (and a log-probability under -1.0) would keep it.
+    silence = await transcriber(Judged("You", no_speech=0.94))(
+        seconds(2), CONFIG, final=final, context=Context()
+    )
+    speech = await transcriber(Judged("It's not where I am.", no_speech=0.52))(
+        seconds(2), CONFIG, final=final, context=Context()
+    )
+    assert (silence, speech) == ("", "It's not where I am.")
+
+
+async def test_a_turn_of_punctuation_alone_has_no_text() -> None:
+    text = await transcriber(Recording(" ..."))(seconds(1), CONFIG, final=True, context=Context())
+    assert text == ""
+
+
+async def test_a_final_in_context_loses_what_it_says_again_of_the_turn_before() -> None:
+    engine = Recording(", is there much more in it than he said yesterday?")
+    context = Context(text="Is there much more in it than yet?", audio=seconds(3))
+    text = await transcriber(engine)(seconds(2), CONFIG, final=True, context=context)
+    assert text == "he said yesterday?"
+    assert len(engine.calls) == 1

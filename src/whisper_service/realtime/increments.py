@@ -27,7 +27,7 @@ def _key(word: str) -> str:
     return _NOT_A_WORD.sub("", word.lower())
 
 
-def _agreed(first: list[str], second: list[str]) -> int:
+def agreed(first: list[str], second: list[str]) -> int:
     """How many leading words the two agree on."""
     count = 0
     for a, b in zip(first, second, strict=False):
@@ -50,11 +50,11 @@ class Increments:
         agree on past those sent; "" when there are none."""
         self.latest = text
         words = text.split()
-        agreed = _agreed(self._previous, words)
+        agreeing = agreed(self._previous, words)
         self._previous = words
-        if agreed <= len(self.sent) or _agreed(self.sent, words) < len(self.sent):
+        if agreeing <= len(self.sent) or agreed(self.sent, words) < len(self.sent):
             return ""
-        return self._send(words[len(self.sent) : agreed])
+        return self._send(words[len(self.sent) : agreeing])
 
     def final(self, text: str) -> str:
         """The last delta: the final's words past those sent. Where the final changed
@@ -62,7 +62,7 @@ class Increments:
         (aligned word by word), so that a client showing only deltas misses none of
         the final's later words; ``completed`` has the exact text."""
         words = text.split()
-        if _agreed(self.sent, words) == len(self.sent):
+        if agreed(self.sent, words) == len(self.sent):
             return self._send(words[len(self.sent) :])
         matcher = SequenceMatcher(None, [_key(w) for w in self.sent], [_key(w) for w in words])
         blocks = [b for b in matcher.get_matching_blocks() if b.size]

@@ -29,6 +29,7 @@ from whisper_service.capacity.scheduler import Rejected
 from whisper_service.engines import CancelToken, Engine, TranscribeOptions, Transcription
 from whisper_service.engines.base import MAX_PREFIX_CHARS, WINDOW_SAMPLES
 from whisper_service.observability.telemetry import telemetry
+from whisper_service.realtime.continuation import continuation
 from whisper_service.realtime.session import Context, SessionConfig, TranscriptionFailed
 from whisper_service.serving.runtime import Runtime
 
@@ -36,6 +37,13 @@ PROMPT_CHARS = 200
 # Between the previous turn and this one when both are decoded together: a pause, as
 # the stream had (a turn's own closing silence and prefix padding are kept too).
 GAP = np.zeros(SAMPLE_RATE // 5, dtype=np.float32)
+# Whisper's no-speech head over a turn decoded alone. On silence or steady noise it
+# writes "You" with a no-speech probability of 0.94 and an average log-probability
+# of -0.98, which Whisper's own rule (0.6, and below -1.0) keeps. A turn that server
+# VAD heard as speech, or a client committed, is dropped only when Whisper is this
+# sure: the speech turns decoded alone on ten AMI meeting excerpts, a telephone call,
+# the radio address and the LJSpeech reading scored at most 0.52.
+NO_SPEECH_PROB = 0.8
 
 
 class ScheduledTranscriber:
@@ -91,12 +99,14 @@ class ScheduledTranscriber:
             joined = np.concatenate([context.audio, GAP, audio])
             options = self._options(config, context.earlier, beam, prefix=context.text)
             text = (await self._run(joined, options, final, urgent)).text
-            if text:
+            text = continuation(context.text, text)
+            if _has_words(text):
                 return text
             # Nothing after the prefix: the model may have ended with it. The turn alone.
         recent = " ".join(t for t in (context.earlier, context.text) if t)
         options = self._options(config, recent, beam)
-        return (await self._run(audio, options, final, urgent)).text
+        alone = await self._run(audio, options, final, urgent)
+        return alone.text if _heard(alone) else ""
 
     def _options(
         self, config: SessionConfig, before: str, beam: int, prefix: str | None = None
@@ -129,6 +139,19 @@ class ScheduledTranscriber:
                 )
             except Rejected as exc:
                 raise TranscriptionFailed(exc.reason or exc.code, exc.message) from exc
+
+
+def _has_words(text: str) -> bool:
+    # A turn of noise or breath may decode to a lone full stop or "...".
+    return any(character.isalnum() for character in text)
+
+
+def _heard(alone: Transcription) -> bool:
+    """Whether a turn decoded alone holds speech: words, and Whisper's no-speech
+    probability below NO_SPEECH_PROB in some segment."""
+    segments = alone.segments
+    no_speech = segments and all(s.no_speech_prob >= NO_SPEECH_PROB for s in segments)
+    return _has_words(alone.text) and not no_speech
 
 
 def _fits(audio: np.ndarray, context: Context) -> bool:
