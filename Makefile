@@ -129,6 +129,7 @@ bench: install-dev emulators
 	$(BIN)/python benchmarks/jobs_scaling.py --files directory --instances 1 2 \
 	  --output .benchmarks/jobs_scaling_directory.json
 	$(BIN)/python benchmarks/realtime.py --output .benchmarks/realtime.json
+	$(BIN)/python benchmarks/realtime_words.py --output .benchmarks/realtime-words.json
 	$(BIN)/python benchmarks/batching.py --output .benchmarks/batching.json
 	bash scripts/build_image.sh
 	ENGINES=faster-whisper bash scripts/build_image.sh

@@ -24,10 +24,10 @@ from tests.support import (
     LONG_AUDIO_SILVER,
     LiveServer,
     assert_jfk,
-    ljspeech,
     running,
     word_error_rate,
 )
+from tests.support.live import ljspeech_reading
 from tests.support.speakers import load, wav_bytes
 from whisper_service.audio import SAMPLE_RATE
 
@@ -73,15 +73,6 @@ async def events_until(
 def finals(seen: list[dict[str, Any]]) -> list[str]:
     return [e["transcript"] for e in seen
             if e["type"] == "conversation.item.input_audio_transcription.completed"]  # fmt: skip
-
-
-def ljspeech_reading() -> tuple[np.ndarray, str]:
-    """The eight LJSpeech utterances read one after another, 0.8 s apart, and their
-    human transcripts joined (the radio address has none)."""
-    pause = np.zeros(int(0.8 * SAMPLE_RATE), dtype=np.float32)
-    entries = ljspeech()
-    audio = np.concatenate([part for e in entries for part in (load(e.path), pause)])
-    return audio, " ".join(e.reference for e in entries)
 
 
 async def sdk_session(server: LiveServer, pcm: bytes) -> tuple[list[str], int]:

@@ -115,7 +115,7 @@ def rttm(path: Path) -> dict[str, Turns]:
 
 
 def meeting() -> Labelled:
-    """The 30 s AMI meeting excerpt and its reference turns."""
+    """The 30 s telephone call (pyannote's sample) and its reference turns."""
     (reference,) = rttm(AUDIO / "diarization" / "sample.rttm").values()
     return Labelled("meeting", load("diarization/sample.wav"), reference)
 
@@ -225,3 +225,13 @@ def wav_bytes(samples: np.ndarray, channels: int = 1) -> bytes:
 def data_url(samples: np.ndarray) -> str:
     """A WAV data URL, as OpenAI's known_speaker_references[] take them."""
     return "data:audio/wav;base64," + base64.b64encode(wav_bytes(samples)).decode()
+
+
+def conversations() -> np.ndarray:
+    """Spontaneous speech, 330 s: the telephone call, then the ten AMI excerpts (those
+    that chose nothing in issue 25's live work first: trn05-trn09, then trn00-trn04),
+    half a second apart."""
+    excerpts = ami_excerpts()
+    clips = [meeting(), *excerpts[5:], *excerpts[:5]]
+    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    return np.concatenate([x for clip in clips for x in (clip.samples, gap)])

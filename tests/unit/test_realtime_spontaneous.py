@@ -5,29 +5,21 @@ commit of silence with server VAD off has none either (issue 25, item 1)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
 from tests.support import MODEL_CACHE, TEST_THREADS, normalize, word_error_rate
+from tests.support.live import finals, stream, turn_starts
 from tests.support.speakers import ami_excerpts, meeting
 from whisper_service.audio import SAMPLE_RATE
-from whisper_service.capacity.scheduler import Scheduler
 from whisper_service.config import load_settings
 from whisper_service.engines import TranscribeOptions
 from whisper_service.engines.faster_whisper_engine import FasterWhisperEngine
 from whisper_service.models import ModelFormat, resolve_model
-from whisper_service.realtime.session import Session, SessionConfig, SessionLimits
-from whisper_service.realtime.transcriber import ScheduledTranscriber
-from whisper_service.serving.runtime import Runtime
+from whisper_service.realtime.session import SessionConfig
 
 pytestmark = pytest.mark.anyio
-FRAME = SAMPLE_RATE // 10
-# Finals only: partials do not change them, and would only slow the test down.
-NO_PARTIALS = SessionLimits(partial_seconds=1e9, first_partial_seconds=1e9)
-COMPLETED = "conversation.item.input_audio_transcription.completed"
-SERVER_VAD = SessionConfig(rate=SAMPLE_RATE, language="en")
+SETTINGS = load_settings()
 
 
 @pytest.fixture(scope="module")
@@ -37,35 +29,11 @@ def engine() -> FasterWhisperEngine:
                                threads=TEST_THREADS, workers=1)  # fmt: skip
 
 
-async def stream(engine: FasterWhisperEngine, audio: np.ndarray,
-                 config: SessionConfig = SERVER_VAD) -> list[dict[str, Any]]:  # fmt: skip
-    """``audio`` through one session, as fast as it decodes (committed at the end
-    where server VAD is off); every event it sent."""
-    runtime = Runtime(load_settings(), Scheduler(workers=1, queue_size=16, queue_timeout=120))
-    seen: list[dict[str, Any]] = []
-
-    async def send(event: dict[str, Any]) -> None:
-        seen.append(event)
-
-    session = Session(config, ScheduledTranscriber(runtime, engine), send, NO_PARTIALS)
-    for start in range(0, len(audio), FRAME):
-        await session.append((np.clip(audio[start : start + FRAME], -1, 1) * 32767)
-                             .astype("<i2").tobytes())  # fmt: skip
-    if config.turn_detection is None:
-        await session.commit()
-    await session.finish()
-    return seen
-
-
-def finals(seen: list[dict[str, Any]]) -> list[str]:
-    return [e["transcript"] for e in seen if e["type"] == COMPLETED]
-
-
 async def test_a_final_does_not_say_the_turn_before_again(engine: FasterWhisperEngine) -> None:
     # trn00: server VAD cuts "Is there much more in it than | he said yesterday?" at a
     # pause; decoded after the first half, the second said it all again.
     excerpt = ami_excerpts()[0]
-    texts = finals(await stream(engine, excerpt.samples))
+    texts = finals(await stream(engine, excerpt.samples, SETTINGS))
     assert len(texts) >= 4
     joined = normalize(" ".join(texts))
     assert joined.count("is there much more in it") == 1, texts
@@ -76,10 +44,11 @@ async def test_a_final_does_not_say_the_turn_before_again(engine: FasterWhisperE
 async def test_a_turn_without_speech_has_no_text(engine: FasterWhisperEngine) -> None:
     # trn01: server VAD opens one turn on a noise where the reference has no speech.
     excerpt = ami_excerpts()[1]
-    seen = await stream(engine, excerpt.samples)
+    seen = await stream(engine, excerpt.samples, SETTINGS)
     assert finals(seen) == [""]
-    started = [e["audio_start_ms"] / 1000 for e in seen if e["type"].endswith("speech_started")]
-    assert not any(a <= s + 0.5 and s <= b for s in started for a, b, _ in excerpt.reference)
+    starts = turn_starts(seen)
+    assert starts  # a turn was opened and decoded
+    assert not any(a <= s + 0.5 and s <= b for s in starts for a, b, _ in excerpt.reference)
 
 
 async def test_a_committed_silence_without_server_vad_has_no_text(
@@ -91,8 +60,8 @@ async def test_a_committed_silence_without_server_vad_has_no_text(
                               TranscribeOptions(language="en"))  # fmt: skip
     assert alone.text.strip()  # what the rule is there for
     quiet = np.zeros(2 * SAMPLE_RATE, np.float32)
-    seen = await stream(engine, quiet, SessionConfig(rate=SAMPLE_RATE, language="en",
-                                                     turn_detection=None))  # fmt: skip
+    no_vad = SessionConfig(rate=SAMPLE_RATE, language="en", turn_detection=None)
+    seen = await stream(engine, quiet, SETTINGS, no_vad)
     assert finals(seen) == [""]
 
 
@@ -103,5 +72,5 @@ async def test_a_telephone_call_live_is_as_close_to_transcribe_as_read_speech(
     # apart from the whole file's text measured.
     call = meeting().samples
     whole = engine.transcribe(call, TranscribeOptions(language="en", beam_size=5)).text
-    texts = finals(await stream(engine, call))
+    texts = finals(await stream(engine, call, SETTINGS))
     assert word_error_rate(whole, " ".join(texts)) <= 0.06
