@@ -8,8 +8,8 @@ server VAD at OpenAI's defaults, its finals joined, against
 - the ``base`` model's text of it (a silver transcript: no human transcript of these
   recordings is available here), for both the finals and ``/transcribe``: whether
   the finals lose words the whole file keeps, or differ where both are unsure;
-- the reference speaker turns (AMI's human annotation): turns with text where nobody
-  spoke.
+- the reference speaker turns (human annotation, AMI's and the call's): turns with text
+  where nobody spoke.
 
 Recordings: ten 30 s AMI meeting excerpts and a 30 s telephone call (spontaneous),
 pooled over those that chose the live rules (trn00-trn04) and those that did not
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.report import write_report  # noqa: E402
 from tests.support import LONG_AUDIO, MODEL_CACHE, normalize, word_error_rate  # noqa: E402
-from tests.support.live import finals, ljspeech_reading, stream, turn_starts  # noqa: E402
+from tests.support.live import completed, finals, ljspeech_reading, stream, turn_starts  # noqa: E402
 from tests.support.speakers import ami_excerpts, load, meeting  # noqa: E402
 
 CHOSE = {f"trn0{i}" for i in range(5)}
@@ -49,7 +49,9 @@ def recordings() -> list[tuple[str, str, np.ndarray, list[tuple[float, float]] |
         group = "spontaneous, chose the rules" if excerpt.name in CHOSE else "spontaneous, held out"
         spans = [(a, b) for a, b, _ in excerpt.reference]
         out.append((excerpt.name, group, excerpt.samples, spans))
-    out.append(("telephone", "spontaneous, held out", meeting().samples, None))
+    call = meeting()
+    spans = [(a, b) for a, b, _ in call.reference]
+    out.append(("telephone", "spontaneous, held out", call.samples, spans))
     out.append(("radio_60s", "read", load(LONG_AUDIO)[: 60 * 16_000], None))
     out.append(("ljspeech_reading", "read", ljspeech_reading()[0], None))
     return out
@@ -99,8 +101,10 @@ def main() -> int:
         unspoken = None
         if speech is not None:  # turns with text whose first second nobody spoke in
             starts = turn_starts(seen)
-            unspoken = sum(1 for s, text in zip(starts, texts, strict=False) if text.strip()
-                           and not any(a <= s + 1.0 and s <= b for a, b in speech))  # fmt: skip
+            unspoken = sum(1 for item, text in completed(seen).items()
+                           if text.strip() and item in starts
+                           and not any(a <= starts[item] + 1.0 and starts[item] <= b
+                                       for a, b in speech))  # fmt: skip
         rows.append({"recording": name, "group": group, "turns": len(texts),
                      "turns_with_text_and_no_speech": unspoken,
                      "apart": round(word_error_rate(whole, live), 4) if whole.strip() else None,

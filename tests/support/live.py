@@ -59,7 +59,12 @@ def finals(seen: list[dict[str, Any]]) -> list[str]:
     return [e["transcript"] for e in seen if e["type"] == COMPLETED]
 
 
-def turn_starts(seen: list[dict[str, Any]]) -> list[float]:
-    """Where server VAD heard speech start, in seconds."""
-    return [e["audio_start_ms"] / 1000 for e in seen
-            if e["type"] == "input_audio_buffer.speech_started"]  # fmt: skip
+def turn_starts(seen: list[dict[str, Any]]) -> dict[str, float]:
+    """Where server VAD heard each turn's speech start, in seconds, by item id."""
+    return {e["item_id"]: e["audio_start_ms"] / 1000 for e in seen
+            if e["type"] == "input_audio_buffer.speech_started"}  # fmt: skip
+
+
+def completed(seen: list[dict[str, Any]]) -> dict[str, str]:
+    """The ``completed`` transcripts by item id."""
+    return {e["item_id"]: e["transcript"] for e in seen if e["type"] == COMPLETED}
