@@ -42,8 +42,11 @@ from tests.support.speakers import ami_excerpts, load, meeting  # noqa: E402
 CHOSE = {f"trn0{i}" for i in range(5)}
 
 
-def recordings() -> list[tuple[str, str, np.ndarray, list[tuple[float, float]] | None]]:
-    """(name, group, 16 kHz audio, reference speech spans or None)."""
+def recordings(
+    reading: np.ndarray,
+) -> list[tuple[str, str, np.ndarray, list[tuple[float, float]] | None]]:
+    """(name, group, 16 kHz audio, reference speech spans or None); ``reading``: the
+    LJSpeech reading's audio."""
     out: list[tuple[str, str, np.ndarray, list[tuple[float, float]] | None]] = []
     for excerpt in ami_excerpts():
         group = "spontaneous, chose the rules" if excerpt.name in CHOSE else "spontaneous, held out"
@@ -53,7 +56,7 @@ def recordings() -> list[tuple[str, str, np.ndarray, list[tuple[float, float]] |
     spans = [(a, b) for a, b, _ in call.reference]
     out.append(("telephone", "spontaneous, held out", call.samples, spans))
     out.append(("radio_60s", "read", load(LONG_AUDIO)[: 60 * 16_000], None))
-    out.append(("ljspeech_reading", "read", ljspeech_reading()[0], None))
+    out.append(("ljspeech_reading", "read", reading, None))
     return out
 
 
@@ -89,7 +92,8 @@ def main() -> int:
     base = FasterWhisperEngine(artifact, device="cpu", compute_type="float32", threads=2, workers=1)
     options = TranscribeOptions(language="en", beam_size=settings.default_beam_size)
     rows: list[dict[str, Any]] = []
-    for name, group, audio, speech in recordings():
+    reading, lj_reference = ljspeech_reading()
+    for name, group, audio, speech in recordings(reading):
         ctranslate2.set_random_seed(1)
         whole = engine.transcribe(audio, options).text
         ctranslate2.set_random_seed(1)
@@ -121,7 +125,6 @@ def main() -> int:
             "silver_wer_finals": pooled([r["silver"] for r in mine],
                                         [" ".join(r["finals"]) for r in mine]),
         }  # fmt: skip
-    _, lj_reference = ljspeech_reading()
     lj = next(r for r in rows if r["recording"] == "ljspeech_reading")
     human = {"transcribe": round(word_error_rate(lj_reference, lj["transcribe"]), 4),
              "finals": round(word_error_rate(lj_reference, " ".join(lj["finals"])), 4)}  # fmt: skip

@@ -33,9 +33,9 @@ async def stream(engine: Engine, audio: np.ndarray, settings: Settings,
         seen.append(event)
 
     session = Session(config, ScheduledTranscriber(runtime, engine), send, NO_PARTIALS)
-    for start in range(0, len(audio), FRAME):
-        await session.append((np.clip(audio[start : start + FRAME], -1, 1) * 32767)
-                             .astype("<i2").tobytes())  # fmt: skip
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    for start in range(0, len(pcm), FRAME):
+        await session.append(pcm[start : start + FRAME].tobytes())
     if config.turn_detection is None:
         await session.commit()
     await session.finish()
@@ -54,11 +54,6 @@ def ljspeech_reading() -> tuple[np.ndarray, str]:
     return audio, " ".join(e.reference for e in entries)
 
 
-def finals(seen: list[dict[str, Any]]) -> list[str]:
-    """The ``completed`` transcripts among a session's events."""
-    return [e["transcript"] for e in seen if e["type"] == COMPLETED]
-
-
 def turn_starts(seen: list[dict[str, Any]]) -> dict[str, float]:
     """Where server VAD heard each turn's speech start, in seconds, by item id."""
     return {e["item_id"]: e["audio_start_ms"] / 1000 for e in seen
@@ -66,5 +61,10 @@ def turn_starts(seen: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def completed(seen: list[dict[str, Any]]) -> dict[str, str]:
-    """The ``completed`` transcripts by item id."""
+    """The ``completed`` transcripts by item id, in the order they came."""
     return {e["item_id"]: e["transcript"] for e in seen if e["type"] == COMPLETED}
+
+
+def finals(seen: list[dict[str, Any]]) -> list[str]:
+    """The ``completed`` transcripts among a session's events, in order."""
+    return list(completed(seen).values())

@@ -152,8 +152,8 @@ def _heard(alone: Transcription) -> bool:
     """Whether a turn decoded alone holds speech: words, and Whisper's no-speech
     probability below NO_SPEECH_PROB in some segment."""
     segments = alone.segments
-    no_speech = segments and all(s.no_speech_prob >= NO_SPEECH_PROB for s in segments)
-    return _has_words(alone.text) and not no_speech
+    silence = bool(segments) and all(s.no_speech_prob >= NO_SPEECH_PROB for s in segments)
+    return _has_words(alone.text) and not silence
 
 
 def _fits(audio: np.ndarray, context: Context) -> bool:
