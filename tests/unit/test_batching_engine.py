@@ -132,3 +132,35 @@ def test_regions_of_a_window_each_keep_their_segments_inside_them() -> None:
     assert result.segments[-1].end <= 75.0
     sequential = batching.transcribe(audio, OPTIONS).text
     assert pooled_wer([sequential], [result.text]) <= 0.05
+
+
+def test_a_fitted_window_and_a_30_s_one_at_once_both_decode() -> None:
+    # A live partial encodes a window fitted to its audio (10 s here), a request
+    # beside it 30 s: their encoder outputs differ in length and cannot stack into one
+    # decoder call (both were lost before decoder calls were keyed by that length).
+    audio = load(LONG_AUDIO)[: 6 * SAMPLE_RATE]
+    options = [
+        TranscribeOptions(language="en", beam_size=1, fallback=False, fitted_window=True),
+        TranscribeOptions(language="en", beam_size=1, fallback=False),
+    ]
+    alone = engine(None)
+    expected = [alone.transcribe(audio, o).text for o in options]
+    batching = engine(BatchLimits(max_size=8, max_wait=0.5, concurrency=1))
+    texts: list[str] = ["", ""]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def decode(index: int) -> None:
+        start.wait()
+        try:
+            texts[index] = batching.transcribe(audio, options[index]).text
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert pooled_wer(expected, texts) <= 0.005

@@ -1,6 +1,7 @@
 """How a live session's turns are decoded: a final after the previous turn's audio
 with that turn's text as the decoder's prefix when both fit one window, else alone
-with the words before as the prompt; partials with one beam, only on an idle worker,
+with the words before as the prompt; partials with one beam, no temperature fallback
+and a window fitted to the turn so far, only on an idle worker,
 never beside a final and no more at once than inference workers (a fake engine
 records what it was asked)."""
 
@@ -98,7 +99,7 @@ async def test_a_turn_that_does_not_fit_with_the_previous_is_decoded_alone(
     assert options.prefix is None
 
 
-async def test_partials_decode_with_one_beam_and_no_prefix() -> None:
+async def test_partials_decode_once_greedily_in_a_fitted_window_and_no_prefix() -> None:
     engine = Recording("so far")
     context = Context(text="the turn before", audio=seconds(6))
     assert await transcriber(engine)(seconds(2), CONFIG, final=False, context=context) == "so far"
@@ -106,6 +107,18 @@ async def test_partials_decode_with_one_beam_and_no_prefix() -> None:
     assert length == 2
     assert options.beam_size == 1
     assert options.prefix is None
+    assert options.temperatures == (0.0,)  # no hotter re-decodes
+    assert options.fitted_window
+
+
+async def test_finals_keep_the_fallback_and_the_30_s_window() -> None:
+    engine = Recording("the new turn", "the next turn")
+    context = Context(text="the turn before", audio=seconds(6))
+    await transcriber(engine)(seconds(4), CONFIG, final=True, context=context)
+    await transcriber(engine)(seconds(4), CONFIG, final=True, context=Context())
+    for _, options in engine.calls:  # in context, and alone
+        assert len(options.temperatures) > 1
+        assert not options.fitted_window
 
 
 class Held(Recording):

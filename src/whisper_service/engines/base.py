@@ -102,12 +102,20 @@ class TranscribeOptions:
     # again as left context): the decoder is forced through it and the result holds
     # only what follows, as one segment without timestamps. Audio of one window only.
     prefix: str | None = None
+    # False: decode at the first temperature only, never again hotter (a live partial,
+    # which the turn's final replaces, is not worth five sampled re-decodes).
+    fallback: bool = True
+    # Audio shorter than about 29 s encoded in a window fitted to it (its length and
+    # 1 s of silence, in 5 s steps from 10 s) instead of Whisper's 30 s: much cheaper,
+    # and Whisper's words change (measured on live partials, docs/benchmarks.md). An
+    # engine that cannot (openai-whisper) encodes 30 s.
+    fitted_window: bool = False
 
     @property
     def temperatures(self) -> tuple[float, ...]:
         """The temperature schedule to decode with."""
         if not self.temperature:
-            return FALLBACK_TEMPERATURES
+            return FALLBACK_TEMPERATURES if self.fallback else FALLBACK_TEMPERATURES[:1]
         return (self.temperature,)
 
 

@@ -343,9 +343,10 @@ class BatchingWhisper:
         shapes = {_prompt_shape(list(p), self._sot) for p in prompts}
         if kwargs.get("asynchronous") or len(shapes) != 1:
             return list(self._model.generate(features, prompts, **kwargs))
-        return self._gatherer.call(
-            "generate", np.asarray(features), list(prompts), kwargs, shape=shapes.pop()
-        )
+        encoded = np.asarray(features)
+        # Encoder outputs of one length only stack (a fitted window is shorter).
+        shape = (shapes.pop(), encoded.shape[1:])
+        return self._gatherer.call("generate", encoded, list(prompts), kwargs, shape=shape)
 
     def detect_language(self, features: Any, **kwargs: Any) -> list[Any]:
         """Language probabilities per window, batched."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import ctranslate2
@@ -25,7 +26,7 @@ from whisper_service.engines.base import (
     require_multilingual,
 )
 from whisper_service.engines.batching import BatchingWhisper, BatchLimits, BatchReport, Gatherer
-from whisper_service.engines.features import use_blockwise_features
+from whisper_service.engines.features import fitted_frames, fitted_window, use_blockwise_features
 from whisper_service.engines.regions import Region, clipped, decode_regions
 from whisper_service.engines.speech import WINDOW_SECONDS
 from whisper_service.models import ModelArtifact
@@ -60,6 +61,34 @@ class _PerWindowEncoder:
         return ctranslate2.StorageView.from_array(np.concatenate(outputs))
 
 
+class _WhisperModel(WhisperModel):  # type: ignore[misc]
+    """faster-whisper's model, whose encoder may see a window fitted to short audio
+    instead of 30 s (``TranscribeOptions.fitted_window``): Whisper's encoder attends
+    over every frame of its window, so a 10 s window costs a fifth of a 30 s one
+    (0.055 against 0.29 s for tiny.en on two threads). faster-whisper pads each
+    window to 30 s before encoding it; this cuts it back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._window = threading.local()
+
+    @contextmanager
+    def fitted(self, frames: int | None) -> Iterator[None]:
+        """This thread's encoder calls see ``frames`` frames while inside (None: 30 s)."""
+        self._window.frames = frames
+        try:
+            yield
+        finally:
+            self._window.frames = None
+
+    def encode(self, features: np.ndarray) -> Any:
+        """Encoder outputs of ``features``, cut to this thread's fitted window."""
+        frames = getattr(self._window, "frames", None)
+        if frames is not None and features.shape[-1] > frames:
+            features = fitted_window(features, frames)
+        return super().encode(features)
+
+
 class FasterWhisperEngine:
     """A CTranslate2 Whisper model; ``workers`` threads may call it at once."""
 
@@ -78,7 +107,7 @@ class FasterWhisperEngine:
     ) -> None:
         self.model_name = artifact.name
         self.compute_type = compute_type
-        self._model = WhisperModel(
+        self._model = _WhisperModel(
             str(artifact.path),
             device=device,
             compute_type=compute_type,
@@ -210,7 +239,8 @@ class FasterWhisperEngine:
     ) -> Transcription:
         check_prefix(audio, options)
         vad = options.vad
-        with self._member(cancel, context_tokens):
+        frames = fitted_frames(len(audio) / SAMPLE_RATE) if options.fitted_window else None
+        with self._member(cancel, context_tokens), self._model.fitted(frames):
             generator, info = self._model.transcribe(
                 audio,
                 vad_filter=options.vad_filter,

@@ -11,6 +11,7 @@ a working set of one block.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -73,3 +74,36 @@ def reflected_signal(
 def use_blockwise_features(model: Any) -> None:
     """Give a faster-whisper WhisperModel the block-wise extractor (same settings)."""
     model.feature_extractor = BlockwiseFeatureExtractor(**model.feat_kwargs)
+
+
+# A window fitted to short audio (engines/faster_whisper_engine.py): at least this
+# much silence after the audio, the window in steps of FITTED_STEP_SECONDS from
+# FITTED_MIN_SECONDS (windows of a few lengths, so that decoder calls of several
+# streams' partials share batches).
+FITTED_SILENCE_SECONDS = 1.0
+FITTED_STEP_SECONDS = 5.0
+FITTED_MIN_SECONDS = 10.0
+FRAMES_PER_SECOND = 100
+
+
+def fitted_frames(seconds: float) -> int | None:
+    """The log-Mel frames of the window fitted to ``seconds`` of audio; None when
+    that window would be Whisper's 30 s one anyway."""
+    steps = math.ceil((seconds + FITTED_SILENCE_SECONDS) / FITTED_STEP_SECONDS)
+    window = max(FITTED_MIN_SECONDS, steps * FITTED_STEP_SECONDS)
+    if window >= BLOCK_FRAMES / FRAMES_PER_SECOND:
+        return None
+    return int(window * FRAMES_PER_SECOND)
+
+
+def fitted_window(features: np.ndarray, frames: int) -> np.ndarray:
+    """The first ``frames`` of a window faster-whisper padded to 30 s, its padding
+    made silence. faster-whisper pads the normalised log-Mel with zeros, a level
+    between silence and speech; over a 30 s window Whisper copes, but over a short
+    one it repeated phrases. Silence is the floor every frame was clamped to: 2 below
+    the loudest value (8 in log10 units, normalised by 4)."""
+    window = np.array(features[..., :frames], dtype=np.float32)
+    # Padding columns are exactly zero in all 80 bands; a frame of audio never is.
+    padded = ~np.any(window != 0.0, axis=-2, keepdims=True)
+    floor = window.max(axis=(-2, -1), keepdims=True) - 2.0
+    return np.where(padded, floor, window)

@@ -6,9 +6,10 @@ more turns queued behind it (then it waits in line: a session behind cannot catc
 by taking every freed worker). A partial runs only when a worker is free right now,
 no final of any session is waiting or decoding, and fewer partials than inference
 workers are decoding: partials never queue, and under load they thin out first, so
-that a final shares the CPU with at most one partial per worker (a partial is mostly
-one encoder pass over a 30 s window, which costs as much as a final's). Partials
-decode with one beam: the final replaces them.
+that a final shares the CPU with at most one partial per worker. Partials are a
+glimpse the final replaces: one beam, no temperature fallback, and the encoder over a
+window fitted to the turn so far instead of 30 s (a 30 s encoder pass was half a
+partial's time; finals keep it: on spontaneous speech a shorter window cost words).
 
 A final is decoded with the previous turn's audio before it and that turn's final
 text forced as the decoder's prefix, so the model hears the turn in context as it
@@ -23,6 +24,7 @@ finals differ from /transcribe's words by 1.1 %, against 4.5 % (int8) and 3.2 %
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -107,6 +109,10 @@ class ScheduledTranscriber:
             # Nothing after the prefix: the model may have ended with it. The turn alone.
         recent = " ".join(t for t in (context.earlier, context.text) if t)
         options = self._options(config, recent, beam)
+        if not final:
+            # A partial is a glimpse the final replaces: no hotter re-decodes, and a
+            # window fitted to the turn so far, not 30 s (half a partial's time).
+            options = replace(options, fallback=False, fitted_window=True)
         alone = await self._run(audio, options, final, urgent)
         return alone.text if _heard(alone) else ""
 
