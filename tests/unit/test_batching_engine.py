@@ -38,6 +38,30 @@ def batched_calls(call: str) -> tuple[float, float]:
     return total, count
 
 
+def at_once(
+    batching: FasterWhisperEngine, audio: np.ndarray, options: list[TranscribeOptions]
+) -> tuple[list[str], list[BaseException]]:
+    """``audio`` decoded with each of ``options`` on its own thread, all at once: the
+    texts, and what was raised."""
+    texts = [""] * len(options)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(options))
+
+    def decode(index: int) -> None:
+        start.wait()
+        try:
+            texts[index] = batching.transcribe(audio, options[index]).text
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decode, args=(i,)) for i in range(len(options))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return texts, errors
+
+
 @pytest.fixture(scope="module")
 def recordings() -> list[np.ndarray]:
     # Eight short utterances and 70 s of a long one (three windows, each decoded on
@@ -91,22 +115,7 @@ def test_a_final_in_context_and_a_turn_alone_at_once_both_decode() -> None:
     expected = [alone.transcribe(audio, o).text for o in options]
     batching = engine(BatchLimits(max_size=8, max_wait=0.5, concurrency=1))
     before = batched_calls("generate")
-    texts: list[str] = ["", ""]
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def final(index: int) -> None:
-        start.wait()
-        try:
-            texts[index] = batching.transcribe(audio, options[index]).text
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=final, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    texts, errors = at_once(batching, audio, options)
     assert not errors
     assert pooled_wer(expected, texts) <= 0.005
     _, calls = (a - b for a, b in zip(batched_calls("generate"), before, strict=True))
@@ -145,22 +154,7 @@ def test_a_fitted_window_and_a_30_s_one_at_once_both_decode() -> None:
     ]
     alone = engine(None)
     expected = [alone.transcribe(audio, o).text for o in options]
-    batching = engine(BatchLimits(max_size=8, max_wait=0.5, concurrency=1))
-    texts: list[str] = ["", ""]
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def decode(index: int) -> None:
-        start.wait()
-        try:
-            texts[index] = batching.transcribe(audio, options[index]).text
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=decode, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    texts, errors = at_once(engine(BatchLimits(max_size=8, max_wait=0.5, concurrency=1)),
+                            audio, options)  # fmt: skip
     assert not errors
     assert pooled_wer(expected, texts) <= 0.005
