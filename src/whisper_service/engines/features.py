@@ -99,9 +99,9 @@ def fitted_frames(seconds: float) -> int | None:
 def fitted_window(features: np.ndarray, frames: int) -> np.ndarray:
     """The first ``frames`` of a window faster-whisper padded to 30 s, its padding
     made silence. faster-whisper pads the normalised log-Mel with zeros, a level
-    between silence and speech; over a 30 s window Whisper copes, but over a short
-    one it repeated phrases. Silence is the floor every frame was clamped to: 2 below
-    the loudest value (8 in log10 units, normalised by 4)."""
+    between silence and speech; over a 30 s window Whisper copes, over a short one
+    it lost words (docs/benchmarks.md). Silence is the floor every frame was clamped
+    to: 2 below the loudest value (8 in log10 units, normalised by 4)."""
     window = np.array(features[..., :frames], dtype=np.float32)
     # Padding columns are exactly zero in all 80 bands; a frame of audio never is.
     padded = ~np.any(window != 0.0, axis=-2, keepdims=True)
