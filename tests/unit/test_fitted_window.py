@@ -41,6 +41,14 @@ def test_the_padding_becomes_silence_and_the_audio_stays() -> None:
     np.testing.assert_array_equal(batched[0], window)
 
 
+def test_quiet_audio_gets_its_own_silence_not_the_paddings_level() -> None:
+    quiet = np.full((80, 300), -1.5, dtype=np.float32)  # below zero: the padding is louder
+    quiet[:, ::2] = -1.2
+    padded = np.zeros((80, 3000), dtype=np.float32)
+    padded[:, :300] = quiet
+    np.testing.assert_allclose(fitted_window(padded, 1000)[:, 300:], -1.2 - 2.0)
+
+
 def test_temperatures_without_fallback_are_the_first_only() -> None:
     assert TranscribeOptions(fallback=False).temperatures == (0.0,)
     assert len(TranscribeOptions().temperatures) == 6

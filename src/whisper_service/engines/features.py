@@ -105,5 +105,8 @@ def fitted_window(features: np.ndarray, frames: int) -> np.ndarray:
     window = np.array(features[..., :frames], dtype=np.float32)
     # Padding columns are exactly zero in all 80 bands; a frame of audio never is.
     padded = ~np.any(window != 0.0, axis=-2, keepdims=True)
-    floor = window.max(axis=(-2, -1), keepdims=True) - 2.0
-    return np.where(padded, floor, window)
+    if padded.all():
+        return window
+    # The loudest frame of audio (quiet audio is below zero, the padding's level).
+    loudest = np.where(padded, -np.inf, window).max(axis=(-2, -1), keepdims=True)
+    return np.where(padded, loudest - 2.0, window)
