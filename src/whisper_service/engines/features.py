@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from faster_whisper.feature_extractor import FeatureExtractor
 
+from whisper_service.engines.speech import WINDOW_SECONDS
+
 # Frames per block: 30 s of audio.
 BLOCK_FRAMES = 3000
 
@@ -91,7 +93,7 @@ def fitted_frames(seconds: float) -> int | None:
     that window would be Whisper's 30 s one anyway."""
     steps = math.ceil((seconds + FITTED_SILENCE_SECONDS) / FITTED_STEP_SECONDS)
     window = max(FITTED_MIN_SECONDS, steps * FITTED_STEP_SECONDS)
-    if window >= BLOCK_FRAMES / FRAMES_PER_SECOND:
+    if window >= WINDOW_SECONDS:
         return None
     return int(window * FRAMES_PER_SECOND)
 
