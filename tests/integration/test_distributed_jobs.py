@@ -337,28 +337,50 @@ def test_additions_from_instances_at_once_are_never_lost(gcp: GcpEmulators) -> N
     assert final.progress.audio_seconds_done == pytest.approx(20.0)
 
 
+def mid_first_unit(cluster: Cluster, instance: LiveServer, job_id: str) -> bool:
+    """Whether ``instance`` has begun a unit of the job and finished none."""
+    started = cluster.events("job_delivery_started", job_id)[instance.port]
+    units = [e for e in started if e["piece"] != "plan"]
+    return bool(units) and not cluster.events("job_unit_done", job_id)[instance.port]
+
+
+def stop_mid_first_unit(
+    cluster: Cluster, job_id: str
+) -> tuple[LiveServer, list[psutil.Process]] | None:
+    """An instance in the middle of its first unit of the job, stopped (SIGSTOP, its
+    whole process tree), or None. Stopped, then looked at again: a unit that ended
+    between the look and a kill would leave nothing to deliver again."""
+    for instance in cluster.instances:
+        if not mid_first_unit(cluster, instance, job_id):
+            continue
+        assert instance.process is not None
+        tree = psutil.Process(instance.process.pid)
+        processes = [*tree.children(recursive=True), tree]
+        for process in processes:
+            process.suspend()
+        if mid_first_unit(cluster, instance, job_id):
+            return instance, processes
+        for process in processes:
+            process.resume()
+    return None
+
+
 def test_sigkill_of_an_instance_mid_unit_loses_nothing(
     cluster: Cluster, audio_dir: Path, single_instance_text: dict[str, Any]
 ) -> None:
     # Last in this module: the instance killed here stays dead.
     accepted = submit(cluster.url, audio_dir / LONG_AUDIO, language="en")
     job_id = accepted["id"]
-    victim = None
     give_up = time.monotonic() + 120
-    while victim is None and time.monotonic() < give_up:
-        for instance, found in zip(
-            cluster.instances, cluster.events("job_delivery_started", job_id).values(), strict=True
-        ):
-            units = [e for e in found if e["piece"] != "plan"]
-            if units and not cluster.events("job_unit_done", job_id)[instance.port]:
-                victim = instance  # in the middle of its first unit
-                break
+    stopped = None
+    while stopped is None and time.monotonic() < give_up:
+        stopped = stop_mid_first_unit(cluster, job_id)
         time.sleep(0.05)
-    assert victim is not None
+    assert stopped is not None
+    victim, processes = stopped
     assert victim.process is not None
     # The whole instance at once, gunicorn's master and its worker: a lost machine.
-    tree = psutil.Process(victim.process.pid)
-    for process in [*tree.children(recursive=True), tree]:
+    for process in processes:
         process.kill()
     victim.process.wait()
     survivors = [i for i in cluster.instances if i is not victim]

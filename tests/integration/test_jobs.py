@@ -106,6 +106,36 @@ def wait_for(
     raise AssertionError(f"job {job_id} never got there: {seen[-1:]}\n{server.logs()[-3000:]}")
 
 
+def kill_mid_unit(server: LiveServer, store: Path, job_id: str) -> Job:
+    """SIGKILL ``server`` while a unit of the job is delivered (counted) and not done,
+    after at least one is done; return the record as the kill left it.
+
+    Between two units nothing is in flight, and a kill there tests no redelivery (the
+    next unit's first delivery would come from the restart). So the process is
+    stopped (SIGSTOP), its record read, and killed only when a unit is in flight;
+    otherwise it continues and is tried again. The store writes by rename, so a
+    stopped process leaves a whole record."""
+    assert server.process is not None
+    records = DirectoryStore(LocalObjects(store))
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        server.process.send_signal(signal.SIGSTOP)
+        record = records.get(job_id)
+        if record is not None and record.units_done and units_in_flight(record):
+            server.process.kill()
+            server.process.wait()
+            return record
+        server.process.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"no unit of {job_id} was ever in flight\n{server.logs()[-3000:]}")
+
+
+def units_in_flight(record: Job) -> list[int]:
+    """Units delivered at least once whose result is not stored."""
+    delivered = (int(piece) for piece in record.deliveries if piece != "plan")
+    return [unit for unit in delivered if unit not in record.units_done]
+
+
 def finished(job: dict[str, Any]) -> bool:
     return job["status"] in ("succeeded", "failed", "cancelled")
 
@@ -197,13 +227,8 @@ def test_sigkill_mid_job_then_restart_resumes_it(
     first = servers(store)
     accepted = submit(first, long_audio, language="en")
     wait_for(first, accepted["id"], mid_job)
-    assert first.process is not None
-    first.process.kill()
-    first.process.wait()
-    record = DirectoryStore(LocalObjects(store)).get(accepted["id"])
-    assert isinstance(record, Job)
+    record = kill_mid_unit(first, store, accepted["id"])
     done_before = set(record.units_done)
-    assert done_before
 
     second = servers(store)
     job, _ = wait_for(second, accepted["id"], finished)
@@ -227,9 +252,7 @@ def test_a_job_that_keeps_killing_instances_fails_with_the_reason(
     first = servers(store, WHISPER_JOBS_MAX_ATTEMPTS="1")
     accepted = submit(first, long_audio)
     wait_for(first, accepted["id"], mid_job)
-    assert first.process is not None
-    first.process.kill()  # as if the unit it was on had killed it
-    first.process.wait()
+    kill_mid_unit(first, store, accepted["id"])  # as if the unit it was on had killed it
 
     second = servers(store, WHISPER_JOBS_MAX_ATTEMPTS="1")
     job, _ = wait_for(second, accepted["id"], finished, timeout=60)
