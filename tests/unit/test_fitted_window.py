@@ -49,6 +49,15 @@ def test_quiet_audio_gets_its_own_silence_not_the_paddings_level() -> None:
     np.testing.assert_allclose(fitted_window(padded, 1000)[:, 300:], -1.2 - 2.0)
 
 
+def test_a_batch_gets_each_windows_own_silence_and_no_audio_stays_as_it_is() -> None:
+    batch = np.zeros((2, 80, 3000), dtype=np.float32)
+    batch[0, :, :300] = 1.0  # audio; the second window is padding alone
+    window = fitted_window(batch, 1000)
+    np.testing.assert_allclose(window[0, :, 300:], 1.0 - 2.0)
+    np.testing.assert_array_equal(window[1], 0.0)
+    assert window.dtype == np.float32
+
+
 def test_temperatures_without_fallback_are_the_first_only() -> None:
     assert TranscribeOptions(fallback=False).temperatures == (0.0,)
     assert len(TranscribeOptions().temperatures) == 6

@@ -107,8 +107,8 @@ def fitted_window(features: np.ndarray, frames: int) -> np.ndarray:
     window = np.array(features[..., :frames], dtype=np.float32)
     # Padding columns are exactly zero in all 80 bands; a frame of audio never is.
     padded = ~np.any(window != 0.0, axis=-2, keepdims=True)
-    if padded.all():
-        return window
-    # The loudest frame of audio (quiet audio is below zero, the padding's level).
+    # The loudest frame of audio (quiet audio is below zero, the padding's level), per
+    # window of a batch; a window with no audio at all keeps its zeros.
     loudest = np.where(padded, -np.inf, window).max(axis=(-2, -1), keepdims=True)
-    return np.where(padded, loudest - 2.0, window)
+    floor = np.where(np.isfinite(loudest), loudest - 2.0, 0.0)
+    return np.where(padded, floor, window).astype(np.float32)
